@@ -1,0 +1,58 @@
+"""Shared fixtures: espeak-ng speech, tiny random Whisper models, the packaged whisper-base.
+
+Tests build their own small data and need no network and no state from an earlier test.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_SPEECH = REPO_ROOT.parent / "shared" / "real-speech"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def speak():
+    """speak(text, voice="en", path=None, **kw) -> 16 kHz float32 array (also written to path)."""
+    from udistil.tts.espeak import synthesize
+
+    def _speak(text, voice="en", path=None, **kw):
+        samples = synthesize(text, voice=voice, **kw)
+        if path is not None:
+            sf.write(str(path), samples, 16000)
+        return samples
+
+    return _speak
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory) -> Path:
+    """A randomly initialised multilingual Whisper (a few M params) with the real tokenizer."""
+    from udistil.models.tiny import build_tiny_whisper
+
+    return build_tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def whisper_base_dir() -> Path:
+    """The real packaged whisper-base converted to a transformers directory (cached in exp/)."""
+    from udistil.models.spec import resolve_model
+
+    return Path(resolve_model("packaged:whisper-base"))
+
+
+def write_wav(path, samples, rate=16000):
+    sf.write(str(path), np.asarray(samples, dtype=np.float32), rate)
+    return path

@@ -1,0 +1,1 @@
+"""udistil: label-free distillation of Whisper (uDistil-Whisper recipes)."""
