@@ -1,0 +1,1 @@
+"""Sharding (split/merge for --nj) and resumable per-cut output."""
