@@ -1,0 +1,1 @@
+"""Evaluation: text normalisation, WER/CER scoring and the decode output folder."""
