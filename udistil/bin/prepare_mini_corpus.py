@@ -1,0 +1,19 @@
+"""Stage 1 (mini): synthesise the offline ar/sw/en corpus with espeak-ng into lhotse manifests."""
+from udistil.data.mini_corpus import DEFAULT_SENTENCES_DIR, prepare_mini_corpus
+
+
+def add_arguments(parser):
+    parser.add_argument("--out-dir", default="data/manifests", help="where the manifests go")
+    parser.add_argument("--wav-dir", default=None, help="where the wavs go (default: OUT_DIR/../wav)")
+    parser.add_argument("--num-train", type=int, default=240, help="train cuts")
+    parser.add_argument("--num-dev", type=int, default=40, help="dev cuts")
+    parser.add_argument("--num-test", type=int, default=40, help="cuts in each of test_clean and test_noisy")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same corpus (byte-identical manifests)")
+    parser.add_argument("--sentences-dir", default=str(DEFAULT_SENTENCES_DIR), help="holds {ar,sw,en}.txt")
+    parser.add_argument("--num-threads", type=int, default=4, help="parallel espeak-ng processes")
+
+
+def run(args):
+    prepare_mini_corpus(args.out_dir, wav_dir=args.wav_dir, num_train=args.num_train,
+                        num_dev=args.num_dev, num_test=args.num_test, seed=args.seed,
+                        sentences_dir=args.sentences_dir, num_threads=args.num_threads)

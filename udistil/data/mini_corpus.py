@@ -1,0 +1,286 @@
+"""The embedded offline "mini" corpus: labelled Arabic, Swahili and English speech from espeak-ng.
+
+Every default `./run.sh` trains on this, so it must be built offline, fast and reproducibly,
+and it must make the paper's point visible: the teacher's pseudo-labels should range from
+perfect (clean English) to garbage (Arabic under 0 dB babble), so the label-free filters
+have something to separate.
+
+What varies per utterance, all drawn from one seeded generator:
+- the sentence (local/sentences/{ar,sw,en}.txt, written for this recipe),
+- the espeak voice variant (+m1, +f2, +klatt, ...), the speaking rate and the pitch,
+- additive noise: none, white, or babble (a sum of other utterances of the same split)
+  at a chosen SNR.
+
+Splits and what keeps them honest:
+- each language's sentences are shuffled and partitioned into train / dev / test pools, so
+  test_clean and test_noisy share no sentence with train or dev;
+- test voices (TEST_VOICES) are never used in train or dev, so a student cannot pass by
+  memorising a voice; dev shares train's voices;
+- every split holds all three languages; English is ~45% because whisper-base only does
+  well on English synthetic speech.
+
+Output: 16 kHz 16-bit wavs in <wav_dir>/<split>/<cut id>.wav and, per split,
+<out_dir>/mini_recordings_<split>.jsonl.gz and mini_supervisions_<split>.jsonl.gz.  The
+same seed gives byte-identical manifests (and wavs).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from lhotse import Recording, SupervisionSegment
+from lhotse.audio import AudioSource
+
+from udistil.data.source_manifests import manifest_path, write_manifest_deterministic
+from udistil.errors import UdistilError
+from udistil.tts.espeak import synthesize
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+CORPUS_PREFIX = "mini"
+DEFAULT_SENTENCES_DIR = Path(__file__).resolve().parents[2] / "local" / "sentences"
+
+# Share of each split per language (English large: see module docstring).
+LANGUAGE_SHARE = {"en": 0.45, "ar": 0.30, "sw": 0.25}
+# espeak-ng voice variant files (`espeak-ng --voices=variant`); the two lists are disjoint.
+TRAIN_VOICES = ("m1", "m3", "m5", "f1", "f3", "f5", "klatt", "klatt4", "croak")
+TEST_VOICES = ("m2", "m7", "f2", "f4", "klatt2", "klatt3")
+SPEEDS_WPM = (130, 150, 165, 180, 200)
+PITCHES = (30, 40, 50, 60, 75)
+# Fractions of each language's sentences held out for test and dev.
+TEST_SENTENCE_FRACTION = 0.25
+DEV_SENTENCE_FRACTION = 0.15
+MAX_CLIP_SECONDS = 12.0
+BABBLE_TALKERS = 3
+
+CLEAN = ("none", None)
+# (noise kind, SNR dB); clean appears several times so about a third of train is clean.
+TRAIN_CONDITIONS = (CLEAN, CLEAN, CLEAN, CLEAN,
+                    ("white", 20.0), ("white", 10.0), ("white", 5.0), ("white", 0.0),
+                    ("babble", 20.0), ("babble", 10.0), ("babble", 5.0), ("babble", 0.0))
+TEST_NOISY_CONDITIONS = (("white", 10.0), ("white", 5.0), ("white", 0.0),
+                         ("babble", 10.0), ("babble", 5.0), ("babble", 0.0))
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    name: str
+    num_cuts: int
+    sentence_pool: str  # "train", "dev" or "test": which partition of the sentences
+    voices: tuple[str, ...]
+    conditions: tuple[tuple[str, float | None], ...]
+
+
+@dataclass
+class Utterance:
+    cut_id: str
+    split: str
+    language: str
+    text: str
+    variant: str
+    speed: int
+    pitch: int
+    noise: str
+    snr_db: float | None
+    babble_ids: list[str] = field(default_factory=list)
+
+    @property
+    def voice(self) -> str:
+        return f"{self.language}+{self.variant}"
+
+
+def split_plans(num_train: int, num_dev: int, num_test: int) -> list[SplitPlan]:
+    """The four splits; test_clean and test_noisy each get `num_test` cuts."""
+    return [
+        SplitPlan("train", num_train, "train", TRAIN_VOICES, TRAIN_CONDITIONS),
+        SplitPlan("dev", num_dev, "dev", TRAIN_VOICES, TRAIN_CONDITIONS),
+        SplitPlan("test_clean", num_test, "test", TEST_VOICES, (CLEAN,)),
+        SplitPlan("test_noisy", num_test, "test", TEST_VOICES, TEST_NOISY_CONDITIONS),
+    ]
+
+
+def load_sentences(sentences_dir=DEFAULT_SENTENCES_DIR) -> dict[str, list[str]]:
+    """{language: [sentence, ...]} from <dir>/<lang>.txt, one sentence a line."""
+    sentences = {}
+    for lang in LANGUAGE_SHARE:
+        path = Path(sentences_dir) / f"{lang}.txt"
+        if not path.exists():
+            raise UdistilError(f"{path}: sentence list not found (expected one sentence per line)")
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        sentences[lang] = [ln for ln in lines if ln]
+        if len(sentences[lang]) < 10:
+            raise UdistilError(f"{path}: only {len(sentences[lang])} sentences; need at least 10 "
+                               "to keep train, dev and test sentences disjoint")
+    return sentences
+
+
+def partition_sentences(sentences: dict[str, list[str]], rng: np.random.Generator) -> dict[str, dict[str, list[str]]]:
+    """{pool: {language: sentences}} with train, dev and test pools disjoint per language."""
+    pools = {"train": {}, "dev": {}, "test": {}}
+    for lang, items in sentences.items():
+        order = [items[i] for i in rng.permutation(len(items))]
+        n_test = max(1, round(TEST_SENTENCE_FRACTION * len(order)))
+        n_dev = max(1, round(DEV_SENTENCE_FRACTION * len(order)))
+        pools["test"][lang] = order[:n_test]
+        pools["dev"][lang] = order[n_test:n_test + n_dev]
+        pools["train"][lang] = order[n_test + n_dev:]
+    return pools
+
+
+def language_counts(num_cuts: int) -> dict[str, int]:
+    """Split num_cuts by LANGUAGE_SHARE (largest remainder), at least one each when possible."""
+    langs = list(LANGUAGE_SHARE)
+    if num_cuts < len(langs):
+        return {lang: int(i < num_cuts) for i, lang in enumerate(langs)}
+    counts = {lang: max(1, int(num_cuts * LANGUAGE_SHARE[lang])) for lang in langs}
+    remainders = sorted(langs, key=lambda l: num_cuts * LANGUAGE_SHARE[l] - int(num_cuts * LANGUAGE_SHARE[l]),
+                        reverse=True)
+    i = 0
+    while sum(counts.values()) < num_cuts:
+        counts[remainders[i % len(langs)]] += 1
+        i += 1
+    while sum(counts.values()) > num_cuts:  # only when the max(1, ...) floor overshot
+        biggest = max(langs, key=lambda l: counts[l])
+        counts[biggest] -= 1
+    return counts
+
+
+def plan_split(plan: SplitPlan, pools, rng: np.random.Generator) -> list[Utterance]:
+    """Draw sentence, voice, speed, pitch and noise for every cut of one split."""
+    utterances = []
+    for lang, count in language_counts(plan.num_cuts).items():
+        pool = pools[plan.sentence_pool][lang]
+        # Walk through reshuffled copies of the pool so sentences are reused evenly.
+        order = []
+        while len(order) < count:
+            order.extend(pool[i] for i in rng.permutation(len(pool)))
+        for k in range(count):
+            noise, snr = plan.conditions[rng.integers(len(plan.conditions))]
+            utterances.append(Utterance(
+                cut_id=f"{CORPUS_PREFIX}-{plan.name}-{lang}-{k:04d}", split=plan.name, language=lang,
+                text=order[k], variant=plan.voices[rng.integers(len(plan.voices))],
+                speed=int(SPEEDS_WPM[rng.integers(len(SPEEDS_WPM))]),
+                pitch=int(PITCHES[rng.integers(len(PITCHES))]), noise=noise, snr_db=snr))
+    for utt in utterances:
+        if utt.noise == "babble":
+            others = [u.cut_id for u in utterances if u.cut_id != utt.cut_id]
+            if not others:  # a one-cut split has nobody to babble; fall back to white noise
+                utt.noise = "white"
+                continue
+            picks = rng.choice(len(others), size=min(BABBLE_TALKERS, len(others)), replace=False)
+            utt.babble_ids = [others[i] for i in sorted(picks)]
+    return utterances
+
+
+def speak(utt: Utterance) -> np.ndarray:
+    """Clean espeak audio for one utterance, re-spoken faster if it would exceed the clip limit."""
+    samples = synthesize(utt.text, voice=utt.voice, speed=utt.speed, pitch=utt.pitch)
+    if len(samples) > MAX_CLIP_SECONDS * SAMPLE_RATE:
+        # Faster speech keeps the whole sentence (and so the label) instead of truncating it.
+        utt.speed = int(np.ceil(utt.speed * len(samples) / (0.95 * MAX_CLIP_SECONDS * SAMPLE_RATE)))
+        samples = synthesize(utt.text, voice=utt.voice, speed=utt.speed, pitch=utt.pitch)
+    if samples.size == 0:
+        raise UdistilError(f"espeak-ng produced no audio for {utt.cut_id} (voice {utt.voice})")
+    return samples
+
+
+def power(x: np.ndarray) -> float:
+    return float(np.mean(np.square(x, dtype=np.float64)))
+
+
+def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """clean + noise scaled so that 10*log10(P_clean / P_noise) == snr_db over the whole clip."""
+    noise = noise[: len(clean)]
+    gain = np.sqrt(power(clean) / (power(noise) * 10.0 ** (snr_db / 10.0)))
+    return clean + gain * noise
+
+
+def babble_noise(talkers: list[np.ndarray], length: int, rng: np.random.Generator) -> np.ndarray:
+    """Sum of other utterances, each at equal power, looped and offset to `length` samples."""
+    babble = np.zeros(length, dtype=np.float64)
+    for talker in talkers:
+        looped = np.resize(talker, length + len(talker))  # np.resize repeats the signal
+        start = int(rng.integers(len(talker)))
+        babble += looped[start:start + length] / np.sqrt(power(talker) + 1e-12)
+    return babble
+
+
+def render(utt: Utterance, clean: dict[str, np.ndarray], seed: int) -> np.ndarray:
+    """The final waveform of one cut: clean speech plus its noise, kept inside [-1, 1]."""
+    speech = clean[utt.cut_id].astype(np.float64)
+    # Per-cut generator: the noise does not depend on thread scheduling or on other cuts.
+    rng = np.random.default_rng([seed, *utt.cut_id.encode()])
+    if utt.noise == "white":
+        speech = mix_at_snr(speech, rng.standard_normal(len(speech)), utt.snr_db)
+    elif utt.noise == "babble":
+        noise = babble_noise([clean[i] for i in utt.babble_ids], len(speech), rng)
+        speech = mix_at_snr(speech, noise, utt.snr_db)
+    peak = float(np.max(np.abs(speech)))
+    if peak > 0.99:  # scaling speech and noise together keeps the SNR
+        speech *= 0.99 / peak
+    return speech.astype(np.float32)
+
+
+def to_manifests(utt: Utterance, wav_path: Path, num_samples: int):
+    duration = num_samples / SAMPLE_RATE
+    recording = Recording(
+        id=utt.cut_id, sampling_rate=SAMPLE_RATE, num_samples=num_samples, duration=duration,
+        sources=[AudioSource(type="file", channels=[0], source=str(wav_path))])
+    supervision = SupervisionSegment(
+        id=utt.cut_id, recording_id=utt.cut_id, start=0.0, duration=duration, channel=0,
+        text=utt.text, language=utt.language, speaker=utt.variant,
+        custom={"voice": utt.voice, "speed": utt.speed, "pitch": utt.pitch,
+                "noise": utt.noise, "snr_db": utt.snr_db})
+    return recording, supervision
+
+
+def prepare_mini_corpus(out_dir, wav_dir=None, num_train: int = 240, num_dev: int = 40,
+                        num_test: int = 40, seed: int = 0, sentences_dir=DEFAULT_SENTENCES_DIR,
+                        num_threads: int = 4) -> dict[str, dict[str, Path]]:
+    """Synthesise the corpus; return {split: {"recordings": path, "supervisions": path}}."""
+    out_dir = Path(out_dir)
+    wav_dir = Path(wav_dir) if wav_dir is not None else out_dir.parent / "wav"
+    wav_dir = wav_dir.resolve()  # recordings point at absolute paths, valid from any cwd
+    if min(num_train, num_dev, num_test) < 1:
+        raise UdistilError("--num-train, --num-dev and --num-test must each be at least 1")
+    start = time.time()
+    rng = np.random.default_rng(seed)
+    pools = partition_sentences(load_sentences(sentences_dir), rng)
+    plans = split_plans(num_train, num_dev, num_test)
+    utterances = {plan.name: plan_split(plan, pools, rng) for plan in plans}
+    everything = [u for plan in plans for u in utterances[plan.name]]
+
+    # espeak-ng runs as a subprocess, so threads overlap it well despite the GIL.
+    with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
+        clean = dict(zip((u.cut_id for u in everything), pool.map(speak, everything)))
+
+    outputs = {}
+    for plan in plans:
+        recordings, supervisions = [], []
+        (wav_dir / plan.name).mkdir(parents=True, exist_ok=True)
+        for utt in utterances[plan.name]:
+            samples = render(utt, clean, seed)
+            wav_path = wav_dir / plan.name / f"{utt.cut_id}.wav"
+            sf.write(str(wav_path), samples, SAMPLE_RATE, subtype="PCM_16")
+            rec, sup = to_manifests(utt, wav_path, len(samples))
+            recordings.append(rec)
+            supervisions.append(sup)
+        paths = {
+            "recordings": manifest_path(out_dir, CORPUS_PREFIX, "recordings", plan.name),
+            "supervisions": manifest_path(out_dir, CORPUS_PREFIX, "supervisions", plan.name),
+        }
+        write_manifest_deterministic(recordings, paths["recordings"])
+        write_manifest_deterministic(supervisions, paths["supervisions"])
+        outputs[plan.name] = paths
+        langs = {lang: sum(u.language == lang for u in utterances[plan.name]) for lang in LANGUAGE_SHARE}
+        hours = sum(r.duration for r in recordings) / 3600
+        log.info("%s: %d cuts (%s), %.2f h -> %s", plan.name, len(recordings),
+                 ", ".join(f"{k} {v}" for k, v in langs.items()), hours, paths["recordings"].parent)
+    log.info("mini corpus: %d cuts synthesised in %.1f s (seed %d)", len(everything), time.time() - start, seed)
+    return outputs
