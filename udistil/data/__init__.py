@@ -1,0 +1,1 @@
+"""Data: lhotse manifests, audio loading with validation, corpus import."""
