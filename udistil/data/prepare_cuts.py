@@ -1,0 +1,239 @@
+"""Stage 2: recordings + supervisions -> a validated CutSet of <= 30 s, 16 kHz mono cuts.
+
+One cut per supervision (`trim_to_supervisions`), cut id = supervision id.  Recordings
+that are not 16 kHz get a lazy lhotse Resample transform; multi-channel recordings are
+down-mixed once to a 16 kHz mono wav under `mono_dir` (lhotse has no lazy down-mix, and
+Whisper is mono), so every output cut is a MonoCut.
+
+What happens to bad input (decided per case; every skip is logged with the file and the
+recording or supervision id, and counted in the closing summary):
+
+| problem                                               | action                      |
+|-------------------------------------------------------|-----------------------------|
+| manifest missing, empty, truncated, not lhotse        | stop (ManifestError)        |
+| supervision language not a Whisper code               | stop (UdistilError): a      |
+|                                                       | config mistake, never a     |
+|                                                       | property of one file        |
+| audio file missing                                    | skip the recording          |
+| audio file empty (0 bytes or 0 samples)               | skip the recording          |
+| audio file corrupt (header unreadable)                | skip the recording          |
+| file's sampling rate/length disagrees with manifest   | skip the recording          |
+| supervision of an unknown or skipped recording        | skip the supervision        |
+| supervision outside its recording                     | skip the supervision        |
+| supervision longer than max_duration, with text       | drop it (text cannot be     |
+|                                                       | divided without alignment)  |
+| supervision longer than max_duration, no text         | split into equal <= max     |
+|                                                       | pieces with split_long,     |
+|                                                       | else drop                   |
+| audio that decodes to silence / too short / NaN       | skip the cut (check_audio   |
+|  (only with check_audio="decode", the default)        | = "header" does not decode) |
+| every cut skipped                                     | stop (UdistilError)         |
+| lhotse validation fails after all of the above        | stop (ManifestError)        |
+
+Sources that are commands (Kaldi `sox ... |`) or URLs are not probed at header level;
+with check_audio="decode" they are still decoded once, which catches a broken pipe.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import replace
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse.audio import AudioSource
+from lhotse.audio.backend import info as audio_info
+from lhotse.qa import validate
+
+from udistil.data.audio import SAMPLE_RATE, load_cut_audio
+from udistil.data.languages import check_language
+from udistil.data.manifests import write_cuts
+from udistil.data.source_manifests import read_recordings, read_supervisions
+from udistil.errors import BadAudioError, ManifestError, UdistilError
+from udistil.tts.espeak import resample
+
+log = logging.getLogger(__name__)
+
+MAX_DURATION = 30.0
+# Supervisions may overhang their recording by rounding error; beyond this they are wrong.
+BOUNDS_TOLERANCE = 0.02
+CHECK_AUDIO_MODES = ("decode", "header")
+
+
+@dataclass
+class PrepareCutsReport:
+    """What stage 2 did, for the log and for tests."""
+    num_cuts: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> count
+    resampled: int = 0
+    downmixed: int = 0
+    split_long: int = 0  # supervisions split into pieces
+    dropped_long: int = 0
+
+    def skip(self, reason: str, message: str) -> None:
+        self.skipped[reason] += 1
+        log.warning("skipping %s", message)
+
+    def summary(self) -> str:
+        parts = [f"{self.num_cuts} cuts written", f"{self.resampled} recordings resampled to 16 kHz",
+                 f"{self.downmixed} down-mixed to mono", f"{self.split_long} long unlabelled supervisions split",
+                 f"{self.dropped_long} longer than the limit dropped"]
+        parts += [f"skipped {n} ({reason})" for reason, n in sorted(self.skipped.items())]
+        return "; ".join(parts)
+
+
+def _short_error(e: Exception) -> str:
+    """lhotse's AudioLoadingError lists every backend; the first line is the useful one."""
+    text = str(e)
+    marker = "Exception #0"
+    if marker in text:
+        text = text.split(marker, 1)[1].split("\n", 1)[0].split(">: ", 2)[-1]
+    return text.strip()[:200]
+
+
+def check_recording_file(rec: Recording) -> str | None:
+    """Why a recording's file cannot be used, or None.  Only local files are probed."""
+    for source in rec.sources:
+        if source.type != "file":
+            continue
+        path = Path(source.source)
+        if not path.exists():
+            return f"missing: audio file {path} not found (recording {rec.id})"
+        if path.stat().st_size == 0:
+            return f"empty: audio file {path} is 0 bytes (recording {rec.id})"
+        try:
+            info = audio_info(path)
+        except Exception as e:  # soundfile/audioread raise many types for a bad header
+            return f"corrupt: cannot read audio file {path} (recording {rec.id}): {_short_error(e)}"
+        if info.frames == 0:
+            return f"empty: audio file {path} has no samples (recording {rec.id})"
+        if info.samplerate != rec.sampling_rate:
+            return (f"mismatch: audio file {path} is {info.samplerate} Hz but the manifest says "
+                    f"{rec.sampling_rate} Hz (recording {rec.id}); regenerate the stage-1 manifest")
+        if abs(info.frames / info.samplerate - rec.duration) > 0.1:
+            return (f"mismatch: audio file {path} lasts {info.frames / info.samplerate:.2f} s but the "
+                    f"manifest says {rec.duration:.2f} s (recording {rec.id}); was it overwritten?")
+    return None
+
+
+def split_supervision(sup: SupervisionSegment, max_duration: float) -> list[SupervisionSegment]:
+    """Equal pieces no longer than max_duration (only for supervisions without text)."""
+    pieces = math.ceil(sup.duration / max_duration - 1e-9)
+    length = sup.duration / pieces
+    return [SupervisionSegment(
+        id=f"{sup.id}-part{i:03d}", recording_id=sup.recording_id, start=sup.start + i * length,
+        duration=length, channel=sup.channel, text=sup.text, language=sup.language,
+        speaker=sup.speaker, gender=sup.gender, custom=sup.custom) for i in range(pieces)]
+
+
+def downmix_to_file(rec: Recording, mono_dir: Path) -> Recording:
+    """Average all channels, resample to 16 kHz, write a wav; return the new Recording."""
+    samples = rec.load_audio()  # (channels, samples)
+    mono = resample(np.asarray(samples, dtype=np.float32).mean(axis=0), rec.sampling_rate, SAMPLE_RATE)
+    mono_dir.mkdir(parents=True, exist_ok=True)
+    path = (mono_dir / f"{rec.id}.wav").resolve()
+    tmp = path.with_name(f".{path.name}.tmp.wav")
+    sf.write(str(tmp), mono, SAMPLE_RATE, subtype="FLOAT")  # float: no second quantisation
+    tmp.replace(path)
+    return Recording(id=rec.id, sampling_rate=SAMPLE_RATE, num_samples=len(mono),
+                     duration=len(mono) / SAMPLE_RATE,
+                     sources=[AudioSource(type="file", channels=[0], source=str(path))])
+
+
+def prepare_cuts(recordings_path, supervisions_path, out_path, max_duration: float = MAX_DURATION,
+                 split_long: bool = False, check_audio: str = "decode", mono_dir=None) -> PrepareCutsReport:
+    """Build, check and write the stage-2 CutSet; see the module docstring for bad input."""
+    if check_audio not in CHECK_AUDIO_MODES:
+        raise UdistilError(f"--check-audio must be one of {CHECK_AUDIO_MODES}, not {check_audio!r}")
+    out_path = Path(out_path)
+    mono_dir = Path(mono_dir) if mono_dir else out_path.parent / "wav_mono16k"
+    report = PrepareCutsReport()
+    recordings = read_recordings(recordings_path)
+    supervisions = read_supervisions(supervisions_path)
+    for sup in supervisions:
+        check_language(sup.language, f"{supervisions_path} (supervision {sup.id})")
+
+    usable: dict[str, Recording] = {}
+    for rec in recordings:
+        problem = check_recording_file(rec)
+        if problem:
+            report.skip(problem.split(":", 1)[0], f"{problem} [{recordings_path}]")
+        else:
+            usable[rec.id] = rec
+
+    kept_sups = []
+    for sup in supervisions:
+        rec = usable.get(sup.recording_id)
+        if rec is None:
+            known = sup.recording_id in recordings
+            report.skip("no recording", f"supervision {sup.id} in {supervisions_path}: recording "
+                        f"{sup.recording_id} " + ("was skipped" if known else f"is not in {recordings_path}"))
+            continue
+        if sup.start < -BOUNDS_TOLERANCE or sup.end > rec.duration + BOUNDS_TOLERANCE:
+            report.skip("out of bounds", f"supervision {sup.id} in {supervisions_path}: "
+                        f"{sup.start:.2f}-{sup.end:.2f} s lies outside recording {rec.id} "
+                        f"({rec.duration:.2f} s, {rec.sources[0].source})")
+            continue
+        sup = sup.trim(rec.duration) if sup.end > rec.duration or sup.start < 0 else sup
+        if sup.duration > max_duration:
+            if split_long and not (sup.text or "").strip():
+                kept_sups.extend(split_supervision(sup, max_duration))
+                report.split_long += 1
+                continue
+            report.dropped_long += 1
+            why = "it has text that cannot be divided without an alignment" if sup.text else "--split-long is off"
+            log.warning("dropping supervision %s (%s): %.1f s is over %.0f s and %s",
+                        sup.id, rec.sources[0].source, sup.duration, max_duration, why)
+            continue
+        kept_sups.append(sup)
+
+    # Down-mix only the multi-channel recordings somebody still needs.
+    needed = {sup.recording_id for sup in kept_sups}
+    final_recs = {}
+    for rec_id in sorted(needed):
+        rec = usable[rec_id]
+        if rec.num_channels > 1:
+            try:
+                rec = downmix_to_file(rec, mono_dir)
+            except Exception as e:
+                report.skip("corrupt", f"recording {rec_id} ({rec.sources[0].source}): cannot decode "
+                            f"for down-mixing: {_short_error(e)}")
+                continue
+            report.downmixed += 1
+        elif rec.sampling_rate != SAMPLE_RATE:
+            rec = rec.resample(SAMPLE_RATE)
+            report.resampled += 1
+        final_recs[rec_id] = rec
+    kept_sups = [replace(s, channel=0) for s in kept_sups if s.recording_id in final_recs]
+    if not kept_sups:
+        raise UdistilError(f"{recordings_path}: no usable cuts left ({report.summary()})")
+
+    cuts = CutSet.from_manifests(
+        recordings=RecordingSet.from_recordings(final_recs[k] for k in sorted(final_recs)),
+        supervisions=SupervisionSet.from_segments(kept_sups),
+    ).trim_to_supervisions(keep_overlapping=False)
+
+    good = []
+    for cut in cuts:
+        if check_audio == "decode":
+            try:
+                load_cut_audio(cut, max_duration=max_duration)
+            except BadAudioError as e:
+                report.skip("bad audio", str(e))
+                continue
+        try:
+            validate(cut)
+        except (AssertionError, ValueError) as e:
+            raise ManifestError(f"{recordings_path} (cut {cut.id}): lhotse validation failed: {e}") from e
+        good.append(cut)
+    if not good:
+        raise UdistilError(f"{recordings_path}: no usable cuts left ({report.summary()})")
+    write_cuts(good, out_path)
+    report.num_cuts = len(good)
+    log.info("%s: %s", out_path, report.summary())
+    return report
+
