@@ -1,0 +1,20 @@
+"""Stage 1 (Kaldi): a Kaldi data dir (wav.scp, text, segments, utt2spk, reco2dur) -> lhotse manifests."""
+from udistil.data.kaldi_dir import import_kaldi_dir
+
+
+def add_arguments(parser):
+    parser.add_argument("--data-dir", required=True, help="Kaldi data dir holding at least wav.scp")
+    parser.add_argument("--language", required=True, help="Whisper language code of every utterance (ar, sw, en, ...)")
+    parser.add_argument("--out-dir", default="data/manifests", help="where the manifests go")
+    parser.add_argument("--prefix", required=True, help="manifest name prefix, e.g. the corpus name")
+    parser.add_argument("--split", default=None,
+                        help="optional split name: PREFIX_recordings_SPLIT.jsonl.gz instead of PREFIX_recordings.jsonl.gz")
+    parser.add_argument("--sampling-rate", type=int, default=None,
+                        help="expected rate; with reco2dur, piped recordings are not run to probe them")
+    parser.add_argument("--skip-bad-audio", action="store_true",
+                        help="skip (and count) recordings whose audio is missing or unreadable instead of stopping")
+
+
+def run(args):
+    import_kaldi_dir(args.data_dir, args.language, args.out_dir, args.prefix, split=args.split,
+                     sampling_rate=args.sampling_rate, skip_bad_audio=args.skip_bad_audio)
