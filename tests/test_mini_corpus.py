@@ -1,0 +1,122 @@
+"""Stage 1 mini corpus: determinism, honest splits, language mix, and noise at the stated SNR."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from udistil.data.mini_corpus import (LANGUAGE_SHARE, MAX_CLIP_SECONDS, TEST_VOICES, TRAIN_VOICES,
+                                      language_counts, prepare_mini_corpus)
+from udistil.tts.espeak import synthesize
+
+SPLITS = ("train", "dev", "test_clean", "test_noisy")
+SIZES = dict(num_train=14, num_dev=6, num_test=6)
+
+
+def read_jsonl_gz(path):
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mini") / "manifests"
+    paths = prepare_mini_corpus(out, seed=3, num_threads=2, **SIZES)
+    sups = {split: read_jsonl_gz(paths[split]["supervisions"]) for split in SPLITS}
+    recs = {split: read_jsonl_gz(paths[split]["recordings"]) for split in SPLITS}
+    return out, paths, sups, recs
+
+
+def manifest_bytes(paths):
+    return {(split, kind): p.read_bytes() for split, d in paths.items() for kind, p in d.items()}
+
+
+def test_same_seed_gives_byte_identical_manifests(corpus):
+    out, paths, _, _ = corpus
+    before = manifest_bytes(paths)
+    again = prepare_mini_corpus(out, seed=3, num_threads=1, **SIZES)  # other thread count, same bytes
+    assert manifest_bytes(again) == before
+
+
+def test_different_seed_gives_a_different_corpus(corpus, tmp_path):
+    _, paths, _, _ = corpus
+    other = prepare_mini_corpus(tmp_path / "manifests", seed=4, num_threads=2, **SIZES)
+    # Supervisions hold no paths, so any difference comes from the seed.
+    assert other["train"]["supervisions"].read_bytes() != paths["train"]["supervisions"].read_bytes()
+
+
+def test_test_sets_share_no_sentence_or_voice_with_train(corpus):
+    _, _, sups, _ = corpus
+    texts = {split: {s["text"] for s in sups[split]} for split in SPLITS}
+    voices = {split: {s["speaker"] for s in sups[split]} for split in SPLITS}
+    for test in ("test_clean", "test_noisy"):
+        assert not texts[test] & texts["train"]
+        assert not texts[test] & texts["dev"]
+        assert not voices[test] & voices["train"]
+        assert voices[test] <= set(TEST_VOICES)
+    assert voices["train"] <= set(TRAIN_VOICES) and voices["dev"] <= set(TRAIN_VOICES)
+
+
+def test_every_split_has_all_languages_and_english_leads(corpus):
+    _, _, sups, _ = corpus
+    for split in SPLITS:
+        langs = [s["language"] for s in sups[split]]
+        assert set(langs) == set(LANGUAGE_SHARE), split
+        assert langs.count("en") == max(langs.count(lang) for lang in LANGUAGE_SHARE)
+    counts = language_counts(240)
+    assert sum(counts.values()) == 240 and 96 <= counts["en"] <= 120
+
+
+def test_clips_are_16k_short_and_match_their_manifest(corpus):
+    _, _, sups, recs = corpus
+    for split in SPLITS:
+        for rec, sup in zip(recs[split], sups[split]):
+            info = sf.info(rec["sources"][0]["source"])
+            assert info.samplerate == 16000 and info.channels == 1
+            assert info.frames == rec["num_samples"]
+            assert 0.5 < rec["duration"] <= MAX_CLIP_SECONDS
+            assert sup["recording_id"] == rec["id"] and sup["duration"] == rec["duration"]
+            assert sup["custom"]["voice"] == f"{sup['language']}+{sup['speaker']}"
+
+
+def measured_snr(sup, wav_path) -> float:
+    """SNR of a stored mix, against the same utterance re-spoken clean by espeak-ng."""
+    c = sup["custom"]
+    clean = synthesize(sup["text"], voice=c["voice"], speed=c["speed"], pitch=c["pitch"]).astype(np.float64)
+    mix, _ = sf.read(wav_path, dtype="float64")
+    assert len(mix) == len(clean)
+    # The mix may have been scaled down to avoid clipping: project it onto the clean speech.
+    scale = np.dot(mix, clean) / np.dot(clean, clean)
+    noise = mix - scale * clean
+    return 10 * np.log10(np.sum((scale * clean) ** 2) / np.sum(noise ** 2))
+
+
+def test_noise_is_added_at_the_requested_snr(corpus):
+    _, _, sups, recs = corpus
+    checked = {"white": 0, "babble": 0, "none": 0}
+    for split in ("train", "dev", "test_noisy", "test_clean"):
+        for rec, sup in zip(recs[split], sups[split]):
+            kind, snr = sup["custom"]["noise"], sup["custom"]["snr_db"]
+            snr_measured = measured_snr(sup, rec["sources"][0]["source"])
+            if kind == "none":
+                assert snr is None and snr_measured > 40  # only 16-bit rounding is left
+            else:
+                # Babble is not exactly uncorrelated with the speech, hence the tolerance.
+                assert abs(snr_measured - snr) < 1.0, (sup["id"], kind, snr, snr_measured)
+            checked[kind] += 1
+    assert checked["white"] and checked["babble"] and checked["none"]
+    assert all(s["custom"]["noise"] == "none" for s in sups["test_clean"])
+    assert all(s["custom"]["noise"] != "none" for s in sups["test_noisy"])
+
+
+def test_cli_writes_the_manifests(tmp_path):
+    from udistil.bin.main import main
+
+    rc = main(["prepare-mini-corpus", "--out-dir", str(tmp_path / "m"), "--num-train", "3",
+               "--num-dev", "3", "--num-test", "3", "--seed", "1"])
+    assert rc == 0
+    assert len(read_jsonl_gz(tmp_path / "m" / "mini_supervisions_train.jsonl.gz")) == 3
+    assert len(list((tmp_path / "wav" / "test_noisy").glob("*.wav"))) == 3
