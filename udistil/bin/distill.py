@@ -1,0 +1,82 @@
+"""Distil a teacher Whisper into a student on pseudo-labelled cuts (stage 6).
+
+Runs as one process, or under `torchrun --nproc_per_node N` for DDP (gloo on CPUs).
+The best student by dev loss is exported to EXP/best (a transformers directory).
+"""
+from __future__ import annotations
+
+
+def add_arguments(parser):
+    io = parser.add_argument_group("models and data")
+    io.add_argument("--teacher", required=True, help="teacher: hub id, local dir or packaged:NAME")
+    io.add_argument("--student", required=True, help="student dir from `udistil make-student`")
+    io.add_argument("--train", required=True, help="pseudo-labelled training CutSet (teacher_text)")
+    io.add_argument("--dev", required=True, help="pseudo-labelled dev CutSet (dev loss, label-free)")
+    io.add_argument("--exp", required=True, help="experiment dir: checkpoints, logs, best/")
+    io.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --exp")
+
+    data = parser.add_argument_group("batches")
+    data.add_argument("--batch-size", type=int, default=8, help="cuts per batch")
+    data.add_argument("--max-duration", type=float, default=None,
+                      help="also cap the seconds of speech per batch")
+    data.add_argument("--num-buckets", type=int, default=10)
+    data.add_argument("--num-workers", type=int, default=None,
+                      help="data loader workers (default 2 on GPU, 0 on CPU)")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--lr", type=float, default=1e-4)
+    optim.add_argument("--weight-decay", type=float, default=0.0)
+    optim.add_argument("--warmup-steps", type=int, default=50)
+    optim.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="linear")
+    optim.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
+    optim.add_argument("--max-grad-norm", type=float, default=1.0)
+    optim.add_argument("--num-epochs", type=int, default=10)
+    optim.add_argument("--max-steps", type=int, default=None,
+                       help="optimizer steps (overrides --num-epochs)")
+
+    loss = parser.add_argument_group("loss: alpha_ce*CE + alpha_kl*T^2*KL(teacher||student)")
+    loss.add_argument("--alpha-ce", type=float, default=0.8)
+    loss.add_argument("--alpha-kl", type=float, default=1.0)
+    loss.add_argument("--temperature", type=float, default=2.0)
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--seed", type=int, default=42)
+    run.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                     help="auto: bf16 (or fp16) autocast on GPU, fp32 on CPU")
+    enc = run.add_mutually_exclusive_group()
+    enc.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true", default=None,
+                     help="do not train the student's encoder (default when it keeps all teacher layers)")
+    enc.add_argument("--train-encoder", dest="freeze_encoder", action="store_false",
+                     help="train the student's encoder even if it keeps all teacher layers")
+    run.add_argument("--no-share-encoder", dest="share_encoder", action="store_false",
+                     help="run teacher and student encoders separately even when identical and frozen")
+    run.add_argument("--checkpoint-every", type=int, default=100, help="optimizer steps")
+    run.add_argument("--keep-checkpoints", type=int, default=2)
+    run.add_argument("--valid-every", type=int, default=100, help="optimizer steps between dev losses")
+    run.add_argument("--log-every", type=int, default=1)
+    run.add_argument("--stop-after-steps", type=int, default=None,
+                     help="checkpoint and exit after this step (e.g. to fit a job time limit); "
+                          "the LR schedule still spans the whole run; continue with --resume")
+
+
+def run(args):
+    from udistil.student.config import DataOptions, DistillConfig, OptimOptions, RunOptions
+    from udistil.student.loss import LossWeights
+    from udistil.student.trainer import train
+
+    config = DistillConfig(
+        teacher=args.teacher, student=args.student, train=args.train, dev=args.dev, exp=args.exp,
+        data=DataOptions(batch_size=args.batch_size, max_duration=args.max_duration,
+                         num_buckets=args.num_buckets, num_workers=args.num_workers),
+        optim=OptimOptions(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
+                           schedule=args.schedule, grad_accum=args.grad_accum,
+                           max_grad_norm=args.max_grad_norm, num_epochs=args.num_epochs,
+                           max_steps=args.max_steps),
+        run=RunOptions(seed=args.seed, precision=args.precision, checkpoint_every=args.checkpoint_every,
+                       keep_checkpoints=args.keep_checkpoints, valid_every=args.valid_every,
+                       log_every=args.log_every, freeze_encoder=args.freeze_encoder,
+                       share_encoder=args.share_encoder, stop_after_steps=args.stop_after_steps,
+                       resume=args.resume),
+        loss=LossWeights(alpha_ce=args.alpha_ce, alpha_kl=args.alpha_kl, temperature=args.temperature),
+    )
+    train(config)

@@ -1,0 +1,104 @@
+"""Training checkpoints (exact resume) and the transformers export of the best student.
+
+A checkpoint is a directory `EXP/checkpoints/step-NNNNNNN/` holding
+- `state.pt`: student weights, optimizer, scheduler, grad scaler, step, epoch, the number
+  of batches of that epoch already trained on (the sampler position) and the best dev loss;
+- `rng-rank{R}.pt`: every random generator of rank R (python, numpy, torch, CUDA), so
+  dropout and anything else random continue exactly as in an uninterrupted run.
+It is written under a temporary name and renamed when complete, so `latest_checkpoint`
+never returns a half-written one; only the newest `keep` are kept.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def checkpoint_root(exp_dir) -> Path:
+    return Path(exp_dir) / "checkpoints"
+
+
+def list_checkpoints(exp_dir) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = checkpoint_root(exp_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = _STEP_DIR.match(path.name)
+        if match and (path / "state.pt").is_file():
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(exp_dir) -> Path | None:
+    found = list_checkpoints(exp_dir)
+    return found[-1] if found else None
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(exp_dir, step: int, state: dict, rank: int, world_size: int, barrier) -> Path:
+    """Every rank writes its RNG file, rank 0 the state; rank 0 then renames the directory."""
+    root = checkpoint_root(exp_dir)
+    final = root / f"step-{step:07d}"
+    tmp = root / f".step-{step:07d}.tmp"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()
+    torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
+    if rank == 0:
+        torch.save(state, tmp / "state.pt.tmp")
+        os.replace(tmp / "state.pt.tmp", tmp / "state.pt")
+    barrier()
+    if rank == 0:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    barrier()
+    return final
+
+
+def prune_checkpoints(exp_dir, keep: int) -> None:
+    for path in list_checkpoints(exp_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def load_checkpoint(path: Path, rank: int) -> tuple[dict, dict | None]:
+    """(state, this rank's RNG state or None when the run had fewer ranks)."""
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    rng_file = path / f"rng-rank{rank}.pt"
+    rng = torch.load(rng_file, weights_only=False) if rng_file.is_file() else None
+    return state, rng
+
+
+def export_student(student, processor, out_dir, info: dict) -> Path:
+    """Save the student as a transformers directory (loads in pipeline()), atomically."""
+    from udistil.student.init import save_model_dir
+
+    return save_model_dir(student, processor, out_dir, extra_json={"udistil_training.json": info})

@@ -1,0 +1,57 @@
+"""All options of a distillation run, grouped by concern (icefall habit)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from udistil.student.loss import LossWeights
+
+
+@dataclass
+class DataOptions:
+    batch_size: int = 8             # cuts per batch (Whisper pads every cut to 30 s)
+    max_duration: float | None = None  # optional cap on seconds of speech per batch
+    num_buckets: int = 10
+    num_workers: int | None = None  # None: 2 on GPU, 0 on CPU
+    leading_space: bool = True
+
+
+@dataclass
+class OptimOptions:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    schedule: str = "linear"        # linear | cosine | constant (after warmup)
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    num_epochs: int = 10
+    max_steps: int | None = None    # optimizer steps; default num_epochs x batches per epoch
+
+
+@dataclass
+class RunOptions:
+    seed: int = 42
+    precision: str = "auto"         # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    checkpoint_every: int = 100     # optimizer steps
+    keep_checkpoints: int = 2
+    valid_every: int = 100          # optimizer steps; dev loss is also computed at the end
+    log_every: int = 1
+    freeze_encoder: bool | None = None  # None: freeze when the student keeps every encoder layer
+    share_encoder: bool = True      # when frozen and identical, compute the encoder once
+    stop_after_steps: int | None = None  # exit cleanly (checkpointed) here, e.g. for a time limit
+    resume: bool = False
+
+
+@dataclass
+class DistillConfig:
+    teacher: str
+    student: str
+    train: str
+    dev: str
+    exp: str
+    data: DataOptions = field(default_factory=DataOptions)
+    optim: OptimOptions = field(default_factory=OptimOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+    loss: LossWeights = field(default_factory=LossWeights)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,202 @@
+"""Distillation data: pseudo-labelled cuts -> Whisper features and decoder labels.
+
+A lhotse `DynamicBucketingSampler` groups cuts of similar duration (so label lengths,
+and with them the decoder's padding, stay close); the dataset loads each cut's audio,
+computes Whisper's log-mel features with the processor's feature extractor and turns
+the teacher's pseudo-label into the token sequence Whisper is trained on:
+
+    <|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|> text <|endoftext|>
+
+`decoder_input_ids` is that sequence without its last token and `labels` is it without
+its first (the model never predicts <|startoftranscript|>); padding is -100 in `labels`
+so the loss ignores it.
+
+What cannot be used is skipped and counted, never fatal: cuts without a pseudo-label are
+dropped before sampling (`usable_cuts`), and cuts whose audio is bad or whose label is
+too long for the decoder are dropped batch by batch (reported in `batch["skipped"]`).
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from udistil.data.audio import load_cut_audio
+from udistil.data.manifests import supervision
+from udistil.errors import BadAudioError, UdistilError
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # positions the loss skips (PyTorch's cross_entropy default)
+
+
+def teacher_text(cut) -> str:
+    custom = supervision(cut).custom or {}
+    text = custom.get("teacher_text")
+    return text.strip() if isinstance(text, str) else ""
+
+
+def usable_cuts(cuts, name: str):
+    """Cuts that carry a non-empty `teacher_text`; logs how many were dropped and why."""
+    kept, missing = [], 0
+    for cut in cuts:
+        if teacher_text(cut):
+            kept.append(cut)
+        else:
+            missing += 1
+    if missing:
+        log.warning("%s: skipped %d of %d cuts without a teacher_text (run stage 3 first?)",
+                    name, missing, missing + len(kept))
+    if not kept:
+        raise UdistilError(f"{name}: no cut has a supervision.custom teacher_text to train on")
+    from lhotse import CutSet
+
+    return CutSet.from_cuts(kept)
+
+
+class LabelEncoder:
+    """Teacher text (+ language) -> Whisper's full token sequence, start and end included."""
+
+    def __init__(self, tokenizer, multilingual: bool, max_length: int, leading_space: bool = True):
+        self.tokenizer = tokenizer
+        self.multilingual = multilingual
+        self.max_length = max_length
+        # Whisper emits its transcripts with a leading space (" Hello"); pseudo-labels are
+        # stored stripped, so we put it back to train on the teacher's own token sequence.
+        self.leading_space = leading_space
+        ids = tokenizer.convert_tokens_to_ids
+        self.start = ids("<|startoftranscript|>")
+        self.transcribe = ids("<|transcribe|>") if multilingual else None
+        self.no_timestamps = ids("<|notimestamps|>")
+        self.end = tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end
+
+    def prefix(self, language: str | None) -> list[int]:
+        if not self.multilingual:
+            return [self.start, self.no_timestamps]
+        if not language:
+            raise ValueError("no supervision.language for a multilingual model")
+        lang_id = self.tokenizer.convert_tokens_to_ids(f"<|{language}|>")
+        if lang_id is None or lang_id == self.tokenizer.unk_token_id:
+            raise ValueError(f"language {language!r} is not one of Whisper's")
+        return [self.start, lang_id, self.transcribe, self.no_timestamps]
+
+    def encode(self, text: str, language: str | None) -> list[int]:
+        if self.leading_space and not text[:1].isspace():
+            text = " " + text
+        body = self.tokenizer.encode(text, add_special_tokens=False)
+        return self.prefix(language) + body + [self.end]
+
+
+@dataclass
+class Skipped:
+    """Why cuts were left out of a batch: reason -> count (summed by the trainer)."""
+    counts: Counter
+
+    @staticmethod
+    def none():
+        return Skipped(Counter())
+
+
+class DistillDataset(torch.utils.data.Dataset):
+    """Map-style lhotse dataset: a CutSet batch -> a dict of padded tensors."""
+
+    def __init__(self, feature_extractor, labels: LabelEncoder):
+        self.feature_extractor = feature_extractor
+        self.labels = labels
+
+    def __getitem__(self, cuts) -> dict:
+        audio, sequences, ids, skipped = [], [], [], Counter()
+        for cut in cuts:
+            try:
+                sequence = self.labels.encode(teacher_text(cut), supervision(cut).language)
+            except ValueError as e:
+                log.warning("cut %s: %s; skipped", cut.id, e)
+                skipped["bad_language"] += 1
+                continue
+            if len(sequence) - 1 > self.labels.max_length:
+                skipped["label_too_long"] += 1
+                continue
+            try:
+                samples = load_cut_audio(cut)
+            except BadAudioError as e:
+                log.warning("%s; skipped", e)
+                skipped["bad_audio"] += 1
+                continue
+            audio.append(samples)
+            sequences.append(sequence)
+            ids.append(cut.id)
+        batch = {"cut_ids": ids, "skipped": Skipped(skipped)}
+        if not ids:
+            return batch
+        batch["input_features"] = self.feature_extractor(
+            audio, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt"
+        ).input_features
+        batch.update(pad_labels(sequences, self.labels.pad))
+        return batch
+
+
+def pad_labels(sequences: list[list[int]], pad_id: int) -> dict:
+    """decoder_input_ids (pad = pad_id) and labels (pad = -100), both one shorter than the sequence."""
+    width = max(len(s) for s in sequences) - 1
+    inputs = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        seq = torch.tensor(seq, dtype=torch.long)
+        inputs[row, :len(seq) - 1] = seq[:-1]
+        labels[row, :len(seq) - 1] = seq[1:]
+    return {"decoder_input_ids": inputs, "labels": labels}
+
+
+class SkipFirstBatches(torch.utils.data.Sampler):
+    """Wraps a lhotse sampler; the first `skip` batches of the next epoch are not yielded.
+
+    Resuming mid-epoch: the sampler is re-seeded with the same (seed, epoch), so it yields
+    the same batches in the same order, and skipping the ones already trained on puts the
+    run back where it was killed, without loading their audio.
+    """
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.sampler.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        it = iter(self.sampler)
+        for _ in range(self.skip):
+            if next(it, None) is None:
+                return
+        self.skip = 0
+        yield from it
+
+
+def make_loader(cuts, dataset: DistillDataset, batch_size: int, max_duration: float | None,
+                shuffle: bool, seed: int, num_workers: int, num_buckets: int = 10):
+    """DataLoader over `cuts`; its `.sampler` is a SkipFirstBatches (set_epoch(epoch, skip))."""
+    import warnings
+
+    from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
+
+    # read_cuts loads eagerly (to validate); lhotse warns that lazy reading saves memory.
+    warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
+
+    # Tiny sets (tests, small dev sets) cannot fill several buckets: no bucketing then.
+    num_buckets = min(num_buckets, len(cuts) // max(1, batch_size))
+    if num_buckets >= 2:
+        sampler = DynamicBucketingSampler(
+            cuts, max_cuts=batch_size, max_duration=max_duration, shuffle=shuffle, seed=seed,
+            num_buckets=num_buckets, buffer_size=min(20000, len(cuts)), drop_last=False)
+    else:
+        sampler = DynamicCutSampler(cuts, max_cuts=batch_size, max_duration=max_duration,
+                                    shuffle=shuffle, seed=seed, drop_last=False)
+    wrapped = SkipFirstBatches(sampler)
+    # A private generator: creating the loader's iterator must not draw from the global
+    # torch RNG, or a resumed run's random stream would be shifted by one draw.
+    return torch.utils.data.DataLoader(dataset, sampler=wrapped, batch_size=None,
+                                       num_workers=num_workers,
+                                       generator=torch.Generator().manual_seed(seed))

@@ -1,0 +1,367 @@
+"""The distillation training loop (stage 6): `train(DistillConfig) -> summary dict`.
+
+One optimizer step = `grad_accum` batches.  After each step: metrics (TensorBoard,
+`EXP/log/metrics.jsonl`, tqdm), the dev loss every `valid_every` steps (the best student
+is exported to `EXP/best`, a transformers directory), and a checkpoint every
+`checkpoint_every` steps (last `keep_checkpoints` kept).  `resume=True` continues from the
+newest checkpoint on exactly the loss curve the killed run was on: weights, optimizer,
+scheduler, grad scaler, random generators and the sampler position are all restored.
+Under `torchrun` the student is wrapped in DistributedDataParallel; the lhotse sampler
+gives each rank its own batches.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from udistil.errors import UdistilError
+from udistil.student import checkpoint as ckpt
+from udistil.student.config import DistillConfig
+from udistil.student.data import DistillDataset, LabelEncoder, make_loader, usable_cuts
+from udistil.student.distributed import DistEnv, init_distributed, shutdown_distributed
+from udistil.student.forward import DistillForward, encoders_identical, freeze_encoder, unwrap
+from udistil.student.loss import distillation_loss
+from udistil.student.optim import make_optimizer, make_scheduler
+
+log = logging.getLogger(__name__)
+
+
+def train(config: DistillConfig) -> dict:
+    """Run (or resume) a distillation; returns the summary also written to EXP/training_summary.json."""
+    env = init_distributed()
+    try:
+        return Trainer(config, env).fit()
+    finally:
+        shutdown_distributed()
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    except KeyError:
+        raise UdistilError(f"unknown --precision {precision!r}; choose auto, fp32, bf16 or fp16") from None
+
+
+class Trainer:
+    def __init__(self, config: DistillConfig, env: DistEnv):
+        from udistil.models.spec import load_whisper
+        from udistil.data.manifests import read_cuts
+
+        self.config, self.env = config, env
+        self.exp = Path(config.exp)
+        run = config.run
+        self._check_fresh_or_resume()
+        seed_everything(run.seed + env.rank)
+
+        self.teacher, _ = load_whisper(config.teacher)
+        self.student, self.processor = load_whisper(config.student)
+        self.teacher = self.teacher.to(env.device, torch.float32).eval().requires_grad_(False)
+        self.student = self.student.to(env.device, torch.float32)
+        self._choose_encoder_mode()
+        self._train_mode()
+
+        self.dtype = autocast_dtype(run.precision, env.device)
+        self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
+        self.optimizer = make_optimizer(self.student, config.optim.lr, config.optim.weight_decay)
+
+        tokenizer = self.processor.tokenizer
+        gen = self.student.generation_config
+        labels = LabelEncoder(tokenizer, multilingual=bool(getattr(gen, "is_multilingual", True)),
+                              max_length=self.student.config.max_target_positions,
+                              leading_space=config.data.leading_space)
+        dataset = DistillDataset(self.processor.feature_extractor, labels)
+        opts = config.data
+        workers = opts.num_workers if opts.num_workers is not None else (2 if env.device.type == "cuda" else 0)
+        train_cuts = usable_cuts(read_cuts(config.train), config.train)
+        dev_cuts = usable_cuts(read_cuts(config.dev), config.dev)
+        self.train_loader = make_loader(train_cuts, dataset, opts.batch_size, opts.max_duration,
+                                        shuffle=True, seed=run.seed, num_workers=workers,
+                                        num_buckets=opts.num_buckets)
+        self.dev_loader = make_loader(dev_cuts, dataset, opts.batch_size, opts.max_duration,
+                                      shuffle=False, seed=run.seed, num_workers=workers,
+                                      num_buckets=opts.num_buckets)
+        self.steps_per_epoch = self._steps_per_epoch()
+        optim = config.optim
+        self.total_steps = optim.max_steps or optim.num_epochs * self.steps_per_epoch
+        self.scheduler = make_scheduler(self.optimizer, optim.warmup_steps, self.total_steps,
+                                        optim.schedule)
+
+        # Position in training (what a checkpoint restores).
+        self.step, self.epoch, self.batches_done = 0, 0, 0
+        self.best_dev_loss = float("inf")
+        self.skipped = Counter()
+        if run.resume:
+            self._resume()
+        if env.distributed:
+            # Built after loading a checkpoint: DDP broadcasts rank 0's weights at construction.
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.student, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+        else:
+            self.model = self.student
+        self.forward = DistillForward(self.teacher, self.model, self.frozen_encoder, self.share_encoder)
+        self.writer = None
+        if env.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.exp / "tensorboard"))
+            (self.exp / "log").mkdir(parents=True, exist_ok=True)
+            (self.exp / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+    # ----- set-up -----------------------------------------------------------------------
+
+    def _check_fresh_or_resume(self) -> None:
+        if not self.config.run.resume and ckpt.latest_checkpoint(self.exp) is not None:
+            raise UdistilError(f"{self.exp}: holds checkpoints of an earlier run; pass --resume "
+                               "to continue it, or choose another --exp")
+
+    def _choose_encoder_mode(self) -> None:
+        t_layers = self.teacher.config.encoder_layers
+        s_layers = self.student.config.encoder_layers
+        frozen = self.config.run.freeze_encoder
+        if frozen is None:
+            frozen = s_layers == t_layers
+        self.frozen_encoder = bool(frozen)
+        if self.frozen_encoder:
+            freeze_encoder(self.student)
+        self.share_encoder = (self.frozen_encoder and self.config.run.share_encoder
+                              and encoders_identical(self.teacher, self.student))
+        if self.env.is_main:
+            log.info("student encoder %d layers (teacher %d): %s%s", s_layers, t_layers,
+                     "frozen" if self.frozen_encoder else "trained",
+                     "; computed once per batch for teacher and student" if self.share_encoder else "")
+
+    def _steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch on this rank (counted on the sampler; no audio read)."""
+        sampler = self.train_loader.sampler
+        sampler.set_epoch(0)
+        n_batches = sum(1 for _ in sampler)
+        if n_batches == 0:
+            raise UdistilError(f"{self.config.train}: no training batch could be formed")
+        return -(-n_batches // self.config.optim.grad_accum)
+
+    def _resume(self) -> None:
+        path = ckpt.latest_checkpoint(self.exp)
+        if path is None:
+            log.info("%s: no checkpoint yet; starting from the beginning", self.exp)
+            return
+        state, rng = ckpt.load_checkpoint(path, self.env.rank)
+        self.student.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.batches_done, self.best_dev_loss = state["batches_done"], state["best_dev_loss"]
+        self.skipped = Counter(state.get("skipped", {}))
+        if rng is not None:
+            ckpt.set_rng_state(rng)
+        if self.env.is_main:
+            log.info("resumed from %s: step %d, epoch %d, %d batches into it", path, self.step,
+                     self.epoch, self.batches_done)
+            truncate_metrics(self.exp / "log" / "metrics.jsonl", self.step)
+
+    def _train_mode(self) -> None:
+        self.student.train()
+        if self.frozen_encoder:
+            # A frozen encoder is a fixed feature extractor: no dropout in it.
+            self.student.model.encoder.eval()
+
+    # ----- one batch / one step ---------------------------------------------------------
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.env.device.type, dtype=self.dtype)
+
+    def batch_loss(self, batch):
+        device = self.env.device
+        features = batch["input_features"].to(device, non_blocking=True)
+        decoder_input_ids = batch["decoder_input_ids"].to(device, non_blocking=True)
+        labels = batch["labels"].to(device, non_blocking=True)
+        with self._autocast():
+            student_logits, teacher_logits = self.forward(features, decoder_input_ids)
+        return distillation_loss(student_logits, teacher_logits, labels, self.config.loss)
+
+    def _optimizer_step(self) -> float:
+        self.last_lr = self.scheduler.get_last_lr()[0]  # the LR this step uses (logged)
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.optim.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(grad_norm)
+
+    # ----- the loop ---------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        from tqdm import tqdm
+
+        run, optim = self.config.run, self.config.optim
+        started = time.time()
+        progress = tqdm(total=self.total_steps, initial=self.step, desc="distill", unit="step",
+                        disable=not self.env.is_main, dynamic_ncols=True)
+        stop_at = min(self.total_steps, run.stop_after_steps or self.total_steps)
+        stopped_early = False
+        while self.step < stop_at and (optim.max_steps or self.epoch < optim.num_epochs):
+            finished_epoch = self._run_epoch(stop_at, progress)
+            if finished_epoch:
+                self.epoch += 1
+                self.batches_done = 0
+        progress.close()
+        if self.step < self.total_steps:
+            stopped_early = True
+        if self._last_valid_step != self.step:
+            self._validate()
+        if self._last_checkpoint_step != self.step:
+            self._checkpoint()
+        summary = {"steps": self.step, "total_steps": self.total_steps, "epoch": self.epoch,
+                   "finished": not stopped_early, "best_dev_loss": self.best_dev_loss,
+                   "best": str(self.exp / "best"), "skipped_cuts": dict(self.skipped),
+                   "frozen_encoder": self.frozen_encoder, "shared_encoder": self.share_encoder,
+                   "wall_s": round(time.time() - started, 1), "world_size": self.env.world_size,
+                   "device": str(self.env.device)}
+        if self.env.is_main:
+            from udistil.data.manifests import write_json_atomic
+
+            write_json_atomic(summary, self.exp / "training_summary.json")
+            if self.skipped:
+                log.warning("skipped cuts while training: %s", dict(self.skipped))
+            log.info("%s after %d steps (%.0f s); best dev loss %.4f -> %s",
+                     "finished" if not stopped_early else "stopped", self.step, summary["wall_s"],
+                     self.best_dev_loss, self.exp / "best")
+            self.writer.close()
+        return summary
+
+    _last_valid_step = -1
+    _last_checkpoint_step = -1
+
+    def _run_epoch(self, stop_at: int, progress) -> bool:
+        """Train from the sampler position to the end of the epoch (True) or to `stop_at` (False)."""
+        env, accum = self.env, self.config.optim.grad_accum
+        self.train_loader.sampler.set_epoch(self.epoch, skip=self.batches_done)
+        batches = iter(self.train_loader)
+        upcoming = next(batches, None)
+        sums, micro = Counter(), 0
+        while env.all_true(upcoming is not None):
+            batch, upcoming = upcoming, next(batches, None)
+            is_last = not env.all_true(upcoming is not None)
+            self.batches_done += 1
+            self.skipped.update(batch["skipped"].counts)
+            micro += 1
+            sync = micro == accum or is_last
+            # Every rank must run the same number of forward/backward passes under DDP,
+            # so a batch whose cuts were all unusable on any rank is dropped on all of them.
+            if env.all_true("input_features" in batch):
+                no_sync = self.model.no_sync() if env.distributed and not sync else contextlib.nullcontext()
+                with no_sync:
+                    parts = self.batch_loss(batch)
+                    self.scaler.scale(parts.total / accum).backward()
+                sums.update({"loss": float(parts.total.detach()) * parts.n_tokens, "ce": float(parts.ce) * parts.n_tokens,
+                             "kl": float(parts.kl) * parts.n_tokens, "tokens": parts.n_tokens,
+                             "cuts": len(batch["cut_ids"])})
+            if not sync:
+                continue
+            grad_norm = self._optimizer_step()
+            micro = 0
+            self.step += 1
+            progress.update(1)
+            self._after_step(sums, grad_norm, progress)
+            sums = Counter()
+            if self.step >= stop_at:
+                return is_last
+        return True
+
+    def _after_step(self, sums: Counter, grad_norm: float, progress) -> None:
+        run = self.config.run
+        loss, ce, kl, tokens, cuts = self.env.all_sum(
+            [sums["loss"], sums["ce"], sums["kl"], sums["tokens"], sums["cuts"]])
+        if self.env.is_main and self.step % run.log_every == 0:
+            tokens = max(tokens, 1)
+            row = {"step": self.step, "epoch": self.epoch, "loss": loss / tokens, "ce": ce / tokens,
+                   "kl": kl / tokens, "lr": self.last_lr, "grad_norm": grad_norm,
+                   "tokens": int(tokens), "cuts": int(cuts)}
+            with open(self.exp / "log" / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            for key in ("loss", "ce", "kl", "lr", "grad_norm"):
+                self.writer.add_scalar(f"train/{key}", row[key], self.step)
+            progress.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}")
+        if run.valid_every and self.step % run.valid_every == 0:
+            self._validate()
+        if run.checkpoint_every and self.step % run.checkpoint_every == 0:
+            self._checkpoint()
+
+    def _validate(self) -> float:
+        """Token-weighted dev loss over all ranks; exports EXP/best when it improves."""
+        self.student.eval()
+        totals = Counter()
+        self.dev_loader.sampler.set_epoch(0)
+        # The dev pass must not move the training random streams (exact resume).
+        with torch.random.fork_rng(devices=[self.env.device] if self.env.device.type == "cuda" else []):
+            with torch.no_grad():
+                batches = iter(self.dev_loader)
+                while True:
+                    batch = next(batches, None)
+                    if not self.env.all_true(batch is not None):
+                        break
+                    if "input_features" not in batch:
+                        continue
+                    parts = self.batch_loss(batch)
+                    totals.update({"loss": float(parts.total) * parts.n_tokens, "tokens": parts.n_tokens})
+        self._train_mode()
+        loss_sum, tokens = self.env.all_sum([totals["loss"], totals["tokens"]])
+        dev_loss = loss_sum / tokens if tokens else float("inf")
+        self._last_valid_step = self.step
+        improved = dev_loss < self.best_dev_loss
+        if improved:
+            self.best_dev_loss = dev_loss
+        if self.env.is_main:
+            self.writer.add_scalar("dev/loss", dev_loss, self.step)
+            with open(self.exp / "log" / "dev.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": self.step, "dev_loss": dev_loss, "best": improved}) + "\n")
+            log.info("step %d: dev loss %.4f%s", self.step, dev_loss, " (best; exported)" if improved else "")
+            if improved:
+                ckpt.export_student(unwrap(self.student), self.processor, self.exp / "best",
+                                    {"step": self.step, "dev_loss": dev_loss,
+                                     "teacher": self.config.teacher, "student_init": self.config.student})
+        self.env.barrier()
+        return dev_loss
+
+    def _checkpoint(self) -> None:
+        state = {"model": unwrap(self.student).state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                 "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
+                 "best_dev_loss": self.best_dev_loss, "skipped": dict(self.skipped),
+                 "config": self.config.to_dict()}
+        ckpt.save_checkpoint(self.exp, self.step, state, self.env.rank, self.env.world_size,
+                             self.env.barrier)
+        if self.env.is_main:
+            ckpt.prune_checkpoints(self.exp, self.config.run.keep_checkpoints)
+        self._last_checkpoint_step = self.step
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop metric rows a killed run logged after its last checkpoint (they are redone)."""
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["step"] <= last_step]
+    path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
