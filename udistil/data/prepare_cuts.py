@@ -18,7 +18,8 @@ recording or supervision id, and counted in the closing summary):
 | audio file empty (0 bytes or 0 samples)               | skip the recording          |
 | audio file corrupt (header unreadable)                | skip the recording          |
 | file's sampling rate/length disagrees with manifest   | skip the recording          |
-| supervision of an unknown or skipped recording        | skip the supervision        |
+| supervision of an unknown recording                   | skip the supervision        |
+| supervision of a skipped recording                    | skip (counted, not logged)  |
 | supervision outside its recording                     | skip the supervision        |
 | supervision longer than max_duration, with text       | drop it (text cannot be     |
 |                                                       | divided without alignment)  |
@@ -95,28 +96,28 @@ def _short_error(e: Exception) -> str:
     return text.strip()[:200]
 
 
-def check_recording_file(rec: Recording) -> str | None:
-    """Why a recording's file cannot be used, or None.  Only local files are probed."""
+def check_recording_file(rec: Recording) -> tuple[str, str] | None:
+    """(reason, message) when a recording's file cannot be used, else None.  Only local files are probed."""
     for source in rec.sources:
         if source.type != "file":
             continue
         path = Path(source.source)
         if not path.exists():
-            return f"missing: audio file {path} not found (recording {rec.id})"
+            return "missing", f"audio file {path} not found"
         if path.stat().st_size == 0:
-            return f"empty: audio file {path} is 0 bytes (recording {rec.id})"
+            return "empty", f"audio file {path} is 0 bytes"
         try:
             info = audio_info(path)
         except Exception as e:  # soundfile/audioread raise many types for a bad header
-            return f"corrupt: cannot read audio file {path} (recording {rec.id}): {_short_error(e)}"
+            return "corrupt", f"cannot read audio file {path}: {_short_error(e)}"
         if info.frames == 0:
-            return f"empty: audio file {path} has no samples (recording {rec.id})"
+            return "empty", f"audio file {path} has no samples"
         if info.samplerate != rec.sampling_rate:
-            return (f"mismatch: audio file {path} is {info.samplerate} Hz but the manifest says "
-                    f"{rec.sampling_rate} Hz (recording {rec.id}); regenerate the stage-1 manifest")
+            return ("mismatch", f"audio file {path} is {info.samplerate} Hz but the manifest says "
+                    f"{rec.sampling_rate} Hz; regenerate the stage-1 manifest")
         if abs(info.frames / info.samplerate - rec.duration) > 0.1:
-            return (f"mismatch: audio file {path} lasts {info.frames / info.samplerate:.2f} s but the "
-                    f"manifest says {rec.duration:.2f} s (recording {rec.id}); was it overwritten?")
+            return ("mismatch", f"audio file {path} lasts {info.frames / info.samplerate:.2f} s but the "
+                    f"manifest says {rec.duration:.2f} s; was it overwritten?")
     return None
 
 
@@ -161,7 +162,8 @@ def prepare_cuts(recordings_path, supervisions_path, out_path, max_duration: flo
     for rec in recordings:
         problem = check_recording_file(rec)
         if problem:
-            report.skip(problem.split(":", 1)[0], f"{problem} [{recordings_path}]")
+            reason, message = problem
+            report.skip(reason, f"recording {rec.id} of {recordings_path}: {message}")
         else:
             usable[rec.id] = rec
 
@@ -169,9 +171,11 @@ def prepare_cuts(recordings_path, supervisions_path, out_path, max_duration: flo
     for sup in supervisions:
         rec = usable.get(sup.recording_id)
         if rec is None:
-            known = sup.recording_id in recordings
-            report.skip("no recording", f"supervision {sup.id} in {supervisions_path}: recording "
-                        f"{sup.recording_id} " + ("was skipped" if known else f"is not in {recordings_path}"))
+            if sup.recording_id in recordings:  # already reported with the recording's file
+                report.skipped["supervision of a skipped recording"] += 1
+            else:
+                report.skip("unknown recording", f"supervision {sup.id} in {supervisions_path}: "
+                            f"recording {sup.recording_id} is not in {recordings_path}")
             continue
         if sup.start < -BOUNDS_TOLERANCE or sup.end > rec.duration + BOUNDS_TOLERANCE:
             report.skip("out of bounds", f"supervision {sup.id} in {supervisions_path}: "
