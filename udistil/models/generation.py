@@ -48,7 +48,7 @@ def whisper_generation_config(tokenizer, multilingual: bool, suppress_tokens=Non
         pad_token_id=eot,
         max_length=max_length,
         no_timestamps_token_id=token_id(NOTIMESTAMPS),
-        # Timestamp prediction starts right after <|notimestamps|>.
+        # The prompt comes from language=/task= at generate time, never from forced ids.
         forced_decoder_ids=None,
         is_multilingual=multilingual,
         suppress_tokens=list(suppress_tokens) if suppress_tokens is not None

@@ -29,8 +29,8 @@ def default_cache_dir() -> Path:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return spec.startswith(("/", "./", "../", "~")) or os.sep in spec and Path(spec).exists() \
-        or Path(spec).exists()
+    # "org/name" is a hub id unless such a directory exists here; explicit paths never are.
+    return spec.startswith(("/", "./", "../", "~")) or Path(spec).exists()
 
 
 def check_model_dir(path: Path) -> Path:
