@@ -29,16 +29,24 @@ teacher=packaged:whisper-base
 batch_size=8
 # Beam size for teacher decoding (1 = greedy).
 beam=1
-# Script that prepares data/manifests/{recordings,supervisions}_<set>.jsonl.gz (stage 1).
-corpus_prep=$udistil_root/local/prepare_mini_corpus.sh
+# Stage 1: "mini" synthesises the embedded corpus; otherwise a script run as
+# `bash $corpus_prep data/manifests` (with train_set, dev_set, test_sets exported) that writes
+# data/manifests/${manifest_prefix}_{recordings,supervisions}_<set>.jsonl.gz for every set.
+corpus_prep=mini
+# Prefix of the stage-1 manifests (lhotse's habit: mgb2_recordings_train.jsonl.gz).
+manifest_prefix=mini
 # Unlabelled training set name (its references, if any, are used for evaluation only).
 train_set=train
 # Development set name.
 dev_set=dev
 # Test set names (space separated).
 test_sets="test_clean test_noisy"
-# Mini corpus: training cuts to synthesise (the other splits scale with it).
+# Mini corpus: training cuts to synthesise.
 mini_train_size=240
+# Mini corpus: dev cuts.
+mini_dev_size=40
+# Mini corpus: cuts in each test set.
+mini_test_size=40
 # Mini corpus: random seed.
 mini_seed=1234
 # Skip tools/install.sh (when you manage the environment yourself).
@@ -56,6 +64,8 @@ fi
 . "$udistil_root/cmd.sh"
 
 mkdir -p exp/log
+# Parallel local jobs share the cores; more torch threads than cores only thrash.
+threads_per_job=$(( $(nproc) / nj )); [ "$threads_per_job" -ge 1 ] || threads_per_job=1
 teacher_dir=exp/models/teacher
 declare -A stage_seconds=()
 timed() { local s=$1; shift; local t0=$SECONDS; "$@"; stage_seconds[$s]=$((SECONDS - t0)); }
@@ -67,9 +77,15 @@ stage0() {
 
 stage1() {
   log "Stage 1: corpus preparation ($corpus_prep)"
-  train_set=$train_set dev_set=$dev_set test_sets=$test_sets \
-    mini_train_size=$mini_train_size mini_seed=$mini_seed \
-    bash "$corpus_prep" data/manifests
+  if [ -f data/manifests/.done ]; then log "  data/manifests/.done exists, skipping"; return 0; fi
+  if [ "$corpus_prep" = mini ]; then
+    udistil prepare-mini-corpus --out-dir data/manifests --seed "$mini_seed" \
+      --num-train "$mini_train_size" --num-dev "$mini_dev_size" --num-test "$mini_test_size"
+  else
+    train_set=$train_set dev_set=$dev_set test_sets=$test_sets manifest_prefix=$manifest_prefix \
+      bash "$corpus_prep" data/manifests
+  fi
+  touch data/manifests/.done
 }
 
 stage2() {
@@ -77,8 +93,8 @@ stage2() {
   for part in $train_set $dev_set $test_sets; do
     [ -s data/cuts_$part.jsonl.gz ] && { log "  data/cuts_$part.jsonl.gz exists, skipping"; continue; }
     udistil prepare-cuts \
-      --recordings data/manifests/recordings_$part.jsonl.gz \
-      --supervisions data/manifests/supervisions_$part.jsonl.gz \
+      --recordings data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz \
+      --supervisions data/manifests/${manifest_prefix}_supervisions_$part.jsonl.gz \
       --out data/cuts_$part.jsonl.gz
   done
 }
@@ -90,6 +106,7 @@ pseudo_label_set() {
   udistil split-cuts --in "$in" --nj "$nj" --out-dir "$dir/split$nj"
   $decode_cmd JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
     udistil pseudo-label --model "$teacher_dir" --batch-size "$batch_size" --beam "$beam" \
+      --num-threads "$threads_per_job" \
       --in "$dir/split$nj/cuts.JOB.jsonl.gz" --out "$dir/shards/cuts.JOB.jsonl.gz"
   udistil merge-cuts --out "$out" $(for j in $(seq "$nj"); do echo "$dir/shards/cuts.$j.jsonl.gz"; done)
 }

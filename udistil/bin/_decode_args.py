@@ -1,0 +1,24 @@
+"""Decoding options shared by pseudo-label and decode (one definition, one meaning)."""
+import torch
+
+from udistil.teacher.transcriber import DecodeOptions
+
+
+def add_decode_arguments(parser):
+    parser.add_argument("--model", required=True,
+                        help="hub id, local transformers dir, or packaged:whisper-base / packaged:whisper-tiny.en")
+    parser.add_argument("--batch-size", type=int, default=8, help="windows (or clips) per batch")
+    parser.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy, our fast loop)")
+    parser.add_argument("--no-pack", action="store_true",
+                        help="decode one clip per 30 s window (packing is greedy-only)")
+    parser.add_argument("--budget-per-second", type=float, default=DecodeOptions.budget_per_second,
+                        help="token budget per second of audio (stops hallucination early)")
+    parser.add_argument("--num-threads", type=int, default=0,
+                        help="torch CPU threads (0 = torch default; run.sh sets cores / nj)")
+
+
+def decode_options(args) -> DecodeOptions:
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    return DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=not args.no_pack,
+                         budget_per_second=args.budget_per_second)

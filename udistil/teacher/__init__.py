@@ -1,0 +1,1 @@
+"""Teacher pseudo-labelling: fast batched Whisper decoding that keeps per-token statistics."""

@@ -1,0 +1,148 @@
+"""Batched greedy decoding for Whisper that does no wasted work.
+
+Why not `model.generate()`: on a CPU, the work that dominates labelling is work nobody
+wants: a hallucinating clip that loops to the 448-token limit holds its whole batch for
+hundreds of decoder steps, and finished rows keep being computed until the last row ends.
+This loop
+  * gives each row a token budget tied to its audio duration,
+  * stops a row as soon as its output becomes a repetition loop (and says so: a loop is a
+    quality signal for the filters),
+  * drops finished rows from the batch and from the KV cache,
+  * records each output token's log-probability and the entropy of the distribution it was
+    drawn from, in the same pass (the confidence/entropy/nll filters reuse them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+from udistil.teacher.token_rules import TokenRules
+
+STOP_END = "eot"
+STOP_BUDGET = "budget"
+STOP_LOOP = "loop"
+
+
+@dataclass
+class DecodeRequest:
+    encoder_row: int          # row of the encoder output to attend to
+    prompt: list[int]
+    max_new_tokens: int
+    timestamps: bool = False
+
+
+@dataclass
+class DecodeResult:
+    tokens: list[int] = field(default_factory=list)      # generated, without prompt and end token
+    logprobs: list[float] = field(default_factory=list)  # per token, same length as tokens
+    entropies: list[float] = field(default_factory=list)
+    stop: str = STOP_END
+
+
+def find_repetition_loop(tokens: list[int], max_period: int = 32, min_repeats: int = 3,
+                         min_span: int = 24) -> int | None:
+    """Return the period of a loop at the end of `tokens`, or None.
+
+    A loop is a unit of `period` tokens repeated back to back at least `min_repeats` times,
+    covering at least `min_span` tokens: far longer than any natural repetition
+    ("ha ha ha"), and what Whisper produces when it hallucinates.
+    """
+    n = len(tokens)
+    for period in range(1, min(max_period, n // min_repeats) + 1):
+        repeats = max(min_repeats, -(-min_span // period))
+        span = period * repeats
+        if span > n:
+            continue
+        tail = tokens[n - span:]
+        unit = tail[-period:]
+        if all(tail[i] == unit[i % period] for i in range(span)):
+            return period
+    return None
+
+
+def _entropy(logprobs: torch.Tensor) -> torch.Tensor:
+    # Masked tokens have logprob -inf and probability 0; 0 * -inf is NaN, so zero them first.
+    probs = logprobs.exp()
+    return -(probs * logprobs.masked_fill(probs == 0, 0.0)).sum(dim=-1)
+
+
+@torch.inference_mode()
+def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequest],
+                  rules: TokenRules, detect_loops: bool = True) -> list[DecodeResult]:
+    """Decode every request greedily; prompts in one call must have the same length."""
+    if not requests:
+        return []
+    prompt_len = len(requests[0].prompt)
+    if any(len(r.prompt) != prompt_len for r in requests):
+        raise ValueError("greedy_decode needs prompts of equal length; group requests by prompt")
+    results = [DecodeResult() for _ in requests]
+    active = list(range(len(requests)))  # request indices still decoding, in batch order
+    rows = torch.tensor([r.encoder_row for r in requests])
+    encoder_states = encoder_hidden.index_select(0, rows)
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    input_ids = torch.tensor([r.prompt for r in requests])
+    decoder, proj_out = model.get_decoder(), model.get_output_embeddings()
+    while active:
+        hidden = decoder(input_ids=input_ids, encoder_hidden_states=encoder_states, cache=cache,
+                         use_cache=True).last_hidden_state[:, -1]
+        logits = proj_out(hidden).float()
+        logits = rules.mask_logits(logits, [results[i].tokens for i in active],
+                                   [requests[i].timestamps for i in active])
+        logprobs = torch.log_softmax(logits, dim=-1)
+        best = logprobs.argmax(dim=-1)
+        best_logprob = logprobs.gather(1, best[:, None])[:, 0]
+        entropy = _entropy(logprobs)
+        keep = []
+        for pos, idx in enumerate(active):
+            token, res, req = int(best[pos]), results[idx], requests[idx]
+            if token == rules.end_of_text:
+                res.stop = STOP_END
+                continue
+            res.tokens.append(token)
+            res.logprobs.append(float(best_logprob[pos]))
+            res.entropies.append(float(entropy[pos]))
+            period = find_repetition_loop(res.tokens) if detect_loops else None
+            if period is not None:
+                # Keep one copy of the looping unit; the repeats carry no information.
+                cut = len(res.tokens) - period * (_count_repeats(res.tokens, period) - 1)
+                del res.tokens[cut:], res.logprobs[cut:], res.entropies[cut:]
+                res.stop = STOP_LOOP
+            elif len(res.tokens) >= req.max_new_tokens:
+                res.stop = STOP_BUDGET
+            else:
+                keep.append(pos)
+        if len(keep) < len(active):
+            if not keep:
+                break
+            keep_idx = torch.tensor(keep)
+            cache.batch_select_indices(keep_idx)
+            encoder_states = encoder_states.index_select(0, keep_idx)
+            best = best.index_select(0, keep_idx)
+            active = [active[p] for p in keep]
+        input_ids = best[:, None]
+    return results
+
+
+def _count_repeats(tokens: list[int], period: int) -> int:
+    unit, count, end = tokens[-period:], 0, len(tokens)
+    while end - period >= 0 and tokens[end - period:end] == unit:
+        count += 1
+        end -= period
+    return count
+
+
+@torch.inference_mode()
+def detect_languages(model, encoder_hidden: torch.Tensor, rows: list[int], rules: TokenRules) -> list[str]:
+    """Whisper's language identification: one decoder step after <|startoftranscript|>."""
+    if not rows:
+        return []
+    states = encoder_hidden.index_select(0, torch.tensor(rows))
+    input_ids = torch.full((len(rows), 1), rules.start_of_transcript)
+    hidden = model.get_decoder()(input_ids=input_ids, encoder_hidden_states=states,
+                                 use_cache=False).last_hidden_state[:, -1]
+    logits = model.get_output_embeddings()(hidden).float()
+    lang_ids = rules.language_ids()
+    best = lang_ids[logits[:, lang_ids].argmax(dim=-1)]
+    return [rules.id_to_language(int(t)) for t in best]

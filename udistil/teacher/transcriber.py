@@ -1,0 +1,221 @@
+"""Whisper transcription of many short clips, fast on a CPU and with per-token statistics.
+
+`Transcriber.transcribe(clips, languages)` is the one entry point used by pseudo-labelling
+(stage 3), decoding (stage 7) and the proxy filter.  What it does, in order:
+  1. clips without a language get Whisper's language identification (from the same encoder
+     pass that then decodes them);
+  2. with packing on, clips of the same language are packed into shared 30 s windows and
+     decoded with timestamps (see packing.py); clips whose words cannot be attributed
+     cleanly are decoded again on their own;
+  3. everything else is decoded one clip per window, batched by duration.
+Greedy decoding uses our own loop (greedy.py); beam search uses `model.generate` followed
+by one teacher-forced pass for the statistics.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from udistil.teacher.greedy import (STOP_BUDGET, STOP_END, DecodeRequest, DecodeResult,
+                                    detect_languages, greedy_decode)
+from udistil.teacher.packing import SAMPLE_RATE, assign_segments, pack_clips, parse_segments
+from udistil.teacher.token_rules import TokenRules
+
+logger = logging.getLogger(__name__)
+
+MAX_TARGET_TOKENS = 448
+
+
+@dataclass
+class DecodeOptions:
+    batch_size: int = 8
+    beam: int = 1
+    # Pack several clips per 30 s window (greedy only).
+    pack: bool = True
+    pack_gap: float = 1.0
+    pack_max_clips: int = 8
+    # Token budget per clip: base + rate * seconds.  Real speech rarely exceeds ~4 tokens/s
+    # in English and ~8 in Arabic (byte-level BPE); a hallucination blows through it.
+    budget_base: int = 16
+    budget_per_second: float = 12.0
+    detect_loops: bool = True
+
+
+@dataclass
+class Transcript:
+    text: str
+    tokens: list[int]
+    logprobs: list[float]
+    entropies: list[float]
+    language: str | None
+    stop: str
+    packed: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+class Transcriber:
+    def __init__(self, model, processor, options: DecodeOptions | None = None, name: str = ""):
+        self.name = name or getattr(model, "name_or_path", "")
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.options = options or DecodeOptions()
+        self.rules = TokenRules.from_model(model)
+        self.max_new_tokens = MAX_TARGET_TOKENS - 4
+        self.stats = {"windows": 0, "packed_clips": 0, "repacked_alone": 0, "single_clips": 0}
+
+    @classmethod
+    def from_spec(cls, spec: str, options: DecodeOptions | None = None) -> "Transcriber":
+        from udistil.models.spec import load_whisper
+
+        model, processor = load_whisper(spec)
+        return cls(model, processor, options, name=str(spec))
+
+    def supports(self, language: str | None) -> bool:
+        return self.rules.supports(language)
+
+    # ---- public -------------------------------------------------------------------------
+    def transcribe(self, clips: list[np.ndarray], languages: list[str | None]) -> list[Transcript]:
+        for lang in languages:
+            if not self.supports(lang):
+                raise ValueError(f"language {lang!r} is not supported by this model")
+        out: list[Transcript | None] = [None] * len(clips)
+        durations = {i: len(c) / SAMPLE_RATE for i, c in enumerate(clips)}
+        alone = [i for i, lang in enumerate(languages) if lang is None]
+        if self.options.pack and self.options.beam == 1:
+            by_language: dict[str, list[int]] = {}
+            for i, lang in enumerate(languages):
+                if lang is not None:
+                    by_language.setdefault(lang, []).append(i)
+            for lang, members in by_language.items():
+                alone += self._transcribe_packed(clips, members, lang, durations, out)
+        else:
+            alone += [i for i, lang in enumerate(languages) if lang is not None]
+        self._transcribe_alone(clips, sorted(alone, key=lambda i: durations[i]), languages, durations, out)
+        return out  # type: ignore[return-value]
+
+    # ---- helpers ------------------------------------------------------------------------
+    def budget(self, seconds: float) -> int:
+        opts = self.options
+        return min(self.max_new_tokens, int(math.ceil(opts.budget_base + opts.budget_per_second * seconds)))
+
+    @torch.inference_mode()
+    def encode(self, audios: list[np.ndarray]) -> torch.Tensor:
+        features = self.processor.feature_extractor(
+            audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        features = features.to(self.model.dtype)
+        return self.model.get_encoder()(features).last_hidden_state
+
+    def _make_transcript(self, result: DecodeResult, positions: list[int] | None, language,
+                         packed: bool) -> Transcript:
+        if positions is None:
+            positions = [i for i, t in enumerate(result.tokens) if not self.rules.is_timestamp(t)]
+        tokens = [result.tokens[i] for i in positions]
+        return Transcript(
+            text=self.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+            tokens=tokens,
+            logprobs=[result.logprobs[i] for i in positions],
+            entropies=[result.entropies[i] for i in positions],
+            language=language, stop=result.stop, packed=packed)
+
+    def _transcribe_packed(self, clips, members, language, durations, out) -> list[int]:
+        """Decode `members` (one language) in packed windows; return the clips to redo alone."""
+        opts = self.options
+        windows = pack_clips({i: durations[i] for i in members}, opts.pack_gap, opts.pack_max_clips)
+        redo = [w.placements[0].clip for w in windows if len(w.placements) == 1]
+        windows = [w for w in windows if len(w.placements) > 1]
+        prompt = self.rules.prompt(language, timestamps=True)
+        for start in range(0, len(windows), opts.batch_size):
+            batch = windows[start:start + opts.batch_size]
+            encoder_out = self.encode([w.audio(clips) for w in batch])
+            requests = [DecodeRequest(row, prompt, self._window_budget(w, durations), timestamps=True)
+                        for row, w in enumerate(batch)]
+            results = greedy_decode(self.model, encoder_out, requests, self.rules, opts.detect_loops)
+            for window, result in zip(batch, results):
+                segments = parse_segments(result.tokens, self.rules, window.end)
+                positions, bad = assign_segments(segments, window.placements)
+                self.stats["windows"] += 1
+                for p in window.placements:
+                    if p.clip in bad:
+                        redo.append(p.clip)
+                        continue
+                    # The window's stop reason belongs to the clip where decoding stopped.
+                    last = max(positions[p.clip])
+                    stopped_here = all(last >= max(v) for v in positions.values() if v)
+                    clip_result = DecodeResult(result.tokens, result.logprobs, result.entropies,
+                                               result.stop if stopped_here else STOP_END)
+                    out[p.clip] = self._make_transcript(clip_result, positions[p.clip], language, True)
+                    self.stats["packed_clips"] += 1
+        self.stats["repacked_alone"] += len(redo)
+        return redo
+
+    def _window_budget(self, window, durations) -> int:
+        # Each clip's own budget plus room for its segments' timestamp pairs.
+        total = sum(self.budget(durations[p.clip]) + 6 for p in window.placements)
+        return min(self.max_new_tokens, total)
+
+    def _transcribe_alone(self, clips, order, languages, durations, out) -> None:
+        opts = self.options
+        for start in range(0, len(order), opts.batch_size):
+            batch = order[start:start + opts.batch_size]
+            encoder_out = self.encode([clips[i] for i in batch])
+            langs = [languages[i] for i in batch]
+            unknown = [row for row, lang in enumerate(langs) if lang is None]
+            if unknown and self.rules.is_multilingual:
+                for row, lang in zip(unknown, detect_languages(self.model, encoder_out, unknown, self.rules)):
+                    langs[row] = lang
+            elif unknown:
+                for row in unknown:
+                    langs[row] = "en"
+            if opts.beam > 1:
+                results = self._beam_decode(encoder_out, batch, langs, durations)
+            else:
+                requests = [DecodeRequest(row, self.rules.prompt(lang, timestamps=False),
+                                          self.budget(durations[i]))
+                            for row, (i, lang) in enumerate(zip(batch, langs))]
+                results = greedy_decode(self.model, encoder_out, requests, self.rules, opts.detect_loops)
+            for i, lang, result in zip(batch, langs, results):
+                out[i] = self._make_transcript(result, None, lang, False)
+                self.stats["single_clips"] += 1
+
+    @torch.inference_mode()
+    def _beam_decode(self, encoder_out, batch, langs, durations) -> list[DecodeResult]:
+        """Beam search via generate(), then one teacher-forced pass for per-token statistics."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        results = []
+        for row, (i, lang) in enumerate(zip(batch, langs)):
+            kwargs = dict(language=lang, task="transcribe") if self.rules.is_multilingual else {}
+            budget = self.budget(durations[i])
+            sequence = self.model.generate(
+                encoder_outputs=BaseModelOutput(last_hidden_state=encoder_out[row:row + 1]),
+                num_beams=self.options.beam, max_new_tokens=budget, do_sample=False, **kwargs)[0]
+            prompt = self.rules.prompt(lang, timestamps=False)
+            tokens = [int(t) for t in sequence.tolist()]
+            # generate() returns the prompt first; keep what follows, up to the end token.
+            body = tokens[len(prompt):] if tokens[:len(prompt)] == prompt else tokens[1:]
+            stop = STOP_BUDGET if len(body) >= budget else STOP_END
+            if self.rules.end_of_text in body:
+                body = body[:body.index(self.rules.end_of_text)]
+                stop = STOP_END
+            body = [t for t in body if t < self.rules.end_of_text]
+            results.append(self._score_tokens(encoder_out[row:row + 1], prompt, body, stop))
+        return results
+
+    @torch.inference_mode()
+    def _score_tokens(self, encoder_row, prompt, body, stop) -> DecodeResult:
+        ids = torch.tensor([prompt + body])
+        hidden = self.model.get_decoder()(input_ids=ids, encoder_hidden_states=encoder_row,
+                                          use_cache=False).last_hidden_state[0]
+        logits = self.model.get_output_embeddings()(hidden).float()
+        logprobs = torch.log_softmax(logits.masked_fill(self.rules.suppress, float("-inf")), dim=-1)
+        # Position k predicts token k+1: the body's tokens are predicted from len(prompt)-1 on.
+        rows = logprobs[len(prompt) - 1:len(prompt) - 1 + len(body)]
+        probs = rows.exp()
+        entropy = -(probs * rows.masked_fill(probs == 0, 0.0)).sum(-1)
+        chosen = rows.gather(1, torch.tensor(body, dtype=torch.long)[:, None])[:, 0] if body else rows[:0, 0]
+        return DecodeResult(body, chosen.tolist(), entropy.tolist(), stop)
