@@ -8,12 +8,13 @@ def add_arguments(parser):
     parser.add_argument("--config", required=True, help="FLEURS language config, e.g. ar_eg or sw_ke")
     parser.add_argument("--split", required=True, choices=SPLITS)
     parser.add_argument("--language", required=True, help="Whisper code written to the supervisions (ar, sw)")
-    parser.add_argument("--set", dest="set_name", required=True, help="set name: writes recordings_SET.jsonl.gz")
+    parser.add_argument("--set", dest="set_name", required=True, help="set name: writes PREFIX_recordings_SET.jsonl.gz")
+    parser.add_argument("--prefix", required=True, help="manifest name prefix (run.sh's --manifest-prefix)")
     parser.add_argument("--out-dir", default="data/manifests", help="where the manifests go")
     parser.add_argument("--num-jobs", type=int, default=1, help="processes reading wav headers")
     parser.add_argument("--work-dir", default="data/local", help="scratch directory (links for the repository layout)")
 
 
 def run(args):
-    prepare_fleurs_split(args.corpus_dir, args.config, args.split, args.out_dir, args.set_name, args.language,
+    prepare_fleurs_split(args.corpus_dir, args.config, args.split, args.out_dir, args.prefix, args.set_name, args.language,
                          num_jobs=args.num_jobs, work_dir=args.work_dir)

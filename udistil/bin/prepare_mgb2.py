@@ -5,7 +5,8 @@ from udistil.recipes.mgb2 import PARTS, prepare_mgb2_part
 def add_arguments(parser):
     parser.add_argument("--corpus-dir", required=True, help="the unpacked MGB-2 release (train/, dev/, test/)")
     parser.add_argument("--part", required=True, choices=PARTS, help="which part of the release")
-    parser.add_argument("--set", dest="set_name", required=True, help="set name: writes recordings_SET.jsonl.gz")
+    parser.add_argument("--set", dest="set_name", required=True, help="set name: writes PREFIX_recordings_SET.jsonl.gz")
+    parser.add_argument("--prefix", required=True, help="manifest name prefix (run.sh's --manifest-prefix)")
     parser.add_argument("--out-dir", default="data/manifests", help="where the manifests go")
     parser.add_argument("--mer-thresh", default="80",
                         help="train only: keep segments whose alignment WMER is at most this ('none': keep all)")
@@ -16,5 +17,5 @@ def add_arguments(parser):
 
 def run(args):
     mer = None if args.mer_thresh.lower() == "none" else float(args.mer_thresh)
-    prepare_mgb2_part(args.corpus_dir, args.part, args.out_dir, args.set_name, mer_thresh=mer,
+    prepare_mgb2_part(args.corpus_dir, args.part, args.out_dir, args.prefix, args.set_name, mer_thresh=mer,
                       text_cleaning=not args.no_text_cleaning, work_dir=args.work_dir)

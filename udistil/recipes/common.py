@@ -8,20 +8,16 @@ from typing import Iterable
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet, fix_manifests
 
 from udistil.data.languages import check_language
-from udistil.data.source_manifests import write_manifest_deterministic
+from udistil.data.source_manifests import manifest_path, write_manifest_deterministic
 from udistil.errors import UdistilError
 
 log = logging.getLogger(__name__)
 
 
-def set_manifest_paths(out_dir, set_name: str) -> tuple[Path, Path]:
-    """data/manifests/recordings_<set>.jsonl.gz and supervisions_<set>.jsonl.gz (run.sh stage 2)."""
-    out_dir = Path(out_dir)
-    return (out_dir / f"recordings_{set_name}.jsonl.gz", out_dir / f"supervisions_{set_name}.jsonl.gz")
-
-
-def set_is_prepared(out_dir, set_name: str) -> bool:
-    return all(p.is_file() and p.stat().st_size > 0 for p in set_manifest_paths(out_dir, set_name))
+def set_manifest_paths(out_dir, prefix: str, set_name: str) -> tuple[Path, Path]:
+    """<out_dir>/<prefix>_{recordings,supervisions}_<set>.jsonl.gz, the names run.sh stage 2 reads."""
+    return (manifest_path(out_dir, prefix, "recordings", set_name),
+            manifest_path(out_dir, prefix, "supervisions", set_name))
 
 
 def require(path, what: str, layout_hint: str) -> Path:
@@ -33,7 +29,7 @@ def require(path, what: str, layout_hint: str) -> Path:
 
 
 def write_set(recordings: Iterable[Recording], supervisions: Iterable[SupervisionSegment],
-              out_dir, set_name: str, language: str, source: str) -> tuple[Path, Path]:
+              out_dir, prefix: str, set_name: str, language: str, source: str) -> tuple[Path, Path]:
     """Set every supervision's language, drop orphans (logged), and write the set's manifests.
 
     `source` names the corpus directory in messages.
@@ -48,9 +44,9 @@ def write_set(recordings: Iterable[Recording], supervisions: Iterable[Supervisio
                     source, n_rec - len(recordings), n_sup - len(supervisions))
     if len(supervisions) == 0:
         raise UdistilError(f"{source}: no utterances found for set {set_name}")
-    rec_path, sup_path = set_manifest_paths(out_dir, set_name)
-    # Supervisions first, recordings last: set_is_prepared() needs both, so a kill in
-    # between leaves the set unprepared rather than half-prepared.
+    rec_path, sup_path = set_manifest_paths(out_dir, prefix, set_name)
+    # Supervisions first, recordings last: a prep script that checks for the recordings
+    # manifest then never mistakes a half-written set for a prepared one.
     write_manifest_deterministic(supervisions, sup_path)
     write_manifest_deterministic(recordings, rec_path)
     log.info("%s -> set %s: %d recordings, %d utterances (%.2f h), language %s", source, set_name,

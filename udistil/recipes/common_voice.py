@@ -71,7 +71,7 @@ def lhotse_ready_dir(cv_dir: Path, language: str, split: str, work_dir: Path) ->
     return work_dir
 
 
-def prepare_common_voice_split(cv_dir, language: str, split: str, out_dir, set_name: str,
+def prepare_common_voice_split(cv_dir, language: str, split: str, out_dir, prefix: str, set_name: str,
                                num_jobs: int = 1, work_dir="data/local/common_voice") -> None:
     """Write the manifests of Common Voice `language`/`split` (train, dev, test, ...) as `set_name`."""
     from lhotse.recipes.commonvoice import prepare_commonvoice
@@ -91,5 +91,5 @@ def prepare_common_voice_split(cv_dir, language: str, split: str, out_dir, set_n
     if len(part["supervisions"]) == 0:
         raise UdistilError(f"{cv_dir / language / (split + '.tsv')}: no clip listed there was found "
                            f"in {cv_dir / language / 'clips'}")
-    write_set(part["recordings"], part["supervisions"], out_dir, set_name, language,
+    write_set(part["recordings"], part["supervisions"], out_dir, prefix, set_name, language,
               f"Common Voice {language} {split} ({cv_dir})")

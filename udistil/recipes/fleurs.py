@@ -60,7 +60,7 @@ def lhotse_layout(fleurs_dir: Path, config: str, work_dir: Path) -> Path:
     return root / config
 
 
-def prepare_fleurs_split(fleurs_dir, config: str, split: str, out_dir, set_name: str, language: str,
+def prepare_fleurs_split(fleurs_dir, config: str, split: str, out_dir, prefix: str, set_name: str, language: str,
                          num_jobs: int = 1, work_dir="data/local") -> None:
     """Write the manifests of FLEURS `config` (e.g. ar_eg) `split` as set `set_name`, language `language`."""
     from lhotse.recipes.fleurs import prepare_single_fleurs_language
@@ -78,5 +78,5 @@ def prepare_fleurs_split(fleurs_dir, config: str, split: str, out_dir, set_name:
         raise UdistilError(f"{lang_dir.parent / 'metadata' / config}: a FLEURS tsv line does not have the "
                            f"seven tab-separated columns ({e})") from e
     part = manifests[split]
-    write_set(part["recordings"], part["supervisions"], out_dir, set_name, language,
+    write_set(part["recordings"], part["supervisions"], out_dir, prefix, set_name, language,
               f"FLEURS {config} {split} ({fleurs_dir})")

@@ -75,7 +75,7 @@ def write_audio(value, dest_stem: Path, where: str) -> Path:
     raise UdistilError(f"{where}: no audio bytes, array or existing file (path {value.get('path')!r})")
 
 
-def prepare_hf_dataset(dataset_dir, out_dir, set_name: str, language: str, split: str | None = None,
+def prepare_hf_dataset(dataset_dir, out_dir, prefix: str, set_name: str, language: str, split: str | None = None,
                        audio_column: str = "audio", text_column: str | None = None,
                        id_column: str | None = None, wav_dir=None) -> None:
     """Write the manifests of a saved `datasets` set as set `set_name` with language `language`."""
@@ -120,4 +120,4 @@ def prepare_hf_dataset(dataset_dir, out_dir, set_name: str, language: str, split
         recordings.append(rec)
         supervisions.append(SupervisionSegment(id=utt_id, recording_id=utt_id, start=0.0, duration=rec.duration,
                                                channel=0, text=(text or "").strip()))
-    write_set(recordings, supervisions, out_dir, set_name, language, f"Hugging Face dataset {dataset_dir}")
+    write_set(recordings, supervisions, out_dir, prefix, set_name, language, f"Hugging Face dataset {dataset_dir}")

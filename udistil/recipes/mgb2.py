@@ -63,7 +63,7 @@ def train_supervisions(corpus_dir: Path, mer_thresh: float | None, text_cleaning
     return sups
 
 
-def prepare_mgb2_part(corpus_dir, part: str, out_dir, set_name: str, mer_thresh: float | None = 80,
+def prepare_mgb2_part(corpus_dir, part: str, out_dir, prefix: str, set_name: str, mer_thresh: float | None = 80,
                       text_cleaning: bool = True, work_dir="data/local/mgb2") -> None:
     """Write the manifests of MGB2 `part` (train, dev or test) as set `set_name`."""
     corpus_dir = Path(corpus_dir)
@@ -85,11 +85,11 @@ def prepare_mgb2_part(corpus_dir, part: str, out_dir, set_name: str, mer_thresh:
             (kaldi_dir / dst).write_text((part_dir / src).read_text(encoding="utf-8"), encoding="utf-8")
         wav_scp = require(part_dir / "wav.scp", f"MGB2 {part} wav.scp", LAYOUT).read_text(encoding="utf-8")
         (kaldi_dir / "wav.scp").write_text(wav_scp.replace("wav/", f"{part_dir.resolve()}/wav/"), encoding="utf-8")
-        imported = import_kaldi_dir(kaldi_dir, "ar", kaldi_dir, prefix="mgb2", split=part)
+        imported = import_kaldi_dir(kaldi_dir, "ar", kaldi_dir, prefix="kaldi", split=part)
         recordings = read_recordings(imported.recordings)
         # References are Buckwalter; Whisper and the scorer want Arabic script.
         supervisions = [s.transform_text(from_buck_walter) for s in read_supervisions(imported.supervisions)]
     expected = FULL_RELEASE_COUNTS[part]
     log.info("MGB2 %s: %d utterances (the full release has %d with mer_thresh=80)",
              part, len(supervisions), expected)
-    write_set(recordings, supervisions, out_dir, set_name, "ar", f"MGB2 {part} ({corpus_dir})")
+    write_set(recordings, supervisions, out_dir, prefix, set_name, "ar", f"MGB2 {part} ({corpus_dir})")
