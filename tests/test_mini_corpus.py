@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from udistil.data.mini_corpus import (LANGUAGE_SHARE, MAX_CLIP_SECONDS, TEST_VOICES, TRAIN_VOICES,
+from udistil.data.mini_corpus import (LANGUAGE_SHARE, LEADING_SILENCE, MAX_CLIP_SECONDS, TEST_VOICES,
+                                      TRAILING_SILENCE, TRAIN_VOICES,
                                       language_counts, prepare_mini_corpus)
 from udistil.tts.espeak import synthesize
 
@@ -86,6 +87,9 @@ def measured_snr(sup, wav_path) -> float:
     """SNR of a stored mix, against the same utterance re-spoken clean by espeak-ng."""
     c = sup["custom"]
     clean = synthesize(sup["text"], voice=c["voice"], speed=c["speed"], pitch=c["pitch"]).astype(np.float64)
+    # The corpus pads speech with silence on both sides (Whisper mishears speech at sample 0).
+    clean = np.concatenate([np.zeros(int(LEADING_SILENCE * 16000)), clean,
+                            np.zeros(int(TRAILING_SILENCE * 16000))])
     mix, _ = sf.read(wav_path, dtype="float64")
     assert len(mix) == len(clean)
     # The mix may have been scaled down to avoid clipping: project it onto the clean speech.

@@ -57,6 +57,8 @@ PITCHES = (30, 40, 50, 60, 75)
 TEST_SENTENCE_FRACTION = 0.25
 DEV_SENTENCE_FRACTION = 0.15
 MAX_CLIP_SECONDS = 12.0
+LEADING_SILENCE = 0.5
+TRAILING_SILENCE = 0.3
 BABBLE_TALKERS = 3
 
 CLEAN = ("none", None)
@@ -187,7 +189,11 @@ def speak(utt: Utterance) -> np.ndarray:
         samples = synthesize(utt.text, voice=utt.voice, speed=utt.speed, pitch=utt.pitch)
     if samples.size == 0:
         raise UdistilError(f"espeak-ng produced no audio for {utt.cut_id} (voice {utt.voice})")
-    return samples
+    # espeak-ng speaks from the very first sample; real recordings (and Whisper's training
+    # data) have a little silence around speech, without which Whisper mishears the first
+    # words.  The SNR is measured over the whole clip, padding included.
+    lead, tail = int(LEADING_SILENCE * SAMPLE_RATE), int(TRAILING_SILENCE * SAMPLE_RATE)
+    return np.concatenate([np.zeros(lead, samples.dtype), samples, np.zeros(tail, samples.dtype)])
 
 
 def power(x: np.ndarray) -> float:
