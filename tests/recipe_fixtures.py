@@ -48,3 +48,33 @@ def write_audio(path: Path, samples: np.ndarray, rate: int = 16000, **kw) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), np.asarray(samples, dtype=np.float32), rate, **kw)
     return path
+
+
+CV15_COLUMNS = ["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes", "down_votes",
+                "age", "gender", "accents", "variant", "locale", "segment"]
+# Releases before the variant column (e.g. CV 9-12).
+CV_OLD_COLUMNS = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accents",
+                  "locale", "segment"]
+
+
+def make_common_voice(root: Path, language: str, splits: dict, speak, voice: str,
+                      columns=CV15_COLUMNS, rate: int = 48000) -> Path:
+    """<root>/<language>/clips/*.mp3 (48 kHz, as Common Voice ships) and <split>.tsv files.
+
+    splits: {"train": [(clip_id, sentence_as_in_tsv, spoken_text), ...], ...}
+    """
+    from udistil.tts.espeak import resample
+
+    lang_dir = root / language
+    for split, rows in splits.items():
+        lines = ["\t".join(columns)]
+        for clip_id, sentence, spoken in rows:
+            audio = resample(speak(spoken, voice=voice), 16000, rate)
+            write_audio(lang_dir / "clips" / f"{clip_id}.mp3", audio, rate, format="MP3")
+            values = {"client_id": f"spk{clip_id[-1]}", "path": f"{clip_id}.mp3", "sentence": sentence,
+                      "sentence_id": "s" + clip_id, "up_votes": "2", "down_votes": "0", "age": "twenties",
+                      "gender": "", "accents": "", "variant": "", "locale": language, "segment": "",
+                      "sentence_domain": ""}
+            lines.append("\t".join(values[c] for c in columns))
+        (lang_dir / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
