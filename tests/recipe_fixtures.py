@@ -78,3 +78,40 @@ def make_common_voice(root: Path, language: str, splits: dict, speak, voice: str
             lines.append("\t".join(values[c] for c in columns))
         (lang_dir / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
+
+
+def make_fleurs_repo(root: Path, config: str, splits: dict, speak, voice: str) -> Path:
+    """google/fleurs repository layout: data/<config>/audio/<split>/*.wav and data/<config>/<split>.tsv.
+
+    splits: {"test": [(prompt_id, file_stem, raw_transcription, transcription), ...], ...}
+    """
+    cfg = root / "data" / config
+    for split, rows in splits.items():
+        lines = []
+        for prompt_id, stem, raw, norm in rows:
+            audio = speak(raw, voice=voice)
+            write_audio(cfg / "audio" / split / f"{stem}.wav", audio)
+            chars = " ".join("|".join(norm.split())) + " |"
+            lines.append("\t".join([prompt_id, f"{stem}.wav", raw, norm, chars, str(len(audio)), "FEMALE"]))
+        (cfg / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def make_kaldi_dir(data_dir: Path, utterances: list, speak, voice: str, wav_root: Path,
+                   scp_prefix: str | None = None) -> Path:
+    """A Kaldi data dir (wav.scp, text, utt2spk) with one wav per utterance under wav_root/<spk>/.
+
+    utterances: [(utt_id, speaker, text), ...]; scp_prefix replaces wav_root in wav.scp
+    (ALFFA ships "/my_dir/wav/..." placeholders).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    scp, text, utt2spk = [], [], []
+    for utt, spk, words in utterances:
+        wav = write_audio(wav_root / spk / f"{utt}.wav", speak(words, voice=voice))
+        shown = f"{scp_prefix}/{spk}/{utt}.wav" if scp_prefix else str(wav)
+        scp.append(f"{utt} {shown}")
+        text.append(f"{utt} {words}")
+        utt2spk.append(f"{utt} {spk}")
+    for name, lines in (("wav.scp", scp), ("text", text), ("utt2spk", utt2spk)):
+        (data_dir / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return data_dir
