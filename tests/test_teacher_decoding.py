@@ -1,0 +1,137 @@
+"""The teacher's own greedy loop, token rules, loop stopping and clip packing."""
+import numpy as np
+import pytest
+import torch
+
+from udistil.models.spec import load_whisper
+from udistil.teacher.greedy import (STOP_BUDGET, STOP_LOOP, DecodeRequest, find_repetition_loop,
+                                    greedy_decode)
+from udistil.teacher.packing import Placement, assign_segments, pack_clips, parse_segments
+from udistil.teacher.token_rules import TokenRules
+from udistil.teacher.transcriber import DecodeOptions, Transcriber
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_whisper_dir):
+    return load_whisper(str(tiny_whisper_dir))
+
+
+def random_clips(n, seconds=(1.0, 4.0), seed=0):
+    rng = np.random.default_rng(seed)
+    return [(0.1 * rng.standard_normal(int(16000 * rng.uniform(*seconds)))).astype(np.float32)
+            for _ in range(n)]
+
+
+def test_greedy_loop_matches_generate_token_for_token(tiny):
+    """Our loop must make the same choices as transformers' greedy generate()."""
+    model, processor = tiny
+    rules = TokenRules.from_model(model)
+    clips = random_clips(3)
+    features = processor.feature_extractor(clips, sampling_rate=16000, return_tensors="pt").input_features
+    max_new = 12
+    with torch.inference_mode():
+        encoder_out = model.get_encoder()(features).last_hidden_state
+    for lang in ("en", "ar", "sw"):
+        prompt = rules.prompt(lang, timestamps=False)
+        # generate() counts the forced prompt tokens in max_new_tokens; our budget does not.
+        budget = max_new - len(prompt)
+        ours = greedy_decode(model, encoder_out, [DecodeRequest(r, prompt, budget) for r in range(3)],
+                             rules, detect_loops=False)
+        reference = model.generate(features, language=lang, task="transcribe", max_new_tokens=max_new,
+                                   do_sample=False, num_beams=1)
+        for row, result in enumerate(ours):
+            expected = [int(t) for t in reference[row, len(prompt):] if int(t) != rules.end_of_text]
+            assert result.tokens == expected
+            assert len(result.logprobs) == len(result.entropies) == len(result.tokens)
+            assert all(lp <= 0 for lp in result.logprobs)
+            assert all(np.isfinite(e) and e >= 0 for e in result.entropies)
+
+
+def test_budget_stops_a_row_without_holding_the_others(tiny):
+    model, processor = tiny
+    rules = TokenRules.from_model(model)
+    features = processor.feature_extractor(random_clips(2), sampling_rate=16000, return_tensors="pt").input_features
+    with torch.inference_mode():
+        encoder_out = model.get_encoder()(features).last_hidden_state
+    prompt = rules.prompt("en", timestamps=False)
+    short, long = greedy_decode(model, encoder_out, [DecodeRequest(0, prompt, 3), DecodeRequest(1, prompt, 9)],
+                                rules, detect_loops=False)
+    assert len(short.tokens) <= 3 and len(long.tokens) <= 9
+    assert short.stop == STOP_BUDGET or len(short.tokens) < 3
+
+
+@pytest.mark.parametrize("tokens, period", [
+    ([5] * 24, 1),
+    ([1, 2, 3] + [7, 8] * 12, 2),
+    ([9, 9] + [1, 2, 3, 4, 5, 6, 7, 8] * 3, 8),
+])
+def test_repetition_loop_is_found(tokens, period):
+    assert find_repetition_loop(tokens) == period
+
+
+@pytest.mark.parametrize("tokens", [
+    list(range(60)),                 # no repetition
+    [4, 4, 4, 4, 1, 2, 3],           # a short natural repetition, not at the end
+    [1, 2] * 5,                      # too short to call a loop
+])
+def test_no_false_loops(tokens):
+    assert find_repetition_loop(tokens) is None
+
+
+def test_pack_clips_respects_the_window_and_gap():
+    durations = {i: d for i, d in enumerate([8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 26.0])}
+    windows = pack_clips(durations, gap=1.0, max_clips=8)
+    placed = sorted(p.clip for w in windows for p in w.placements)
+    assert placed == list(range(7))
+    for w in windows:
+        assert w.end <= 29.0 or len(w.placements) == 1
+        spans = sorted((p.offset, p.offset + p.duration) for p in w.placements)
+        assert all(b[0] - a[1] >= 1.0 - 1e-9 for a, b in zip(spans, spans[1:]))
+
+
+def test_segments_are_split_back_to_their_clips(tiny):
+    model, _ = tiny
+    rules = TokenRules.from_model(model)
+    ts = lambda s: rules.timestamp_begin + round(s / 0.02)  # noqa: E731
+    # clip 0 at 0-3 s, clip 1 at 4-6 s: "a b" belongs to clip 0, "c" to clip 1.
+    tokens = [ts(0.0), 100, 101, ts(2.9), ts(4.1), 102, ts(5.8)]
+    segments = parse_segments(tokens, rules, window_end=6.0)
+    placements = [Placement(0, 0.0, 3.0), Placement(1, 4.0, 2.0)]
+    positions, redo = assign_segments(segments, placements)
+    assert [tokens[i] for i in positions[0]] == [100, 101]
+    assert [tokens[i] for i in positions[1]] == [102]
+    assert redo == set()
+    # One segment straddling both clips: both must be redone alone; a clip with nothing too.
+    straddle = [ts(0.0), 100, 101, 102, ts(5.8)]
+    _, redo = assign_segments(parse_segments(straddle, rules, 6.0), placements)
+    assert redo == {0, 1}
+    third = placements + [Placement(2, 7.0, 2.0)]
+    _, redo = assign_segments(segments, third)
+    assert redo == {2}
+
+
+def test_transcriber_packed_and_alone_give_one_transcript_per_clip(tiny):
+    model, processor = tiny
+    clips = random_clips(7, seconds=(1.0, 3.0), seed=1)
+    langs = ["en", "en", "ar", "sw", "en", "ar", None]
+    for pack in (True, False):
+        transcriber = Transcriber(model, processor, DecodeOptions(pack=pack, batch_size=3, budget_base=4,
+                                                                  budget_per_second=2))
+        out = transcriber.transcribe(clips, langs)
+        assert len(out) == len(clips)
+        for clip, lang, t in zip(clips, langs, out):
+            assert len(t.tokens) == len(t.logprobs) == len(t.entropies)
+            assert all(tok < rules_eot(model) for tok in t.tokens)  # no control/timestamp tokens
+            assert t.language == lang or (lang is None and t.language in transcriber.rules.lang_to_id)
+            assert len(t.tokens) <= transcriber.budget(len(clip) / 16000) + 6 * len(clips)
+
+
+def rules_eot(model):
+    return TokenRules.from_model(model).end_of_text
+
+
+def test_loop_stop_is_reported():
+    """A stream that becomes a loop is cut to one copy of the loop and flagged."""
+    tokens = [10, 11] + [3, 4, 5] * 8
+    assert find_repetition_loop(tokens) == 3
+    assert STOP_LOOP == "loop"
