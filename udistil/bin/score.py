@@ -1,0 +1,43 @@
+"""Stage 4: add one label-free (or oracle) quality score per cut: udistil score FILTER --in --out."""
+from udistil.filters import FILTERS
+
+
+def add_arguments(parser):
+    parser.add_argument("filter", choices=sorted(FILTERS), help="filter to compute (the custom key it writes)")
+    parser.add_argument("--in", dest="in_path", required=True, help="stage-3 (or already scored) CutSet")
+    parser.add_argument("--out", required=True, help="output CutSet (skipped if it exists)")
+    parser.add_argument("--overwrite", action="store_true", help="redo an existing output")
+    parser.add_argument("--batch-size", type=int, default=0, help="cuts per scoring batch (0 = the filter's own)")
+    parser.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--device", default="cpu", help="torch device for model-based filters")
+    g = parser.add_argument_group("proxy_wer")
+    g.add_argument("--proxy", default="packaged:whisper-tiny.en",
+                   help="proxy ASR: Whisper, SeamlessM4T-v2 or wav2vec2/MMS CTC (hub id, dir, packaged:NAME)")
+    g.add_argument("--proxy-languages", nargs="+", default=None,
+                   help="languages a plain (non-MMS) CTC proxy transcribes, e.g. en")
+    g.add_argument("--model-batch-size", type=int, default=8, help="clips per model batch (proxy, consistency)")
+    g = parser.add_argument_group("consistency")
+    g.add_argument("--model", default=None, help="the teacher used in stage 3 (e.g. exp/models/teacher)")
+    g.add_argument("--perturb", default="speed", choices=["speed", "noise", "beam"], help="what to change")
+    g.add_argument("--speed-factor", type=float, default=1.1, help="speed perturbation factor")
+    g.add_argument("--noise-snr", type=float, default=10.0, help="noise perturbation SNR (dB)")
+    g.add_argument("--beam", type=int, default=4, help="beam size for --perturb beam")
+    g = parser.add_argument_group("nll / pesq / fusion")
+    g.add_argument("--nll-lm", default=None, help="score the pseudo-label with this causal LM instead of the teacher")
+    g.add_argument("--tts", default="espeak", choices=["espeak", "xtts"], help="TTS renderer for pesq")
+    g.add_argument("--components", nargs="+", default=None,
+                   help="fusion components (default: every label-free score present)")
+
+
+def run(args):
+    import torch
+
+    from udistil.filters import create_filter
+    from udistil.filters.runner import score_cuts
+
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    filt = create_filter(args.filter, **{k: v for k, v in vars(args).items() if k != "batch_size"})
+    if args.batch_size > 0:
+        filt.batch_size = args.batch_size
+    score_cuts(filt, args.in_path, args.out, overwrite=args.overwrite)

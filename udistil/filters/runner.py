@@ -1,0 +1,146 @@
+"""Running a filter over a CutSet: batches, progress bar, resumable output, null logging.
+
+`score_cuts(filter, in_path, out_path)` adds `supervision.custom[filter.name]` to every
+cut (a float, or None when the filter cannot score it) and writes all cuts, scored or
+not, to `out_path`; no cut is ever dropped by scoring.  Finished cuts are appended to a
+partial file as they are scored (ResumableCutWriter), so a killed shard re-run redoes at
+most the batch in flight.  Sharding (--nj) is run.sh's split-cuts / merge-cuts around it.
+
+Per cut, the wall time spent scoring it is added to `custom["filter_seconds"][name]`
+(a batch's time shared in proportion to duration), so the filter-quality report can put
+each filter's cost beside stage-3 decoding after shards are merged.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from udistil.data.audio import load_cut_audio
+from udistil.data.manifests import custom, read_cuts, write_cuts, write_json_atomic
+from udistil.errors import BadAudioError
+from udistil.filters.base import Filter, Score
+from udistil.parallel.resumable import ResumableCutWriter
+
+logger = logging.getLogger(__name__)
+
+# Examples of each null reason printed at WARNING; the rest are counted (a 500K-cut set
+# with an English-only proxy would otherwise log every Arabic cut).
+EXAMPLES_PER_REASON = 3
+
+
+class NullLog:
+    """Counts null scores by reason and logs the first few cut ids of each."""
+
+    def __init__(self, filter_name: str):
+        self.filter_name = filter_name
+        self.counts: Counter = Counter()
+        self.examples: dict[str, list[str]] = defaultdict(list)
+
+    def add(self, cut_id: str, reason: str) -> None:
+        self.counts[reason] += 1
+        if len(self.examples[reason]) < EXAMPLES_PER_REASON:
+            self.examples[reason].append(cut_id)
+            logger.warning("%s: null for cut %s: %s", self.filter_name, cut_id, reason)
+        else:
+            logger.debug("%s: null for cut %s: %s", self.filter_name, cut_id, reason)
+
+
+def _store(cut, name: str, score: Score, seconds: float) -> None:
+    fields = custom(cut)
+    fields[name] = None if score.value is None else round(float(score.value), 6)
+    timing = dict(fields.get("filter_seconds") or {})
+    timing[name] = round(seconds, 6)
+    fields["filter_seconds"] = timing
+
+
+def _load_audios(batch, nulls: dict[str, str]):
+    audios = []
+    for cut in batch:
+        try:
+            audios.append(load_cut_audio(cut))
+        except BadAudioError as e:
+            nulls[cut.id] = f"unusable audio: {e.reason}"
+            audios.append(None)
+    return audios
+
+
+def _score_batch(filt: Filter, batch) -> tuple[list[Score], float]:
+    t0 = time.perf_counter()
+    nulls: dict[str, str] = {}
+    audios = _load_audios(batch, nulls) if "audio" in filt.needs else [None] * len(batch)
+    usable = [i for i, cut in enumerate(batch) if cut.id not in nulls]
+    scores = [Score.null(nulls.get(cut.id, "")) for cut in batch]
+    if usable:
+        got = filt.score([batch[i] for i in usable], [audios[i] for i in usable])
+        if len(got) != len(usable):
+            raise RuntimeError(f"filter {filt.name} returned {len(got)} scores for {len(usable)} cuts")
+        for i, s in zip(usable, got):
+            scores[i] = s
+    return scores, time.perf_counter() - t0
+
+
+def _record(filt, batch, scores, seconds, nulls) -> None:
+    total_s = sum(c.duration for c in batch) or 1.0
+    for cut, s in zip(batch, scores):
+        if s.value is None:
+            nulls.add(cut.id, s.reason or "no reason given")
+        _store(cut, filt.name, s, seconds * cut.duration / total_s)
+
+
+def _score_resumably(filt, cuts, out_path, nulls, overwrite) -> None:
+    if overwrite:
+        out_path.with_name(out_path.name + ".partial.jsonl").unlink(missing_ok=True)
+    writer = ResumableCutWriter(out_path)
+    try:
+        todo = [c for c in cuts if not writer.is_done(c.id)]
+        with tqdm(total=len(cuts), initial=len(cuts) - len(todo), desc=f"score {filt.name}",
+                  unit="cut", mininterval=5) as bar:
+            for start in range(0, len(todo), filt.batch_size):
+                batch = todo[start:start + filt.batch_size]
+                scores, seconds = _score_batch(filt, batch)
+                _record(filt, batch, scores, seconds, nulls)
+                for cut in batch:
+                    writer.add(cut)
+                bar.update(len(batch))
+        writer.finish(order=list(cuts.ids))
+    finally:
+        writer.close()
+
+
+def _score_whole_set(filt, cuts, out_path, nulls) -> None:
+    """Set-level filters (fusion) are cheap and depend on every cut: one piece, no partial file."""
+    batch = list(cuts)
+    scores, seconds = _score_batch(filt, batch)
+    _record(filt, batch, scores, seconds, nulls)
+    write_cuts(batch, out_path)
+
+
+def score_cuts(filt: Filter, in_path, out_path, overwrite: bool = False) -> dict:
+    """Score every cut of `in_path` with `filt` into `out_path`; returns a summary dict."""
+    out_path = Path(out_path)
+    if out_path.exists() and not overwrite:
+        logger.info("%s exists; skipping (use --overwrite to redo)", out_path)
+        return {"skipped_existing": True}
+    cuts = read_cuts(in_path)
+    check = getattr(filt, "check_set", None)
+    if check is not None:
+        check(cuts, in_path)
+    nulls = NullLog(filt.name)
+    t0 = time.time()
+    if filt.whole_set:
+        _score_whole_set(filt, cuts, out_path, nulls)
+    else:
+        _score_resumably(filt, cuts, out_path, nulls, overwrite)
+    wall = time.time() - t0
+    summary = {"filter": filt.name, "cuts": len(cuts), "null": sum(nulls.counts.values()),
+               "null_reasons": dict(nulls.counts), "wall_s": round(wall, 2),
+               "audio_s": round(sum(c.duration for c in cuts), 1)}
+    write_json_atomic(summary, out_path.with_name(out_path.name + ".stats.json"))
+    logger.info("%s: scored %d cuts with %s in %.1f s; %d null (%s)", out_path, len(cuts),
+                filt.describe(), wall, summary["null"],
+                ", ".join(f"{r}: {n}" for r, n in nulls.counts.most_common()) or "none")
+    return summary

@@ -1,0 +1,114 @@
+"""Stage 5: keep the cuts a filter trusts, by threshold or by fraction.
+
+`select_cuts(in_path, out_path, filter_name, threshold=None, keep_fraction=None)` writes
+the kept cuts and returns a stats dict (also logged as one line: kept / total, hours).
+The training text is the pseudo-label, `supervision.custom["teacher_text"]`, which is what
+the student reads (udistil.student.data); `supervision.text` stays the ground truth (or
+empty), as DESIGN.md's data contract says, so a selected set can still be evaluated.
+
+Rules, shared with the filter-quality report so both select the same cuts:
+  * threshold: keep score <= X for higher-is-worse filters, score >= X otherwise
+    (the paper's "drop proxy WER > 80" is `--filter proxy_wer --threshold 80`);
+  * keep_fraction P: keep the best round(P * total) cuts by score, so filters can be
+    compared at equal data size; ties at the boundary are broken by input order;
+  * a cut with a null score is dropped (the filter could not vouch for it) unless
+    keep_null; how many were dropped for that reason is in the stats;
+  * every selection drops cuts with an empty pseudo-label: there is nothing to train on;
+  * filter "none" keeps every cut with a pseudo-label (the paper's no-filter baseline).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+from udistil.data.manifests import read_cuts, write_cuts, write_json_atomic
+from udistil.errors import UdistilError
+from udistil.filters.base import teacher_field, teacher_text
+
+logger = logging.getLogger(__name__)
+
+NO_FILTER = "none"
+
+
+def kept_by_threshold(values, higher_is_worse: bool, threshold: float, keep_null: bool = False) -> list[bool]:
+    def keep(v):
+        if v is None:
+            return keep_null
+        return v <= threshold if higher_is_worse else v >= threshold
+    return [keep(v) for v in values]
+
+
+def kept_by_fraction(values, higher_is_worse: bool, fraction: float, keep_null: bool = False) -> list[bool]:
+    """Keep the best round(fraction * len(values)) scored cuts (nulls rank last)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise UdistilError(f"--keep-fraction must be between 0 and 1 (got {fraction})")
+    budget = int(round(fraction * len(values)))
+    scored = [i for i, v in enumerate(values) if v is not None]
+    scored.sort(key=lambda i: values[i] if higher_is_worse else -values[i])  # stable: input order on ties
+    kept = set(scored[:budget])
+    if keep_null:
+        kept |= {i for i, v in enumerate(values) if v is None}
+    return [i in kept for i in range(len(values))]
+
+
+def resolve_direction(filter_name: str) -> tuple[bool, float | None]:
+    """(higher_is_worse, default threshold) of a filter, without loading its models."""
+    from udistil.filters import filter_class
+
+    cls = filter_class(filter_name)
+    return cls.higher_is_worse, cls.default_threshold
+
+
+def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = None,
+                keep_fraction: float | None = None, keep_null: bool = False) -> dict:
+    if threshold is not None and keep_fraction is not None:
+        raise UdistilError("give --threshold or --keep-fraction, not both")
+    cuts = list(read_cuts(in_path))
+    with_text = [c for c in cuts if teacher_text(c)]
+    if not with_text:
+        raise UdistilError(f"{in_path}: no cut has a pseudo-label (supervision.custom teacher_text); run stage 3")
+    rule = "all cuts with a pseudo-label"
+    if filter_name == NO_FILTER:
+        keep = [True] * len(with_text)
+        nulls = 0
+    else:
+        higher_is_worse, default = resolve_direction(filter_name)
+        values = [teacher_field(c, filter_name) for c in with_text]
+        if all(v is None for v in values) and not any(filter_name in (c.supervisions[0].custom or {})
+                                                      for c in with_text):
+            raise UdistilError(f"{in_path}: no cut has a {filter_name} score; run `udistil score {filter_name}` first")
+        nulls = sum(v is None for v in values)
+        if keep_fraction is not None:
+            keep = kept_by_fraction(values, higher_is_worse, keep_fraction, keep_null)
+            rule = f"best {keep_fraction:.0%} by {filter_name}"
+        else:
+            if threshold is None:
+                threshold = default
+            if threshold is None:
+                raise UdistilError(f"filter {filter_name} has no default threshold; give --threshold or --keep-fraction")
+            keep = kept_by_threshold(values, higher_is_worse, threshold, keep_null)
+            rule = f"{filter_name} {'<=' if higher_is_worse else '>='} {threshold:g}"
+    kept = [c for c, k in zip(with_text, keep) if k]
+    if not kept:
+        raise UdistilError(f"{in_path}: selection '{rule}' keeps no cut; loosen the threshold")
+    write_cuts(kept, out_path)
+    stats = {
+        "filter": filter_name, "rule": rule, "kept": len(kept), "total": len(cuts),
+        "empty_pseudo_labels": len(cuts) - len(with_text),
+        "null_scores": nulls, "null_kept": bool(keep_null),
+        "hours_kept": round(sum(c.duration for c in kept) / 3600, 4),
+        "hours_total": round(sum(c.duration for c in cuts) / 3600, 4),
+    }
+    write_json_atomic(stats, Path(out_path).with_name("stats.json") if Path(out_path).name == "cuts.jsonl.gz"
+                      else Path(str(out_path) + ".stats.json"))
+    logger.info("select %s (%s): kept %d / %d cuts, %.2f / %.2f h; %d empty pseudo-labels, %d null scores %s",
+                filter_name, rule, len(kept), len(cuts), stats["hours_kept"], stats["hours_total"],
+                stats["empty_pseudo_labels"], nulls, "kept" if keep_null else "dropped")
+    return stats
+
+
+def default_selection_fraction(values, higher_is_worse, threshold) -> float:
+    """Fraction of cuts a threshold keeps (for comparing other filters at equal size)."""
+    kept = kept_by_threshold(values, higher_is_worse, threshold)
+    return sum(kept) / len(kept) if kept else math.nan
