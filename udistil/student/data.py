@@ -167,12 +167,18 @@ class SkipFirstBatches(torch.utils.data.Sampler):
         self.skip = skip
 
     def __iter__(self):
+        # lhotse samplers are their own iterators and `iter()` restarts the epoch, so we
+        # call next() on the one iterator rather than `yield from` (which calls iter again).
         it = iter(self.sampler)
-        for _ in range(self.skip):
-            if next(it, None) is None:
+        skip, self.skip = self.skip, 0
+        while True:
+            batch = next(it, None)
+            if batch is None:
                 return
-        self.skip = 0
-        yield from it
+            if skip > 0:
+                skip -= 1
+                continue
+            yield batch
 
 
 def make_loader(cuts, dataset: DistillDataset, batch_size: int, max_duration: float | None,

@@ -1,0 +1,263 @@
+"""Distillation (stage 6) on a tiny random Whisper and a few espeak-ng cuts.
+
+Covers the labels, the loss against a hand computation, the shared-encoder path against
+running both full models, exact resume, the exported student in pipeline(), and a
+2-process torchrun (gloo) run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lhotse import MonoCut, Recording, SupervisionSegment
+
+from udistil.data.manifests import read_cuts, write_cuts
+from udistil.student.config import DataOptions, DistillConfig, OptimOptions, RunOptions
+from udistil.student.data import IGNORE_INDEX, DistillDataset, LabelEncoder, usable_cuts
+from udistil.student.forward import DistillForward, encoders_identical, two_model_forward
+from udistil.student.init import make_student
+from udistil.student.loss import LossWeights, distillation_loss
+
+REPO = Path(__file__).resolve().parents[1]
+
+TRAIN_TEXTS = ["the cat sat on the mat", "hello world", "speech recognition is fun",
+               "one two three four", "small models decode fast", "good morning everyone"]
+DEV_TEXTS = ["the weather is nice today", "we test the student"]
+
+
+def make_cut(directory: Path, cut_id: str, samples, language: str, teacher_text):
+    path = directory / f"{cut_id}.wav"
+    import soundfile as sf
+
+    sf.write(str(path), samples, 16000)
+    recording = Recording.from_file(path, recording_id=cut_id)
+    custom = {"teacher_text": teacher_text} if teacher_text is not None else {}
+    sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0.0, duration=recording.duration,
+                             language=language, text="", custom=custom)
+    return MonoCut(id=cut_id, start=0.0, duration=recording.duration, channel=0,
+                   recording=recording, supervisions=[sup])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, speak):
+    """train.jsonl.gz (6 English cuts) and dev.jsonl.gz (2), teacher_text set, no references."""
+    root = tmp_path_factory.mktemp("distill_corpus")
+    train = [make_cut(root, f"tr{i}", speak(t), "en", t.capitalize() + ".") for i, t in enumerate(TRAIN_TEXTS)]
+    dev = [make_cut(root, f"dv{i}", speak(t), "en", t.capitalize() + ".") for i, t in enumerate(DEV_TEXTS)]
+    return {"train": write_cuts(train, root / "train.jsonl.gz"), "dev": write_cuts(dev, root / "dev.jsonl.gz"),
+            "root": root}
+
+
+@pytest.fixture(scope="module")
+def student_dir(tiny_whisper_dir, tmp_path_factory):
+    """2-1 student of the 2-2 tiny teacher: whole encoder kept (shared), with decoder dropout
+    so that exact resume also depends on the random generators being restored."""
+    out = make_student(str(tiny_whisper_dir), tmp_path_factory.mktemp("s") / "student_2-1",
+                       decoder_layers=1)
+    config_file = out / "config.json"
+    config = json.loads(config_file.read_text())
+    config["dropout"] = 0.1
+    config_file.write_text(json.dumps(config))
+    return out
+
+
+def load(path):
+    from udistil.models.spec import load_whisper
+
+    return load_whisper(str(path))
+
+
+def first_batch(processor, cuts):
+    gen_multilingual = True
+    labels = LabelEncoder(processor.tokenizer, multilingual=gen_multilingual, max_length=448)
+    return DistillDataset(processor.feature_extractor, labels)[cuts]
+
+
+def test_labels_prefix_padding_and_skips(tiny_whisper_dir, corpus, speak, caplog):
+    _, processor = load(tiny_whisper_dir)
+    tok = processor.tokenizer
+    root = corpus["root"]
+    corrupt = make_cut(root, "corrupt", speak("broken file"), "en", "Broken file.")
+    Path(corrupt.recording.sources[0].source).write_bytes(b"RIFF not really a wav")
+    cuts = [make_cut(root, "arabic", speak("marhaba", voice="ar"), "ar", "مرحبا"),
+            make_cut(root, "nolabel", speak("no label"), "en", None),
+            make_cut(root, "emptylabel", speak("empty label"), "en", "  "),
+            corrupt,
+            make_cut(root, "english", speak("a longer english sentence here"), "en",
+                     "A longer English sentence here.")]
+    usable = usable_cuts(cuts, "test.jsonl.gz")
+    assert [c.id for c in usable] == ["arabic", "corrupt", "english"]
+    assert "skipped 2 of 5 cuts without a teacher_text" in caplog.text
+
+    batch = first_batch(processor, usable)
+    assert batch["cut_ids"] == ["arabic", "english"]
+    assert batch["skipped"].counts == {"bad_audio": 1}
+    assert batch["input_features"].shape == (2, 80, 3000)
+    ids = tok.convert_tokens_to_ids
+    prefix = [ids("<|startoftranscript|>"), ids("<|ar|>"), ids("<|transcribe|>"), ids("<|notimestamps|>")]
+    inputs, labels = batch["decoder_input_ids"], batch["labels"]
+    assert inputs[0, :4].tolist() == prefix
+    assert inputs[1, 1].item() == ids("<|en|>")
+    # labels are the inputs shifted by one: the start token is never a target
+    english = labels[1].tolist()
+    assert english[:3] == [ids("<|en|>"), ids("<|transcribe|>"), ids("<|notimestamps|>")]
+    assert english[-1] == tok.eos_token_id  # the longer sentence fills the width
+    assert tok.decode(english[3:-1]) == " A longer English sentence here."
+    arabic = labels[0].tolist()
+    n_real = arabic.index(tok.eos_token_id) + 1
+    assert all(x == IGNORE_INDEX for x in arabic[n_real:]) and n_real < len(arabic)
+    assert inputs[0, 1:n_real].tolist() == arabic[:n_real - 1]
+    assert tok.decode(arabic[3:n_real - 1]) == " مرحبا"
+
+
+def test_loss_equals_hand_computation(tiny_whisper_dir, student_dir, corpus):
+    teacher, processor = load(tiny_whisper_dir)
+    student, _ = load(student_dir)
+    batch = first_batch(processor, read_cuts(corpus["train"]).subset(first=3))
+    with torch.no_grad():
+        s_logits, t_logits = two_model_forward(teacher, student, batch["input_features"],
+                                               batch["decoder_input_ids"])
+    weights = LossWeights(alpha_ce=0.7, alpha_kl=1.3, temperature=3.0)
+    parts = distillation_loss(s_logits, t_logits, batch["labels"], weights)
+
+    def log_softmax(row):  # log p_v = x_v - log sum_u exp(x_u), max-shifted, in float64
+        row = row.double()
+        shift = row.max()
+        return row - shift - torch.log(torch.exp(row - shift).sum())
+
+    ce_sum = kl_sum = 0.0
+    n = 0
+    labels = batch["labels"]
+    for b in range(labels.shape[0]):
+        for t in range(labels.shape[1]):
+            target = int(labels[b, t])
+            if target == IGNORE_INDEX:
+                continue
+            n += 1
+            ce_sum += -float(log_softmax(s_logits[b, t])[target])
+            logp_s = log_softmax(s_logits[b, t] / 3.0)
+            logp_t = log_softmax(t_logits[b, t] / 3.0)
+            kl_sum += float((torch.exp(logp_t) * (logp_t - logp_s)).sum())
+    assert n == parts.n_tokens == int((labels != IGNORE_INDEX).sum())
+    ce, kl = ce_sum / n, kl_sum / n
+    assert kl > 1e-4  # the two models really differ, so the KL term is exercised
+    assert math.isclose(float(parts.ce), ce, rel_tol=1e-5)
+    # The library sums 51865 float32 terms of a small KL; float64 here: ~1e-4 relative apart.
+    assert math.isclose(float(parts.kl), kl, rel_tol=1e-3)
+    assert math.isclose(float(parts.total), 0.7 * ce + 1.3 * 9.0 * kl, rel_tol=1e-5)
+
+
+def test_shared_encoder_gives_the_two_model_loss(tiny_whisper_dir, student_dir, corpus):
+    teacher, processor = load(tiny_whisper_dir)
+    student, _ = load(student_dir)
+    assert encoders_identical(teacher, student)
+    batch = first_batch(processor, read_cuts(corpus["train"]).subset(first=3))
+    features, inputs, labels = batch["input_features"], batch["decoder_input_ids"], batch["labels"]
+    shared = DistillForward(teacher, student, frozen_encoder=True, share_encoder=True)
+    with torch.no_grad():
+        loss_shared = distillation_loss(*shared(features, inputs), labels).total
+        loss_full = distillation_loss(*two_model_forward(teacher, student, features, inputs), labels).total
+    assert torch.allclose(loss_shared, loss_full, rtol=1e-6, atol=1e-6)
+    # Sharing is only allowed when the encoders really are the same.
+    with torch.no_grad():
+        student.model.encoder.layers[0].fc1.weight.add_(0.01)
+    assert not encoders_identical(teacher, student)
+
+
+def distill_config(teacher, student, corpus, exp, **run):
+    return DistillConfig(
+        teacher=str(teacher), student=str(student), train=str(corpus["train"]), dev=str(corpus["dev"]),
+        exp=str(exp), data=DataOptions(batch_size=2),
+        optim=OptimOptions(lr=2e-3, warmup_steps=2, max_steps=6, schedule="cosine"),
+        run=RunOptions(checkpoint_every=2, keep_checkpoints=2, valid_every=100, **run))
+
+
+def losses(exp) -> list[float]:
+    rows = [json.loads(line) for line in (Path(exp) / "log" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))
+    return [r["loss"] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_whisper_dir, student_dir, corpus, tmp_path_factory):
+    from udistil.student.trainer import train
+
+    exp = tmp_path_factory.mktemp("run") / "exp_full"
+    summary = train(distill_config(tiny_whisper_dir, student_dir, corpus, exp))
+    return exp, summary
+
+
+def test_resume_continues_the_same_loss_curve(tiny_whisper_dir, student_dir, corpus, uninterrupted, tmp_path):
+    from udistil.errors import UdistilError
+    from udistil.student.checkpoint import list_checkpoints
+    from udistil.student.trainer import train
+
+    full_exp, full_summary = uninterrupted
+    assert full_summary["finished"] and full_summary["shared_encoder"] and full_summary["steps"] == 6
+    full = losses(full_exp)
+    assert len(full) == 6 and len(set(full)) == 6
+
+    # 6 cuts / batch 2 = 3 batches an epoch: stopping after step 4 is mid-way through epoch 1.
+    exp = tmp_path / "exp_killed"
+    first = train(distill_config(tiny_whisper_dir, student_dir, corpus, exp, stop_after_steps=4))
+    assert not first["finished"] and first["steps"] == 4
+    assert [p.name for p in list_checkpoints(exp)] == ["step-0000002", "step-0000004"]
+    # A stray row the killed run logged after its checkpoint must be dropped on resume.
+    with open(exp / "log" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 5, "loss": -1.0}) + "\n")
+    with pytest.raises(UdistilError, match="--resume"):
+        train(distill_config(tiny_whisper_dir, student_dir, corpus, exp))
+    second = train(distill_config(tiny_whisper_dir, student_dir, corpus, exp, resume=True))
+    assert second["finished"] and second["steps"] == 6
+    resumed = losses(exp)
+    assert resumed[:4] == full[:4]
+    assert resumed == pytest.approx(full, rel=1e-6, abs=0)
+    # Keep-last-K pruning.
+    assert [p.name for p in list_checkpoints(exp)] == ["step-0000004", "step-0000006"]
+
+
+def test_exported_best_student_loads_in_pipeline(uninterrupted, speak):
+    from transformers import pipeline
+
+    exp, summary = uninterrupted
+    best = exp / "best"
+    info = json.loads((best / "udistil_training.json").read_text())
+    assert info["dev_loss"] == pytest.approx(summary["best_dev_loss"])
+    asr = pipeline("automatic-speech-recognition", model=str(best), device="cpu")
+    assert asr.model.config.decoder_layers == 1
+    out = asr(speak("good evening"), generate_kwargs={"language": "en", "task": "transcribe",
+                                                     "max_new_tokens": 5})
+    assert isinstance(out["text"], str)
+
+
+def test_torchrun_two_process_gloo(tiny_whisper_dir, student_dir, corpus, tmp_path):
+    exp = tmp_path / "exp_ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "udistil.bin.main", "distill",
+           "--teacher", str(tiny_whisper_dir), "--student", str(student_dir),
+           "--train", str(corpus["train"]), "--dev", str(corpus["dev"]), "--exp", str(exp),
+           "--batch-size", "1", "--max-steps", "2", "--warmup-steps", "1", "--checkpoint-every", "2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # torchrun and both workers: a hung collective must not linger
+        _, stderr = proc.communicate()
+        pytest.fail(f"torchrun did not finish in 240 s:\n{stderr[-3000:]}")
+    assert proc.returncode == 0, stderr[-3000:]
+    summary = json.loads((exp / "training_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 2 and summary["finished"]
+    rows = [json.loads(line) for line in (exp / "log" / "metrics.jsonl").read_text().splitlines()]
+    # Each step trained on one cut from each rank.
+    assert [r["cuts"] for r in rows] == [2, 2]
+    assert sorted(p.name for p in (exp / "checkpoints" / "step-0000002").iterdir()) == \
+        ["rng-rank0.pt", "rng-rank1.pt", "state.pt"]
+    assert (exp / "best" / "model.safetensors").is_file()
