@@ -20,7 +20,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-CLUSTER_ONLY_OPTIONS = {"--mem", "--gpu", "--num-threads", "--time", "--config"}
+CLUSTER_ONLY_OPTIONS = {"--mem", "--gpu", "--num-threads", "--time", "--nodes", "--config"}
 
 
 def parse(argv):
