@@ -70,8 +70,12 @@ def _entropy(logprobs: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequest],
-                  rules: TokenRules, detect_loops: bool = True) -> list[DecodeResult]:
-    """Decode every request greedily; prompts in one call must have the same length."""
+                  rules: TokenRules, detect_loops: bool = True, token_stats: bool = True) -> list[DecodeResult]:
+    """Decode every request greedily; prompts in one call must have the same length.
+
+    token_stats=False skips the log-softmax and entropy (the results then hold zeros); it
+    exists so the benchmark can measure what keeping the statistics costs.
+    """
     if not requests:
         return []
     prompt_len = len(requests[0].prompt)
@@ -90,19 +94,24 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
         logits = proj_out(hidden).float()
         logits = rules.mask_logits(logits, [results[i].tokens for i in active],
                                    [requests[i].timestamps for i in active])
-        logprobs = torch.log_softmax(logits, dim=-1)
-        best = logprobs.argmax(dim=-1)
-        best_logprob = logprobs.gather(1, best[:, None])[:, 0]
-        entropy = _entropy(logprobs)
+        if token_stats:
+            logprobs = torch.log_softmax(logits, dim=-1)
+            best = logprobs.argmax(dim=-1)
+            best_logprob = logprobs.gather(1, best[:, None])[:, 0].tolist()
+            entropy = _entropy(logprobs).tolist()
+        else:
+            best = logits.argmax(dim=-1)
+            best_logprob = entropy = [0.0] * len(active)
         keep = []
+        best_tokens = best.tolist()
         for pos, idx in enumerate(active):
-            token, res, req = int(best[pos]), results[idx], requests[idx]
+            token, res, req = best_tokens[pos], results[idx], requests[idx]
             if token == rules.end_of_text:
                 res.stop = STOP_END
                 continue
             res.tokens.append(token)
-            res.logprobs.append(float(best_logprob[pos]))
-            res.entropies.append(float(entropy[pos]))
+            res.logprobs.append(best_logprob[pos])
+            res.entropies.append(entropy[pos])
             period = find_repetition_loop(res.tokens) if detect_loops else None
             if period is not None:
                 # Keep one copy of the looping unit; the repeats carry no information.

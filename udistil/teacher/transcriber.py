@@ -43,6 +43,8 @@ class DecodeOptions:
     budget_base: int = 16
     budget_per_second: float = 12.0
     detect_loops: bool = True
+    # Keep per-token log-probs and entropies (the data contract); off only for benchmarks.
+    token_stats: bool = True
 
 
 @dataclass
@@ -134,7 +136,8 @@ class Transcriber:
             encoder_out = self.encode([w.audio(clips) for w in batch])
             requests = [DecodeRequest(row, prompt, self._window_budget(w, durations), timestamps=True)
                         for row, w in enumerate(batch)]
-            results = greedy_decode(self.model, encoder_out, requests, self.rules, opts.detect_loops)
+            results = greedy_decode(self.model, encoder_out, requests, self.rules, opts.detect_loops,
+                                    opts.token_stats)
             for window, result in zip(batch, results):
                 segments = parse_segments(result.tokens, self.rules, window.end)
                 positions, bad = assign_segments(segments, window.placements)
@@ -177,7 +180,8 @@ class Transcriber:
                 requests = [DecodeRequest(row, self.rules.prompt(lang, timestamps=False),
                                           self.budget(durations[i]))
                             for row, (i, lang) in enumerate(zip(batch, langs))]
-                results = greedy_decode(self.model, encoder_out, requests, self.rules, opts.detect_loops)
+                results = greedy_decode(self.model, encoder_out, requests, self.rules, opts.detect_loops,
+                                    opts.token_stats)
             for i, lang, result in zip(batch, langs, results):
                 out[i] = self._make_transcript(result, None, lang, False)
                 self.stats["single_clips"] += 1
