@@ -35,7 +35,9 @@ class EspeakRenderer:
     name = "espeak"
 
     def supports(self, language):
-        return bool(language) and language in espeak_languages()
+        # espeak-ng lists regional voices ("en-gb", "en-us"); voice "en" picks its default one.
+        return bool(language) and any(code == language or code.startswith(language + "-")
+                                      for code in espeak_languages())
 
     def why_not(self, language):
         return f"espeak-ng has no voice for language {language!r}"
