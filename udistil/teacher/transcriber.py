@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,7 +69,8 @@ class Transcriber:
         self.options = options or DecodeOptions()
         self.rules = TokenRules.from_model(model)
         self.max_new_tokens = MAX_TARGET_TOKENS - 4
-        self.stats = {"windows": 0, "packed_clips": 0, "repacked_alone": 0, "single_clips": 0}
+        self.stats = {"windows": 0, "packed_clips": 0, "repacked_alone": 0, "single_clips": 0,
+                      "encoder_passes": 0, "decoder_steps": 0, "encode_s": 0.0, "decode_s": 0.0}
 
     @classmethod
     def from_spec(cls, spec: str, options: DecodeOptions | None = None) -> "Transcriber":
@@ -107,10 +109,22 @@ class Transcriber:
 
     @torch.inference_mode()
     def encode(self, audios: list[np.ndarray]) -> torch.Tensor:
+        t0 = time.perf_counter()
         features = self.processor.feature_extractor(
             audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
         features = features.to(self.model.dtype)
-        return self.model.get_encoder()(features).last_hidden_state
+        hidden = self.model.get_encoder()(features).last_hidden_state
+        self.stats["encoder_passes"] += len(audios)
+        self.stats["encode_s"] += time.perf_counter() - t0
+        return hidden
+
+    def _greedy(self, encoder_out, requests) -> list[DecodeResult]:
+        t0 = time.perf_counter()
+        results = greedy_decode(self.model, encoder_out, requests, self.rules, self.options.detect_loops,
+                                self.options.token_stats)
+        self.stats["decode_s"] += time.perf_counter() - t0
+        self.stats["decoder_steps"] += max((len(r.tokens) for r in results), default=0) + 1
+        return results
 
     def _make_transcript(self, result: DecodeResult, positions: list[int] | None, language,
                          packed: bool) -> Transcript:
@@ -136,8 +150,7 @@ class Transcriber:
             encoder_out = self.encode([w.audio(clips) for w in batch])
             requests = [DecodeRequest(row, prompt, self._window_budget(w, durations), timestamps=True)
                         for row, w in enumerate(batch)]
-            results = greedy_decode(self.model, encoder_out, requests, self.rules, opts.detect_loops,
-                                    opts.token_stats)
+            results = self._greedy(encoder_out, requests)
             for window, result in zip(batch, results):
                 segments = parse_segments(result.tokens, self.rules, window.end)
                 positions, bad = assign_segments(segments, window.placements)
@@ -180,8 +193,7 @@ class Transcriber:
                 requests = [DecodeRequest(row, self.rules.prompt(lang, timestamps=False),
                                           self.budget(durations[i]))
                             for row, (i, lang) in enumerate(zip(batch, langs))]
-                results = greedy_decode(self.model, encoder_out, requests, self.rules, opts.detect_loops,
-                                    opts.token_stats)
+                results = self._greedy(encoder_out, requests)
             for i, lang, result in zip(batch, langs, results):
                 out[i] = self._make_transcript(result, None, lang, False)
                 self.stats["single_clips"] += 1
