@@ -6,7 +6,8 @@ Renderers: espeak-ng (default, offline) or XTTS-v2 (coqui-tts; see tts_render.py
 
 Explicit edge cases, each a null with its reason rather than a crash or a fake value:
   * empty pseudo-label: there is nothing to render;
-  * PESQ's NoUtterancesError (its voice-activity detector found no speech in one side);
+  * PESQ's NoUtterancesError (its voice-activity detector found no speech in one side),
+    and digital silence, which PESQ itself would turn into NaN;
   * any other PesqError (e.g. a buffer too short to score).
 Length mismatch: PESQ compares two recordings of the same event and aligns them in time
 only within utterances, so the rendering is trimmed or padded with silence to the
@@ -34,6 +35,9 @@ def pesq_wb(reference: np.ndarray, degraded: np.ndarray) -> Score:
     from pesq import NoUtterancesError, PesqError, pesq
 
     degraded = match_length(degraded, len(reference))
+    # Digital silence makes PESQ's level normalisation divide by zero (NaN, not an error).
+    if not np.any(reference) or not np.any(degraded):
+        return Score.null("PESQ found no utterance: one side is digital silence")
     try:
         return Score(float(pesq(SAMPLE_RATE, reference, degraded, "wb")))
     except NoUtterancesError:

@@ -41,9 +41,11 @@ class NullLog:
         self.examples: dict[str, list[str]] = defaultdict(list)
 
     def add(self, cut_id: str, reason: str) -> None:
-        self.counts[reason] += 1
-        if len(self.examples[reason]) < EXAMPLES_PER_REASON:
-            self.examples[reason].append(cut_id)
+        # Count by the reason's head: decoder errors carry the file name and a traceback text.
+        kind = reason.split(" (")[0]
+        self.counts[kind] += 1
+        if len(self.examples[kind]) < EXAMPLES_PER_REASON:
+            self.examples[kind].append(cut_id)
             logger.warning("%s: null for cut %s: %s", self.filter_name, cut_id, reason)
         else:
             logger.debug("%s: null for cut %s: %s", self.filter_name, cut_id, reason)

@@ -1,0 +1,60 @@
+"""The filter-quality report's measures against hand-computed cases, and its outputs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from lhotse import MonoCut, SupervisionSegment
+
+from udistil.data.manifests import write_cuts
+from udistil.report.filter_quality import auroc, filter_quality, spearman
+
+
+def test_auroc_by_hand():
+    assert auroc([1, 2, 3, 4], [False, False, True, True]) == 1.0
+    assert auroc([4, 3, 2, 1], [False, False, True, True]) == 0.0
+    # pairs (pos, neg): (3>1) (3>2) (1<2) (1=1 -> 1/2) ... positives {3, 1}, negatives {1, 2}
+    # 3 vs 1: 1, 3 vs 2: 1, 1 vs 1: 0.5, 1 vs 2: 0  -> 2.5 / 4
+    assert auroc([3, 1, 1, 2], [True, True, False, False]) == pytest.approx(0.625)
+    assert auroc([1, 2], [True, True]) is None
+
+
+def test_spearman_by_hand():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    # ranks x = 1 2 3 4, y = 2 1 4 3: d^2 = 1+1+1+1 = 4; rho = 1 - 6*4 / (4*15) = 0.6
+    assert spearman([1, 2, 3, 4], [20, 10, 40, 30]) == pytest.approx(0.6)
+    assert spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def make(i, ref, hyp, lang, conf, proxy):
+    c = MonoCut(id=f"c{i}", start=0, duration=2.0, channel=0, recording=None)
+    c.supervisions = [SupervisionSegment(c.id, c.id, 0, 2.0, text=ref, language=lang, custom={
+        "teacher_text": hyp, "confidence": conf, "proxy_wer": proxy,
+        "filter_seconds": {"confidence": 0.001, "proxy_wer": 0.5}})]
+    return c
+
+
+def test_report_per_language(tmp_path):
+    cuts = [make(0, "one two three", "one two three", "en", 0.9, 0.0),
+            make(1, "one two three", "one two four", "en", 0.7, 33.3),
+            make(2, "one two three", "nine nine nine nine", "en", 0.3, 120.0),
+            make(3, "moja mbili tatu", "moja mbili tatu", "sw", 0.8, None),
+            make(4, "moja mbili tatu", "x y z", "sw", 0.95, None)]
+    write_cuts(cuts, tmp_path / "s.jsonl.gz")
+    log = tmp_path / "pseudo_label.1.log"
+    log.write_text("... labelled 5 of 5 cuts (0 skipped: {}); stops {}; 10.0 s audio in 5.0 s\n")
+    report = filter_quality(tmp_path / "s.jsonl.gz", tmp_path / "report", str(log))
+    en, sw, everything = (report["languages"][k] for k in ("en", "sw", "all"))
+    assert en["filters"]["proxy_wer"]["auroc"] == 1.0 and en["bad"] == 1
+    # Confident wrong Swahili output: confidence runs the wrong way there.
+    assert sw["filters"]["confidence"]["auroc"] == 0.0
+    assert everything["filters"]["proxy_wer"]["scored"] == 3
+    # Oracle keeps 3 of 5; confidence at equal fraction keeps c4 (0.95), c0, c3: 3 of 9 words wrong.
+    assert everything["equal_fraction"] == pytest.approx(0.6)
+    assert everything["filters"]["confidence"]["wer_fraction"] == pytest.approx(100 / 3)
+    # Cost: 0.5 s per 2 s of audio vs stage 3's 0.5 s per audio second -> 0.5.
+    assert report["cost"]["proxy_wer"]["relative_to_stage3"] == pytest.approx(0.5)
+    md = (tmp_path / "report" / "filter_quality.md").read_text()
+    assert "| proxy_wer |" in md and "## sw" in md
+    assert (tmp_path / "report" / "filter_proxy_wer.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "report" / "filter_quality.json").read_text())["cuts"] == 5
