@@ -109,6 +109,10 @@ def filters_present(cuts) -> list[str]:
     return present
 
 
+def has_references(in_path) -> bool:
+    return any((supervision(c).text or "").strip() for c in read_cuts(in_path))
+
+
 def filter_quality(in_path, out_dir, teacher_logs: str | None = None, plots: bool = True) -> dict:
     cuts = [c for c in read_cuts(in_path) if teacher_field(c, "teacher_text") is not None]
     cuts = [c for c in cuts if (supervision(c).text or "").strip()]
