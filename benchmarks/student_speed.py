@@ -34,13 +34,14 @@ def batches_by_language(cuts, batch_size):
             yield lang, group[i:i + batch_size]
 
 
-def decode(model, features, language, max_new_tokens):
+def decode(model, features, language, max_new_tokens, min_new_tokens=None):
     import torch
 
     with torch.inference_mode():
         start = time.perf_counter()
         out = model.generate(features, language=language, task="transcribe", return_timestamps=False,
-                             max_new_tokens=max_new_tokens, num_beams=1, do_sample=False)
+                             max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                             num_beams=1, do_sample=False)
         return time.perf_counter() - start, out
 
 
@@ -56,6 +57,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--limit", type=int, default=None, help="first N cuts (by id) of each manifest")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--same-length", type=int, default=None,
+                        help="make both models generate exactly N tokens per cut: compares the "
+                             "architectures alone (e.g. an untrained student, which babbles until "
+                             "--max-new-tokens, against its teacher)")
     parser.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
@@ -107,7 +112,10 @@ def main(argv=None) -> dict:
                 decode(model, features[:1], lang, 4)
             warmed = True
         for role, (model, _) in models.items():
-            seconds, out = decode(model, features, lang, args.max_new_tokens)
+            if args.same_length:
+                seconds, out = decode(model, features, lang, args.same_length, args.same_length)
+            else:
+                seconds, out = decode(model, features, lang, args.max_new_tokens)
             wall[role] += seconds
             per_lang[lang][role] += seconds
             tokens[role] += int(out.numel())
@@ -122,6 +130,7 @@ def main(argv=None) -> dict:
     result = {
         "teacher": args.teacher, "student": args.student, "device": device,
         "threads": torch.get_num_threads(), "batch_size": args.batch_size, "cuts": n_cuts,
+        "same_length": args.same_length,
         "skipped_bad_audio": skipped, "audio_s": round(audio_s, 1),
         "params_M": {k: round(v, 1) for k, v in params.items()}, "layers": layers,
         "wall_s": {k: round(v, 2) for k, v in wall.items()},
