@@ -214,15 +214,16 @@ class Trainer:
         progress = tqdm(total=self.total_steps, initial=self.step, desc="distill", unit="step",
                         disable=not self.env.is_main, dynamic_ncols=True)
         stop_at = min(self.total_steps, run.stop_after_steps or self.total_steps)
-        stopped_early = False
         while self.step < stop_at and (optim.max_steps or self.epoch < optim.num_epochs):
             finished_epoch = self._run_epoch(stop_at, progress)
             if finished_epoch:
                 self.epoch += 1
                 self.batches_done = 0
         progress.close()
-        if self.step < self.total_steps:
-            stopped_early = True
+        # Done when the step budget is spent, or (without --max-steps) every epoch was run:
+        # later epochs may form a batch fewer than the first one, which set total_steps.
+        out_of_epochs = not optim.max_steps and self.epoch >= optim.num_epochs
+        stopped_early = self.step < self.total_steps and not out_of_epochs
         if self._last_valid_step != self.step:
             self._validate()
         if self._last_checkpoint_step != self.step:
