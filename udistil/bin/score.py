@@ -27,6 +27,8 @@ def add_arguments(parser):
     g.add_argument("--tts", default="espeak", choices=["espeak", "xtts"], help="TTS renderer for pesq")
     g.add_argument("--components", nargs="+", default=None,
                    help="fusion components (default: every label-free score present)")
+    g.add_argument("--language-prior", type=float, default=0.5,
+                   help="fusion: shrink each cut toward its language's mean (0 = off, 1 = language only)")
 
 
 def run(args):

@@ -1,34 +1,57 @@
 """`fusion`: a label-free combination of whichever filter scores a CutSet already has.
 
-Rank averaging: each component score is oriented so that higher = worse, turned into its
-percentile rank over the cuts that have it (ties share their mean rank), and a cut's fused
-rank is the mean over the components it has (a null component is left out, not guessed).
-Nothing is fitted on references: `oracle_wer` is never a component.
+Stored as a WER-like estimate (higher = worse), like `consistency` (DESIGN.md).  Nothing
+is fitted on references; `oracle_wer` can never be a component.  Four steps:
 
-The fused rank is stored as a WER-like estimate (higher = worse, as DESIGN.md asks of
-`consistency` and `fusion`): the cut at fused percentile p gets the p-quantile of the
-pooled label-free WER estimates present (`proxy_wer`, `consistency`), so the paper's
-threshold of 80 keeps about as many cuts as those filters keep; without any WER-like
-component the value is 100 * p.  The mapping is monotone, so ranking quality (AUROC,
-Spearman) is exactly that of the rank average.
+1. One scale.  WER-like components (`proxy_wer`, `consistency`) are used as they are,
+   capped at 100 (beyond 100 a WER says nothing more about usability).  Every other
+   component is oriented so that higher = worse, turned into its percentile rank over the
+   cuts that have it, and mapped onto the pooled distribution of the WER-like values
+   present (quantile matching); with no WER-like component the value is 100 x percentile.
+2. One vote per source of evidence.  Components that read the same evidence form a
+   family and are averaged first: the teacher's own token statistics (confidence,
+   entropy, nll, nll_sum) are one family, the text-only hallucination signals another;
+   proxy, consistency, pesq and sonar_sim are each their own.  Otherwise four views of
+   one softmax would outvote an independent proxy model.
+3. Agreement weights (unsupervised).  Each family's weight is its Spearman correlation
+   with the weighted consensus of the other families (negative -> 0), iterated three
+   times: a family that agrees with the others is trusted more, one that is noise (on
+   the mini corpus: espeak-rendered PESQ) fades out.  The weights are logged.
+   A cut's fused value is the weighted mean over the families it has (nulls left out).
+4. Language prior.  With `language_prior` lambda (default 0.5), the value is shrunk
+   toward the mean fused value of the cut's language: a pseudo-label in a language the
+   teacher handles badly overall is less likely to be good.  This changes the order
+   across languages only, never within one; 0 turns it off.
+5. Back to a WER scale.  Averaging pulls values to the middle, so the fused values are
+   quantile-matched onto the pooled WER-like values (monotone: rankings, AUROC and
+   Spearman are unchanged), and the paper's threshold of 80 keeps about what it keeps for
+   proxy_wer and consistency.
 
 It depends on the whole set, so it is scored in one piece (the runner's whole_set mode);
 it is cheap (no model), so run it on the merged stage-4 manifest, not per shard.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import rankdata, spearmanr
 
 from udistil.errors import UdistilError
-from udistil.filters.base import Filter, Score, teacher_field, worse_is_higher
+from udistil.filters.base import Filter, Score, cut_language, teacher_field, worse_is_higher
 
-# Used when --components is not given, in this order, when present in the set.  The
-# hallucination sub-signals are represented by their flag count `hallucination`, and
-# chars_per_second has no single direction, so they are not components by default.
+logger = logging.getLogger(__name__)
+
+# Used when no components are given, when present in the set.  chars_per_second has no
+# single direction (too slow is as bad as too fast), so it is not a default component.
 DEFAULT_COMPONENTS = ("proxy_wer", "consistency", "nll_sum", "nll", "confidence", "entropy",
                       "hallucination", "pesq", "sonar_sim")
 WER_LIKE = ("proxy_wer", "consistency")
+WER_CAP = 100.0
+FAMILIES = {"confidence": "teacher", "entropy": "teacher", "nll": "teacher", "nll_sum": "teacher",
+            "hallucination": "text", "compression_ratio": "text", "repeated_ngrams": "text",
+            "chars_per_second": "text"}
+AGREEMENT_ITERATIONS = 3
 
 
 def percentile_ranks(values: list[float | None]) -> list[float | None]:
@@ -43,14 +66,41 @@ def percentile_ranks(values: list[float | None]) -> list[float | None]:
     return out
 
 
-def fuse_ranks(columns: dict[str, list[float | None]]) -> list[float | None]:
-    """Mean percentile rank per cut over the oriented columns it has (None if it has none)."""
-    ranked = [percentile_ranks(col) for col in columns.values()]
-    fused = []
-    for row in zip(*ranked):
-        present = [r for r in row if r is not None]
-        fused.append(float(np.mean(present)) if present else None)
-    return fused
+def weighted_mean(columns: dict[str, list], weights: dict[str, float], exclude: str | None = None) -> list:
+    out = []
+    for i in range(len(next(iter(columns.values())))):
+        pairs = [(weights[f], col[i]) for f, col in columns.items() if f != exclude and col[i] is not None]
+        total = sum(w for w, _ in pairs)
+        if total > 0:
+            out.append(sum(w * v for w, v in pairs) / total)
+        else:  # every family present here has weight 0: fall back to their plain mean
+            out.append(float(np.mean([v for _, v in pairs])) if pairs else None)
+    return out
+
+
+def agreement_weights(families: dict[str, list]) -> dict[str, float]:
+    weights = {f: 1.0 for f in families}
+    if len(families) < 2:
+        return weights
+    for _ in range(AGREEMENT_ITERATIONS):
+        updated = {}
+        for f, col in families.items():
+            others = weighted_mean(families, weights, exclude=f)
+            pairs = [(a, b) for a, b in zip(col, others) if a is not None and b is not None]
+            rho = spearmanr(*zip(*pairs)).statistic if len(pairs) >= 3 else float("nan")
+            updated[f] = max(0.0, float(rho)) if np.isfinite(rho) else 0.0
+        if not any(updated.values()):
+            break  # nothing agrees with anything: keep equal weights
+        weights = updated
+    return weights
+
+
+def shrink_to_language_mean(values: list, languages: list, strength: float) -> list:
+    means = {}
+    for lang in set(languages):
+        present = [v for v, l in zip(values, languages) if l == lang and v is not None]
+        means[lang] = float(np.mean(present)) if present else None
+    return [None if v is None else (1 - strength) * v + strength * means[l] for v, l in zip(values, languages)]
 
 
 class Fusion(Filter):
@@ -60,17 +110,19 @@ class Fusion(Filter):
     default_threshold = 80.0
     whole_set = True
 
-    def __init__(self, components: list[str] | None = None):
+    def __init__(self, components: list[str] | None = None, language_prior: float = 0.5):
         self.requested = list(components) if components else None
+        if not 0.0 <= language_prior <= 1.0:
+            raise UdistilError(f"--language-prior must be between 0 and 1 (got {language_prior})")
+        self.language_prior = language_prior
+        self.weights: dict[str, float] = {}
 
     def choose_components(self, cuts) -> list[str]:
         from udistil.filters import filter_class
 
-        candidates = self.requested or list(DEFAULT_COMPONENTS)
         chosen = []
-        for name in candidates:
-            cls = filter_class(name)
-            if not cls.label_free:
+        for name in self.requested or DEFAULT_COMPONENTS:
+            if not filter_class(name).label_free:
                 raise UdistilError(f"fusion is label-free; {name} reads references and cannot be a component")
             if name == self.name:
                 continue
@@ -83,23 +135,50 @@ class Fusion(Filter):
                                f"(any of {', '.join(DEFAULT_COMPONENTS)})")
         return chosen
 
-    def score(self, cuts, audios):
+    def on_wer_scale(self, cuts, components) -> dict[str, list]:
         from udistil.filters import filter_class
 
-        components = self.choose_components(cuts)
+        raw = {n: [teacher_field(c, n) for c in cuts] for n in components}
+        pooled = [min(float(v), WER_CAP) for n in components if n in WER_LIKE for v in raw[n] if v is not None]
         columns = {}
-        for name in components:
-            direction = filter_class(name).higher_is_worse
-            columns[name] = [worse_is_higher(teacher_field(c, name), direction) for c in cuts]
-        fused = fuse_ranks(columns)
-        self.components = components
-        return [Score.null("no component score for this cut") if v is None else Score(v)
-                for v in self.to_wer_scale(fused, cuts, components)]
+        for name, values in raw.items():
+            if name in WER_LIKE:
+                columns[name] = [None if v is None else min(float(v), WER_CAP) for v in values]
+                continue
+            oriented = [worse_is_higher(v, filter_class(name).higher_is_worse) for v in values]
+            ranks = percentile_ranks(oriented)
+            columns[name] = [None if p is None else (float(np.quantile(pooled, p)) if pooled else WER_CAP * p)
+                             for p in ranks]
+        return columns
 
-    def to_wer_scale(self, fused, cuts, components) -> list[float | None]:
-        pooled = [float(teacher_field(c, name)) for name in components if name in WER_LIKE
-                  for c in cuts if teacher_field(c, name) is not None]
-        percentiles = percentile_ranks(fused)
-        if not pooled:
-            return [None if p is None else 100.0 * p for p in percentiles]
-        return [None if p is None else float(np.quantile(pooled, p)) for p in percentiles]
+    @staticmethod
+    def recalibrate(fused, columns, components) -> list:
+        """Give the fused values the distribution of the pooled WER-like values (monotone).
+
+        Averaging pulls values toward the middle, so a weighted mean of WER estimates is no
+        longer on their scale; quantile matching restores it, and the threshold 80 then
+        keeps about as much as it does for proxy_wer and consistency.
+        """
+        pooled = [v for n in components if n in WER_LIKE for v in columns[n] if v is not None]
+        ranks = percentile_ranks(fused)
+        # Many pooled values are equal (100 at the cap, 0 for perfect agreement); the 1e-3 * p
+        # term keeps the order of the fused values strict there, at no visible cost in WER.
+        return [None if p is None else (float(np.quantile(pooled, p)) + 1e-3 * p if pooled else WER_CAP * p)
+                for p in ranks]
+
+    def score(self, cuts, audios):
+        components = self.choose_components(cuts)
+        columns = self.on_wer_scale(cuts, components)
+        members: dict[str, list[str]] = {}
+        for name in components:
+            members.setdefault(FAMILIES.get(name, name), []).append(name)
+        families = {f: weighted_mean({n: columns[n] for n in names}, {n: 1.0 for n in names})
+                    for f, names in members.items()}
+        self.weights = agreement_weights(families)
+        logger.info("fusion: components %s; family weights %s; language prior %.2f", components,
+                    {f: round(w, 3) for f, w in self.weights.items()}, self.language_prior)
+        fused = weighted_mean(families, self.weights)
+        if self.language_prior > 0:
+            fused = shrink_to_language_mean(fused, [cut_language(c) for c in cuts], self.language_prior)
+        fused = self.recalibrate(fused, columns, components)
+        return [Score.null("no component score for this cut") if v is None else Score(v) for v in fused]
