@@ -117,6 +117,10 @@ class Trainer:
 
             self.writer = SummaryWriter(str(self.exp / "tensorboard"))
             (self.exp / "log").mkdir(parents=True, exist_ok=True)
+            # Rows logged after the checkpoint we start from (all rows, when starting afresh)
+            # belong to a killed run and are redone now.
+            for name in ("metrics.jsonl", "dev.jsonl"):
+                truncate_metrics(self.exp / "log" / name, self.step)
             (self.exp / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     # ----- set-up -----------------------------------------------------------------------
@@ -169,7 +173,6 @@ class Trainer:
         if self.env.is_main:
             log.info("resumed from %s: step %d, epoch %d, %d batches into it", path, self.step,
                      self.epoch, self.batches_done)
-            truncate_metrics(self.exp / "log" / "metrics.jsonl", self.step)
 
     def _train_mode(self) -> None:
         self.student.train()
