@@ -7,8 +7,8 @@
 
 Runs each filter through the real `udistil score` path (udistil.filters.runner) on the
 given stage-3 CutSet, one after the other (fusion last, on everything before it), in a
-temporary directory, and prints: model load time, scoring wall time (manifest read and
-write included), pure scoring time (the per-cut `filter_seconds`), and seconds per
+temporary directory, and prints: model load time, scoring wall time (output manifest
+written, input read excluded), pure scoring time (the per-cut `filter_seconds`), and seconds per
 audio second, also relative to stage 3's decoding (from its logs).
 """
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main():
             print(f"{name:18s} {load:7.2f} {summary['wall_s']:8.2f} {per_audio * audio_s:8.3f} "
                   f"{wall_per_audio:10.5f} {rel}")
             current = out
-    print("x stage 3 = scoring wall time (manifest I/O included, model load excluded) per audio "
+    print("x stage 3 = scoring wall time (writing the output manifest included; reading it and loading models excluded) per audio "
           "second / stage-3 decoding time per audio second")
 
 

@@ -46,7 +46,7 @@ def test_missing_audio_gives_null_and_keeps_the_cut(tmp_path, speak):
     out = {c.id: custom(c) for c in read_cuts(tmp_path / "out.jsonl.gz")}
     assert list(out) == ["c0", "c1", "c2"]
     assert out["c1"]["pesq"] is None and out["c0"]["pesq"] is not None
-    assert summary["null"] == 1 and "unusable audio" in next(iter(summary["null_reasons"]))
+    assert summary["null"]["pesq"] == 1 and "unusable audio" in next(iter(summary["null_reasons"]["pesq"]))
     assert "pesq" in out["c0"]["filter_seconds"]
 
 
@@ -85,3 +85,16 @@ def test_killed_shard_resumes_without_redoing_finished_cuts(tmp_path, speak):
         before = json.loads(line)["supervisions"][0]["custom"]["filter_seconds"]["pesq"]
         assert custom(final[cut_id])["filter_seconds"]["pesq"] == before
     assert not partial.exists()
+
+
+def test_several_cheap_filters_in_one_pass(tmp_path, speak):
+    from udistil.bin.main import main
+
+    write_cuts(labelled_cuts(tmp_path, speak, 2), tmp_path / "in.jsonl.gz")
+    assert main(["score", "confidence,entropy,nll", "--in", str(tmp_path / "in.jsonl.gz"),
+                 "--out", str(tmp_path / "out.jsonl.gz")]) == 0
+    fields = custom(read_cuts(tmp_path / "out.jsonl.gz")[0])
+    assert fields["confidence"] > 0.8 and fields["entropy"] == 0.2 and abs(fields["nll"] - 0.15) < 1e-6
+    assert set(fields["filter_seconds"]) == {"confidence", "entropy", "nll"}
+    assert main(["score", "nll,fusion", "--in", str(tmp_path / "out.jsonl.gz"),
+                 "--out", str(tmp_path / "x.jsonl.gz")]) == 1

@@ -3,7 +3,8 @@ from udistil.filters import FILTERS
 
 
 def add_arguments(parser):
-    parser.add_argument("filter", choices=sorted(FILTERS), help="filter to compute (the custom key it writes)")
+    parser.add_argument("filter", help="filter to compute (the custom key it writes), or several cheap ones "
+                        "comma-separated (confidence,entropy,nll) in one pass; one of: " + ", ".join(sorted(FILTERS)))
     parser.add_argument("--in", dest="in_path", required=True, help="stage-3 (or already scored) CutSet")
     parser.add_argument("--out", required=True, help="output CutSet (skipped if it exists)")
     parser.add_argument("--overwrite", action="store_true", help="redo an existing output")
@@ -39,7 +40,9 @@ def run(args):
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    filt = create_filter(args.filter, **{k: v for k, v in vars(args).items() if k != "batch_size"})
-    if args.batch_size > 0:
-        filt.batch_size = args.batch_size
-    score_cuts(filt, args.in_path, args.out, overwrite=args.overwrite)
+    options = {k: v for k, v in vars(args).items() if k not in ("batch_size", "filter")}
+    filters = [create_filter(name, **options) for name in args.filter.split(",") if name]
+    for filt in filters:
+        if args.batch_size > 0:
+            filt.batch_size = args.batch_size
+    score_cuts(filters, args.in_path, args.out, overwrite=args.overwrite)

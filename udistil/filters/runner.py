@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from udistil.data.audio import load_cut_audio
 from udistil.data.manifests import custom, read_cuts, write_cuts, write_json_atomic
-from udistil.errors import BadAudioError
+from udistil.errors import BadAudioError, UdistilError
 from udistil.filters.base import Filter, Score
 from udistil.parallel.resumable import ResumableCutWriter
 
@@ -93,18 +93,21 @@ def _record(filt, batch, scores, seconds, nulls) -> None:
         _store(cut, filt.name, s, seconds * cut.duration / total_s)
 
 
-def _score_resumably(filt, cuts, out_path, nulls, overwrite) -> None:
+def _score_resumably(filters, cuts, out_path, nulls, overwrite) -> None:
     if overwrite:
         out_path.with_name(out_path.name + ".partial.jsonl").unlink(missing_ok=True)
     writer = ResumableCutWriter(out_path)
+    step = min(f.batch_size for f in filters)
+    names = ",".join(f.name for f in filters)
     try:
         todo = [c for c in cuts if not writer.is_done(c.id)]
-        with tqdm(total=len(cuts), initial=len(cuts) - len(todo), desc=f"score {filt.name}",
+        with tqdm(total=len(cuts), initial=len(cuts) - len(todo), desc=f"score {names}",
                   unit="cut", mininterval=5) as bar:
-            for start in range(0, len(todo), filt.batch_size):
-                batch = todo[start:start + filt.batch_size]
-                scores, seconds = _score_batch(filt, batch)
-                _record(filt, batch, scores, seconds, nulls)
+            for start in range(0, len(todo), step):
+                batch = todo[start:start + step]
+                for filt in filters:
+                    scores, seconds = _score_batch(filt, batch)
+                    _record(filt, batch, scores, seconds, nulls[filt.name])
                 for cut in batch:
                     writer.add(cut)
                 bar.update(len(batch))
@@ -121,28 +124,40 @@ def _score_whole_set(filt, cuts, out_path, nulls) -> None:
     write_cuts(batch, out_path)
 
 
-def score_cuts(filt: Filter, in_path, out_path, overwrite: bool = False) -> dict:
-    """Score every cut of `in_path` with `filt` into `out_path`; returns a summary dict."""
+def score_cuts(filters: Filter | list[Filter], in_path, out_path, overwrite: bool = False) -> dict:
+    """Score every cut of `in_path` with one filter (or several, in one pass) into `out_path`.
+
+    Several filters share one read, one pass and one write, which matters for the cheap
+    ones (confidence, entropy, nll: the process start-up outweighs their work).
+    Returns a summary dict (also written beside the output as <out>.stats.json).
+    """
+    filters = [filters] if isinstance(filters, Filter) else list(filters)
+    if len(filters) > 1 and any(f.whole_set for f in filters):
+        raise UdistilError("a whole-set filter (fusion) must be scored on its own, after the others")
     out_path = Path(out_path)
     if out_path.exists() and not overwrite:
         logger.info("%s exists; skipping (use --overwrite to redo)", out_path)
         return {"skipped_existing": True}
     cuts = read_cuts(in_path)
-    check = getattr(filt, "check_set", None)
-    if check is not None:
-        check(cuts, in_path)
-    nulls = NullLog(filt.name)
+    for filt in filters:
+        check = getattr(filt, "check_set", None)
+        if check is not None:
+            check(cuts, in_path)
+    nulls = {f.name: NullLog(f.name) for f in filters}
     t0 = time.time()
-    if filt.whole_set:
-        _score_whole_set(filt, cuts, out_path, nulls)
+    if filters[0].whole_set:
+        _score_whole_set(filters[0], cuts, out_path, nulls[filters[0].name])
     else:
-        _score_resumably(filt, cuts, out_path, nulls, overwrite)
+        _score_resumably(filters, cuts, out_path, nulls, overwrite)
     wall = time.time() - t0
-    summary = {"filter": filt.name, "cuts": len(cuts), "null": sum(nulls.counts.values()),
-               "null_reasons": dict(nulls.counts), "wall_s": round(wall, 2),
-               "audio_s": round(sum(c.duration for c in cuts), 1)}
+    summary = {"filters": [f.name for f in filters], "cuts": len(cuts), "wall_s": round(wall, 2),
+               "audio_s": round(sum(c.duration for c in cuts), 1),
+               "null": {f.name: sum(nulls[f.name].counts.values()) for f in filters},
+               "null_reasons": {f.name: dict(nulls[f.name].counts) for f in filters}}
     write_json_atomic(summary, out_path.with_name(out_path.name + ".stats.json"))
-    logger.info("%s: scored %d cuts with %s in %.1f s; %d null (%s)", out_path, len(cuts),
-                filt.describe(), wall, summary["null"],
-                ", ".join(f"{r}: {n}" for r, n in nulls.counts.most_common()) or "none")
+    for filt in filters:
+        counts = nulls[filt.name].counts
+        logger.info("%s: scored %d cuts with %s in %.1f s; %d null (%s)", out_path, len(cuts),
+                    filt.describe(), wall, sum(counts.values()),
+                    ", ".join(f"{r}: {n}" for r, n in counts.most_common()) or "none")
     return summary
