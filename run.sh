@@ -49,9 +49,34 @@ mini_dev_size=40
 mini_test_size=40
 # Mini corpus: random seed.
 mini_seed=1234
+# Stage 4: label-free filters to score (fusion and, with references, oracle_wer always follow).
+filters="confidence entropy nll nll_sum hallucination proxy_wer consistency pesq"
+# Stage 4: proxy ASR for proxy_wer (the paper: facebook/seamless-m4t-v2-large).
+proxy=packaged:whisper-tiny.en
+# Stage 5: fraction kept by filters that have no natural threshold (nll_sum, sonar_sim).
+select_keep_fraction=0.5
+# Stage 5: per-filter thresholds overriding the filters' defaults, e.g. "oracle_wer:80 proxy_wer:80".
+select_thresholds=""
+# Stage 6: students as encoder-decoder layer counts kept from the teacher (e.g. "32-16 16-16").
+students="3-2"
+# Stage 6: selected sets (stage 5) to train one student each on (none = no filter).
+train_filters="none fusion oracle_wer"
+# Stage 6: optimiser steps per student (CPU-sized by default; raise it on a GPU).
+distill_steps=6
+# Stage 6: batch size (cuts) for distillation.
+distill_batch_size=8
+# Stage 6: peak learning rate.
+distill_lr=1e-4
+# Stage 6: loss weights and temperature: alpha_ce * CE + alpha_kl * T^2 * KL (distil-whisper's).
+alpha_ce=0.8
+alpha_kl=1.0
+temperature=2.0
+# Stage 6: extra options for `udistil distill` (e.g. "--freeze-encoder --schedule cosine").
+distill_opts=""
 # Skip tools/install.sh (when you manage the environment yourself).
 skip_install=false
 
+run_command="$0 $*"
 . "$udistil_root/utils/parse_options.sh"
 
 log() { echo -e "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
@@ -117,26 +142,123 @@ stage3() {
   pseudo_label_set data/cuts_$dev_set.jsonl.gz exp/teacher/cuts_$dev_set.jsonl.gz exp/teacher/$dev_set
 }
 
+# Model-based filters are sharded like stage 3; filters that only read stage 3's statistics
+# share one pass; oracle_wer runs when the set has references; fusion runs last, on the whole set.
+score_set() {
+  local in=$1 out=$2 dir=$3 cur=$1 f cheap=""
+  [ -s "$out" ] && { log "  $out exists, skipping"; return 0; }
+  mkdir -p "$dir/log"
+  for f in $filters; do
+    case $f in proxy_wer|consistency|pesq|sonar_sim|oracle_wer|fusion) ;; *) cheap=${cheap:+$cheap,}$f ;; esac
+  done
+  if [ -n "$cheap" ]; then
+    udistil score "$cheap" --in "$cur" --out "$dir/teacher_stats.jsonl.gz" > "$dir/log/score_teacher_stats.log" 2>&1 \
+      || { tail -n 5 "$dir/log/score_teacher_stats.log" >&2; return 1; }
+    cur=$dir/teacher_stats.jsonl.gz
+  fi
+  for f in $filters; do
+    case $f in
+      proxy_wer|consistency|pesq|sonar_sim)
+        udistil split-cuts --in "$cur" --nj "$nj" --out-dir "$dir/$f/split$nj"
+        $decode_cmd JOB=1:$nj "$dir/log/score_$f.JOB.log" \
+          udistil score "$f" --num-threads "$threads_per_job" --proxy "$proxy" --model "$teacher_dir" \
+            --in "$dir/$f/split$nj/cuts.JOB.jsonl.gz" --out "$dir/$f/shards/cuts.JOB.jsonl.gz"
+        udistil merge-cuts --out "$dir/$f.jsonl.gz" $(for j in $(seq "$nj"); do echo "$dir/$f/shards/cuts.$j.jsonl.gz"; done)
+        cur=$dir/$f.jsonl.gz
+        ;;
+    esac
+  done
+  # The supervised baseline needs ground truth; udistil refuses (and says why) without it.
+  if udistil score oracle_wer --in "$cur" --out "$dir/oracle_wer.jsonl.gz" > "$dir/log/score_oracle_wer.log" 2>&1; then
+    cur=$dir/oracle_wer.jsonl.gz
+  else
+    log "  oracle_wer not scored: $(tail -n 1 "$dir/log/score_oracle_wer.log")"
+  fi
+  udistil score fusion --in "$cur" --out "$out" > "$dir/log/score_fusion.log" 2>&1 \
+    || { tail -n 5 "$dir/log/score_fusion.log" >&2; return 1; }
+  grep -h "family weights" "$dir/log/score_fusion.log" | sed 's/^/  /' || true
+}
+
+stage4() {
+  log "Stage 4: filter scores ($filters, oracle_wer if labelled, fusion) for $train_set and $dev_set"
+  score_set exp/teacher/cuts_$train_set.jsonl.gz exp/scores/cuts_$train_set.jsonl.gz exp/scores/$train_set
+  score_set exp/teacher/cuts_$dev_set.jsonl.gz exp/scores/cuts_$dev_set.jsonl.gz exp/scores/$dev_set
+}
+
+stage5() {
+  log "Stage 5: one training subset per filter under data/select/"
+  local f rule in=exp/scores/cuts_$train_set.jsonl.gz
+  for f in none $filters fusion oracle_wer; do
+    [ -s data/select/$f/cuts.jsonl.gz ] && { log "  data/select/$f exists, skipping"; continue; }
+    if [ $f = oracle_wer ] && [ ! -s exp/scores/$train_set/oracle_wer.jsonl.gz ]; then
+      log "  no references for $train_set: no supervised baseline"; continue
+    fi
+    rule=""
+    for t in $select_thresholds; do [ "${t%%:*}" = "$f" ] && rule="--threshold ${t#*:}"; done
+    case $f in
+      # Filters without a natural threshold are compared at a fixed kept fraction.
+      nll_sum|sonar_sim) rule=${rule:-"--keep-fraction $select_keep_fraction"} ;;
+    esac
+    udistil select --filter $f $rule --in "$in" --out data/select/$f/cuts.jsonl.gz
+  done
+}
+
+stage6() {
+  log "Stage 6: students ($students) distilled on: $train_filters"
+  local shape f exp
+  for shape in $students; do
+    [ -s exp/init_student_${shape}/config.json ] || \
+      udistil make-student --teacher "$teacher_dir" --encoder-layers "${shape%-*}" \
+        --decoder-layers "${shape#*-}" --out exp/init_student_${shape}
+    for f in $train_filters; do
+      if [ ! -s data/select/$f/cuts.jsonl.gz ]; then log "  no data/select/$f: skipping"; continue; fi
+      exp=exp/student_${shape}_$f
+      if grep -q '"finished": true' $exp/training_summary.json 2>/dev/null; then
+        log "  $exp finished, skipping"; continue
+      fi
+      # --resume is safe on a fresh run and continues a killed one on the same loss curve.
+      $train_cmd $exp/log/distill.log \
+        udistil distill --teacher "$teacher_dir" --student exp/init_student_${shape} \
+          --train data/select/$f/cuts.jsonl.gz --dev exp/teacher/cuts_$dev_set.jsonl.gz --exp $exp \
+          --batch-size "$distill_batch_size" --max-steps "$distill_steps" --lr "$distill_lr" \
+          --warmup-steps $(( (distill_steps + 9) / 10 )) --valid-every "$distill_steps" \
+          --checkpoint-every 5 --alpha-ce "$alpha_ce" --alpha-kl "$alpha_kl" \
+          --temperature "$temperature" --resume $distill_opts
+    done
+  done
+}
+
 decode_model() {
   local model=$1 dir=$2
   for part in $test_sets; do
     [ -s "$dir/decode_$part/wer.json" ] && { log "  $dir/decode_$part done, skipping"; continue; }
-    udistil decode --model "$model" --batch-size "$batch_size" --beam "$beam" \
-      --in data/cuts_$part.jsonl.gz --out "$dir/decode_$part"
+    $decode_cmd "$dir/log/decode_$part.log" \
+      udistil decode --model "$model" --batch-size "$batch_size" --beam "$beam" \
+        --in data/cuts_$part.jsonl.gz --out "$dir/decode_$part"
   done
 }
 
 stage7() {
-  log "Stage 7: decode test sets with the teacher"
+  log "Stage 7: decode test sets with the teacher and every student"
   decode_model "$teacher_dir" exp/teacher
+  local d
+  for d in exp/student_*/best; do
+    [ -s "$d/config.json" ] && decode_model "$d" "$(dirname "$d")"
+  done
 }
 
 stage8() {
-  log "Stage 8: summary"
-  udistil summarize-decodes exp/teacher/decode_*
+  log "Stage 8: filter-quality report (exp/report) and RESULTS.md"
+  if [ -s exp/scores/cuts_$dev_set.jsonl.gz ]; then
+    udistil filter-report --skip-unlabelled --in exp/scores/cuts_$dev_set.jsonl.gz --out exp/report \
+      --teacher-logs "exp/teacher/*/shards/*.stats.json" > exp/log/filter_report.log 2>&1 \
+      || { tail -n 5 exp/log/filter_report.log >&2; return 1; }
+  fi
+  udistil report --exp exp --out RESULTS.md --command "$run_command"
+  udistil summarize-decodes exp/teacher/decode_* $(ls -d exp/student_*/decode_* 2>/dev/null)
 }
 
-for s in 0 1 2 3 7 8; do
+for s in 0 1 2 3 4 5 6 7 8; do
   if stage_on $s; then timed $s stage$s; fi
 done
 

@@ -16,6 +16,7 @@ says how many were scored), and is dropped by its selections, as stage 5 does.
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import math
 import re
@@ -75,6 +76,11 @@ def teacher_seconds_per_audio_second(cuts, log_glob: str | None) -> float | None
         return sum(per_cut) / sum(c.duration for c in cuts)
     audio = wall = 0.0
     for path in sorted(glob.glob(log_glob or "")):
+        if path.endswith(".stats.json"):  # written by pseudo-label beside each shard
+            stats = json.loads(Path(path).read_text())
+            audio += stats.get("audio_s") or 0.0
+            wall += stats.get("wall_s") or 0.0
+            continue
         for match in _TEACHER_LOG_LINE.finditer(Path(path).read_text(errors="replace")):
             audio += float(match.group(1))
             wall += float(match.group(2))

@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from udistil.data.audio import audio_source_path, load_cut_audio
-from udistil.data.manifests import custom, read_cuts, supervision
+from udistil.data.manifests import custom, read_cuts, supervision, write_json_atomic
 from udistil.errors import BadAudioError
 from udistil.parallel.resumable import ResumableCutWriter
 from udistil.teacher.transcriber import Transcriber
@@ -107,6 +107,8 @@ def pseudo_label(in_path: str | Path, out_path: str | Path, transcriber: Transcr
                "stops": dict(stops), "audio_s": round(audio_s, 1), "wall_s": round(wall, 1),
                "rtf_inverse": round(audio_s / wall, 2) if wall > 0 else None,
                "decoder": transcriber.stats}
+    # Beside the manifest, for the filter report (filter cost relative to labelling).
+    write_json_atomic(summary, out_path.with_name(out_path.name + ".stats.json"))
     logger.info("%s: labelled %d of %d cuts (%s skipped: %s); stops %s; %.1f s audio in %.1f s",
                 out_path, len(writer.done), len(cuts), sum(skips.values()), dict(skips),
                 dict(stops), audio_s, wall)
