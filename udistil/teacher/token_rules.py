@@ -95,13 +95,24 @@ class TokenRules:
     def mask_logits(self, logits: torch.Tensor, generated: list[list[int]], timestamps: list[bool]) -> torch.Tensor:
         """Set disallowed tokens to -inf, row by row (logits: [B, V], float32)."""
         logits = logits.masked_fill(self.suppress, float("-inf"))
+        stamped = []
         for row, seq in enumerate(generated):
             if not seq:
                 logits[row].masked_fill_(self.suppress_at_begin, float("-inf"))
             if timestamps[row]:
                 self._apply_timestamp_grammar(logits[row], seq)
+                stamped.append(row)
             else:
                 logits[row, self.timestamp_begin:] = float("-inf")
+        if stamped:
+            # When the timestamps together are likelier than any single text token, emit one
+            # (one batched log-softmax rather than one per row: this runs at every step).
+            rows = torch.tensor(stamped)
+            logprobs = torch.log_softmax(logits[rows], dim=-1)
+            tb = self.timestamp_begin
+            force = torch.logsumexp(logprobs[:, tb:], dim=-1) > logprobs[:, :tb].max(dim=-1).values
+            if force.any():
+                logits[rows[force], :tb] = float("-inf")
         return logits
 
     def _apply_timestamp_grammar(self, row_logits: torch.Tensor, seq: list[int]) -> None:
@@ -119,11 +130,7 @@ class TokenRules:
                 row_logits[tb:] = neg_inf          # a segment was just closed: text next
             else:
                 row_logits[:self.end_of_text] = neg_inf  # text ended: a timestamp (or end) next
-        stamps = [t for t in seq if t >= tb]
-        if stamps:
-            floor = stamps[-1] if (last_is_ts and not penultimate_is_ts) else stamps[-1] + 1
+        last_stamp = next((t for t in reversed(seq) if t >= tb), None)
+        if last_stamp is not None:
+            floor = last_stamp if (last_is_ts and not penultimate_is_ts) else last_stamp + 1
             row_logits[tb:floor] = neg_inf
-        # When timestamps together are likelier than any single text token, emit one.
-        logprobs = torch.log_softmax(row_logits, dim=-1)
-        if torch.logsumexp(logprobs[tb:], dim=-1) > logprobs[:tb].max():
-            row_logits[:tb] = neg_inf

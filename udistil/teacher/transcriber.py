@@ -60,6 +60,20 @@ class Transcript:
     extra: dict = field(default_factory=dict)
 
 
+def balanced_batches(items: list, batch_size: int) -> list[list]:
+    """Split into the fewest batches of at most batch_size, all of near-equal size.
+
+    A batch costs as many decoder steps as its longest member, whatever its size: 9 windows
+    as 5 + 4 cost two sequences of steps like 8 + 1 does, but the lone window of "8 + 1"
+    wastes a whole sequence of steps on a batch of one.
+    """
+    if not items:
+        return []
+    n_batches = -(-len(items) // batch_size)
+    size = -(-len(items) // n_batches)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 class Transcriber:
     def __init__(self, model, processor, options: DecodeOptions | None = None, name: str = ""):
         self.name = name or getattr(model, "name_or_path", "")
@@ -145,8 +159,7 @@ class Transcriber:
         redo = [w.placements[0].clip for w in windows if len(w.placements) == 1]
         windows = [w for w in windows if len(w.placements) > 1]
         prompt = self.rules.prompt(language, timestamps=True)
-        for start in range(0, len(windows), opts.batch_size):
-            batch = windows[start:start + opts.batch_size]
+        for batch in balanced_batches(windows, opts.batch_size):
             encoder_out = self.encode([w.audio(clips) for w in batch])
             requests = [DecodeRequest(row, prompt, self._window_budget(w, durations), timestamps=True)
                         for row, w in enumerate(batch)]
@@ -176,8 +189,7 @@ class Transcriber:
 
     def _transcribe_alone(self, clips, order, languages, durations, out) -> None:
         opts = self.options
-        for start in range(0, len(order), opts.batch_size):
-            batch = order[start:start + opts.batch_size]
+        for batch in balanced_batches(order, opts.batch_size):
             encoder_out = self.encode([clips[i] for i in batch])
             langs = [languages[i] for i in batch]
             unknown = [row for row, lang in enumerate(langs) if lang is None]
