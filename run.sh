@@ -65,6 +65,8 @@ train_filters="none fusion oracle_wer"
 distill_steps=6
 # Stage 6: batch size (cuts) for distillation.
 distill_batch_size=8
+# Stage 6: dev cuts for the (label-free) dev loss; a dev pass is costly on a CPU ("" = all).
+distill_dev_cuts=16
 # Stage 6: peak learning rate.
 distill_lr=1e-4
 # Stage 6: loss weights and temperature: alpha_ce * CE + alpha_kl * T^2 * KL (distil-whisper's).
@@ -223,7 +225,8 @@ stage6() {
           --batch-size "$distill_batch_size" --max-steps "$distill_steps" --lr "$distill_lr" \
           --warmup-steps $(( (distill_steps + 9) / 10 )) --valid-every "$distill_steps" \
           --checkpoint-every 5 --alpha-ce "$alpha_ce" --alpha-kl "$alpha_kl" \
-          --temperature "$temperature" --resume $distill_opts
+          --temperature "$temperature" ${distill_dev_cuts:+--max-dev-cuts $distill_dev_cuts} \
+          --resume $distill_opts
     done
   done
 }

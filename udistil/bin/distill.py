@@ -53,6 +53,8 @@ def add_arguments(parser):
     run.add_argument("--checkpoint-every", type=int, default=100, help="optimizer steps")
     run.add_argument("--keep-checkpoints", type=int, default=2)
     run.add_argument("--valid-every", type=int, default=100, help="optimizer steps between dev losses")
+    run.add_argument("--max-dev-cuts", type=int, default=None,
+                     help="use only the first N dev cuts for the dev loss (a dev pass is costly on a CPU)")
     run.add_argument("--log-every", type=int, default=1)
     run.add_argument("--stop-after-steps", type=int, default=None,
                      help="checkpoint and exit after this step (e.g. to fit a job time limit); "
@@ -73,7 +75,7 @@ def run(args):
                            max_grad_norm=args.max_grad_norm, num_epochs=args.num_epochs,
                            max_steps=args.max_steps),
         run=RunOptions(seed=args.seed, precision=args.precision, checkpoint_every=args.checkpoint_every,
-                       keep_checkpoints=args.keep_checkpoints, valid_every=args.valid_every,
+                       keep_checkpoints=args.keep_checkpoints, valid_every=args.valid_every, max_dev_cuts=args.max_dev_cuts,
                        log_every=args.log_every, freeze_encoder=args.freeze_encoder,
                        share_encoder=args.share_encoder, stop_after_steps=args.stop_after_steps,
                        resume=args.resume),

@@ -34,6 +34,7 @@ class RunOptions:
     checkpoint_every: int = 100     # optimizer steps
     keep_checkpoints: int = 2
     valid_every: int = 100          # optimizer steps; dev loss is also computed at the end
+    max_dev_cuts: int | None = None  # first N usable dev cuts only (a dev pass is costly on a CPU)
     log_every: int = 1
     freeze_encoder: bool | None = None  # None: freeze when the student keeps every encoder layer
     share_encoder: bool = True      # when frozen and identical, compute the encoder once

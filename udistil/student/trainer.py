@@ -86,6 +86,8 @@ class Trainer:
         workers = opts.num_workers if opts.num_workers is not None else (2 if env.device.type == "cuda" else 0)
         train_cuts = usable_cuts(read_cuts(config.train), config.train)
         dev_cuts = usable_cuts(read_cuts(config.dev), config.dev)
+        if run.max_dev_cuts:
+            dev_cuts = dev_cuts.subset(first=run.max_dev_cuts)
         self.train_loader = make_loader(train_cuts, dataset, opts.batch_size, opts.max_duration,
                                         shuffle=True, seed=run.seed, num_workers=workers,
                                         num_buckets=opts.num_buckets)
