@@ -1,12 +1,11 @@
 """Stage 3 end to end on real files: contract fields, bad input, kill and resume, CLI."""
-import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
-from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse import Recording, SupervisionSegment
 
 import udistil.teacher.pseudo_label as pl
 from udistil.data.manifests import read_cuts, write_cuts

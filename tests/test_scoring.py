@@ -1,5 +1,4 @@
 """WER/CER scoring against hand-counted edits, and the decode output folder."""
-import json
 
 import pytest
 

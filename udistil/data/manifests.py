@@ -67,10 +67,15 @@ def custom(cut: Cut) -> dict:
     return sup.custom
 
 
-def write_json_atomic(obj, path: str | os.PathLike) -> Path:
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Write UTF-8 text to a temporary name in the same directory, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> Path:
+    return write_text_atomic(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", path)

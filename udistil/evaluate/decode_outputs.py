@@ -16,11 +16,10 @@ presence means the folder is complete (a stage can skip a set whose wer.json exi
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
-from udistil.data.manifests import write_json_atomic
+from udistil.data.manifests import write_json_atomic, write_text_atomic
 from udistil.errors import UdistilError
 from udistil.evaluate.normalize import normalizer_for
 from udistil.evaluate.scoring import align_words, score_pairs
@@ -49,12 +48,6 @@ def _check_rows(rows: Iterable[dict], out_dir: Path) -> list[dict]:
         checked.append({"id": str(row["id"]), "lang": row.get("lang") or "",
                         "ref": row.get("ref") or "", "hyp": row["hyp"] or ""})
     return checked
-
-
-def _write_text_atomic(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def format_per_utt(rows: list[dict]) -> str:
@@ -89,8 +82,8 @@ def write_decode_dir(out_dir, rows: Iterable[dict], audio_s: float, wall_s: floa
     rows = _check_rows(rows, out_dir)
 
     hyps_text = "".join(json.dumps({k: row[k] for k in ROW_KEYS}, ensure_ascii=False) + "\n" for row in rows)
-    _write_text_atomic(hyps_text, out_dir / HYPS_NAME)
-    _write_text_atomic(format_per_utt(rows), out_dir / PER_UTT_NAME)
+    write_text_atomic(hyps_text, out_dir / HYPS_NAME)
+    write_text_atomic(format_per_utt(rows), out_dir / PER_UTT_NAME)
 
     scores = score_pairs([r["ref"] for r in rows], [r["hyp"] for r in rows], [r["lang"] for r in rows])
     summary = {

@@ -6,7 +6,7 @@ from pathlib import Path
 from udistil.evaluate.decode_outputs import read_decode_dir
 
 
-def _fmt(value) -> str:
+def one_decimal(value) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
@@ -22,9 +22,9 @@ def summary_table(decode_dirs: list[str | Path]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for path, s in rows:
         per = s.get("per_language", {})
-        cells = [f"{path.parent.name}/{path.name}", str(s.get("n")), _fmt(s.get("wer")), _fmt(s.get("cer"))]
-        cells += [f"{_fmt(per[l]['wer'])} / {_fmt(per[l]['cer'])}" if l in per else "" for l in languages]
+        cells = [f"{path.parent.name}/{path.name}", str(s.get("n")), one_decimal(s.get("wer")), one_decimal(s.get("cer"))]
+        cells += [f"{one_decimal(per[l]['wer'])} / {one_decimal(per[l]['cer'])}" if l in per else "" for l in languages]
         speed = s["audio_s"] / s["wall_s"] if s.get("wall_s") else None
-        cells.append(_fmt(speed))
+        cells.append(one_decimal(speed))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -7,7 +7,6 @@ distribution to summarise (the hallucination signals score such cuts instead).
 """
 from __future__ import annotations
 
-import math
 
 from udistil.filters.base import Filter, Score, teacher_field
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
-from udistil.data.manifests import read_cuts, supervision, write_json_atomic
+from udistil.data.manifests import read_cuts, supervision, write_json_atomic, write_text_atomic
 from udistil.errors import UdistilError
 from udistil.evaluate.scoring import score_pairs, utterance_wer
 from udistil.filters import FILTERS, filter_class
@@ -151,7 +151,7 @@ def filter_quality(in_path, out_dir, teacher_logs: str | None = None, plots: boo
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(report, out_dir / "filter_quality.json")
-    (out_dir / "filter_quality.md").write_text(markdown_table(report), encoding="utf-8")
+    write_text_atomic(markdown_table(report), out_dir / "filter_quality.md")
     if plots:
         for name in names:
             plot_filter(name, cuts, out_dir / f"filter_{name}.png")

@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from udistil.errors import UdistilError
-from udistil.evaluate.decode_outputs import WER_NAME, _write_text_atomic, read_decode_dir
-from udistil.evaluate.summary import _fmt as one_decimal
+from udistil.data.manifests import write_text_atomic
+from udistil.evaluate.decode_outputs import WER_NAME, read_decode_dir
+from udistil.evaluate.summary import one_decimal
 
 logger = logging.getLogger(__name__)
 
@@ -365,6 +366,6 @@ def write_results(exp, out=None, command: str | None = None) -> Path:
                           datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                           machine_description())
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(text, out_path)
+    write_text_atomic(text, out_path)
     logger.info("%s: %d models, %d test sets", out_path, len(rows), len({s for r in rows for s in r.decodes}))
     return out_path
