@@ -201,7 +201,13 @@ stage5() {
       # Filters without a natural threshold are compared at a fixed kept fraction.
       nll_sum|sonar_sim) rule=${rule:-"--keep-fraction $select_keep_fraction"} ;;
     esac
-    udistil select --filter $f $rule --in "$in" --out data/select/$f/cuts.jsonl.gz
+    if [ $f = none ]; then
+      udistil select --filter none --in "$in" --out data/select/none/cuts.jsonl.gz
+    else
+      # One filter keeping nothing (its reason is printed) must not stop the other subsets.
+      udistil select --filter $f $rule --in "$in" --out data/select/$f/cuts.jsonl.gz \
+        || log "  WARNING: no data/select/$f (see the message above); students skip it"
+    fi
   done
 }
 

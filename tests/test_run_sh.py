@@ -17,7 +17,9 @@ from udistil.data.manifests import read_cuts
 def recipe_run(tmp_path_factory, repo_root, tiny_whisper_dir):
     work = tmp_path_factory.mktemp("recipe")
     cmd = [str(repo_root / "run.sh"), "--skip-install", "true", "--teacher", str(tiny_whisper_dir),
-           "--mini-train-size", "9", "--mini-dev-size", "3", "--mini-test-size", "3", "--nj", "2"]
+           "--mini-train-size", "9", "--mini-dev-size", "3", "--mini-test-size", "3", "--nj", "2",
+           # The tiny teacher has 2+2 layers; two steps prove the stage, not the student.
+           "--students", "1-1", "--distill-steps", "2"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     first = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=1800)
     return work, cmd, env, first
@@ -36,6 +38,12 @@ def test_pipeline_runs_and_prints_the_teacher_table(recipe_run):
         assert summary["n"] == 3
     for job in (1, 2):
         assert "# Ended (code 0)" in (work / f"exp/teacher/train/log/pseudo_label.{job}.log").read_text()
+    scored = read_cuts(work / "exp/scores/cuts_train.jsonl.gz")
+    assert all("fusion" in c.supervisions[0].custom for c in scored)
+    assert (work / "data/select/none/cuts.jsonl.gz").exists()
+    results = (work / "RESULTS.md").read_text()
+    assert "| teacher |" in results and "| student_1-1_none |" in results
+    assert (work / "exp/student_1-1_none/decode_test_clean/wer.json").exists()
 
 
 def test_rerun_skips_finished_stages(recipe_run):
