@@ -37,30 +37,45 @@ def parse(argv):
             max_jobs = int(value)
         elif opt not in CLUSTER_ONLY_OPTIONS:
             sys.exit(f"run_local.py: unknown option {opt}")
+    return (*parse_job_array(argv, "run_local.py", __doc__), max_jobs)
+
+
+def parse_job_array(argv, prog, usage):
+    """`[JOB=1:N] LOG CMD...` (after the runner's options) -> (jobvar, first, last, log, cmd).
+
+    Shared by every runner (run_local.py, slurm.py) so they accept exactly the same lines.
+    """
     jobvar, first, last = None, 1, 1
     if argv and re.fullmatch(r"[A-Za-z_]+=\d+:\d+", argv[0]):
         jobvar, rng = argv.pop(0).split("=")
         first, last = (int(x) for x in rng.split(":"))
         if last < first:
-            sys.exit(f"run_local.py: empty job range {first}:{last}")
+            sys.exit(f"{prog}: empty job range {first}:{last}")
     if len(argv) < 2:
-        sys.exit(__doc__)
+        sys.exit(usage)
     logfile, command = argv[0], argv[1:]
     if jobvar and jobvar not in logfile:
-        sys.exit(f"run_local.py: the log file {logfile} must contain {jobvar} for an array job")
-    return jobvar, first, last, logfile, command, max_jobs
+        sys.exit(f"{prog}: the log file {logfile} must contain {jobvar} for an array job")
+    return jobvar, first, last, logfile, command
 
 
 def substitute(text, jobvar, index):
     return re.sub(rf"\b{jobvar}\b", str(index), text) if jobvar else text
 
 
+def command_line(command, jobvar, index) -> str:
+    """The shell command one job runs, with the job variable replaced by `index`.
+
+    Arguments are quoted, so `cmd "a | b"` passes a literal string; a single argument
+    holding shell code (as Kaldi recipes sometimes pass) still runs because bash -c gets it.
+    """
+    args = [substitute(a, jobvar, index) for a in command]
+    return args[0] if len(args) == 1 else shlex.join(args)
+
+
 def run_job(jobvar, index, logfile, command):
     logfile = substitute(logfile, jobvar, index)
-    args = [substitute(a, jobvar, index) for a in command]
-    # Arguments are quoted, so `cmd "a | b"` passes a literal string; a single argument
-    # holding shell code (as Kaldi recipes sometimes pass) still runs because bash -c gets it.
-    cmdline = args[0] if len(args) == 1 else shlex.join(args)
+    cmdline = command_line(command, jobvar, index)
     os.makedirs(os.path.dirname(logfile) or ".", exist_ok=True)
     start = time.time()
     with open(logfile, "w") as log:

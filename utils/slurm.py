@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_local import substitute  # noqa: E402  (same JOB substitution as the local runner)
+# The same job-line parsing, JOB substitution and quoting as the local runner.
+from run_local import command_line, parse_job_array, substitute  # noqa: E402
 
 RUNNER_OPTIONS = {"--config", "--max-jobs-run", "--dry-run"}
 # Stands for the job index inside the generated script; all word characters, so shlex
@@ -137,24 +138,8 @@ def parse_args(argv: list[str]) -> JobSpec:
             max_jobs = int(value)
         else:
             resources[opt[2:].replace("-", "_")] = value
-    jobvar, first, last = None, 1, 1
-    if argv and re.fullmatch(r"[A-Za-z_]+=\d+:\d+", argv[0]):
-        jobvar, rng = argv.pop(0).split("=")
-        first, last = (int(x) for x in rng.split(":"))
-        if last < first:
-            sys.exit(f"slurm.py: empty job range {first}:{last}")
-    if len(argv) < 2:
-        sys.exit(__doc__)
-    logfile, command = argv[0], argv[1:]
-    if jobvar and jobvar not in logfile:
-        sys.exit(f"slurm.py: the log file {logfile} must contain {jobvar} for an array job")
+    jobvar, first, last, logfile, command = parse_job_array(argv, "slurm.py", __doc__)
     return JobSpec(jobvar, first, last, logfile, command, resources, config, max_jobs, dry_run)
-
-
-def command_line(command: list[str], jobvar: str | None, index) -> str:
-    """The shell command for one index, exactly as run_local.py builds it."""
-    args = [substitute(a, jobvar, index) for a in command]
-    return args[0] if len(args) == 1 else shlex.join(args)
 
 
 def log_path(spec: JobSpec, index) -> str:
