@@ -58,3 +58,31 @@ def test_report_per_language(tmp_path):
     assert "| proxy_wer |" in md and "## sw" in md
     assert (tmp_path / "report" / "filter_proxy_wer.png").stat().st_size > 1000
     assert json.loads((tmp_path / "report" / "filter_quality.json").read_text())["cuts"] == 5
+
+
+def test_report_prints_the_per_language_table_and_the_figure_without_the_language_prior(tmp_path):
+    # fusion ranks every Swahili cut above every English one (a language prior: Swahili has
+    # 3 bad of 4, English 1 of 4) but is poor within each language; confidence is right within both.
+    good, bad = "one two three", "nine nine nine nine"
+    rows = [("en", good, 10, 0.9), ("en", bad, 11, 0.2), ("en", good, 12, 0.8), ("en", good, 13, 0.7),
+            ("sw", bad, 90, 0.1), ("sw", good, 91, 0.7), ("sw", bad, 92, 0.2), ("sw", bad, 93, 0.3)]
+    cuts = []
+    for i, (lang, hyp, fused, conf) in enumerate(rows):
+        c = make(i, good, hyp, lang, conf, None)
+        c.supervisions[0].custom["fusion"] = fused
+        cuts.append(c)
+    write_cuts(cuts, tmp_path / "s.jsonl.gz")
+    report = filter_quality(tmp_path / "s.jsonl.gz", tmp_path / "report", plots=False)
+    fusion = report["summary"]["fusion"]
+    # By hand: 12 of 16 (bad, good) pairs ordered overall; of the 6 same-language pairs,
+    # 1 of 3 in English and 2 of 3 in Swahili; the language means alone order 12 of 16.
+    assert fusion["all"] == pytest.approx(0.75)
+    assert fusion["without_language_prior"] == pytest.approx(0.5)
+    assert fusion["language_prior_alone"] == pytest.approx(0.75)
+    assert fusion["en"] == pytest.approx(1 / 3) and fusion["sw"] == pytest.approx(2 / 3)
+    assert report["summary"]["confidence"]["without_language_prior"] == 1.0
+    md = (tmp_path / "report" / "filter_quality.md").read_text()
+    assert "## AUROC (true WER > 80) per language" in md
+    assert "| filter | en | sw | all | all, without language prior |" in md
+    assert "| confidence | 1.000 | 1.000 | 1.000 | 1.000 |" in md
+    assert "Language prior alone" in md

@@ -29,7 +29,10 @@ def add_arguments(parser):
     g.add_argument("--components", nargs="+", default=None,
                    help="fusion components (default: every label-free score present)")
     g.add_argument("--language-prior", type=float, default=0.5,
-                   help="fusion: shrink each cut toward its language's mean (0 = off, 1 = language only)")
+                   help="uncalibrated fusion: shrink each cut toward its language's mean (0 = off, 1 = language only)")
+    g.add_argument("--calibration", default=None,
+                   help="fusion: per-language calibration from `udistil fit-fusion` on the labelled dev set "
+                        "(without it, the label-free agreement fusion)")
 
 
 def run(args):

@@ -1,7 +1,20 @@
-"""`fusion`: a label-free combination of whichever filter scores a CutSet already has.
+"""`fusion`: one score from whichever label-free filter scores a CutSet already has.
 
-Stored as a WER-like estimate (higher = worse), like `consistency` (DESIGN.md).  Nothing
-is fitted on references; `oracle_wer` can never be a component.  Four steps:
+Two ways, both label-free at run time (`oracle_wer` can never be a component):
+
+* Calibrated (`--calibration FILE`, written by `udistil fit-fusion` on the labelled dev
+  set; stage 4 does this whenever the dev set has references).  Per language, the
+  combination of components that best finds true WER > 80 on held-out dev clips: a single
+  filter where nothing beats it, else a weighted mean or a logistic regression of the
+  components' dev percentiles.  Value: 100 x the estimated probability that the
+  pseudo-label's true WER exceeds 80 (higher = worse; threshold 50 keeps the clips more
+  likely good than bad).  The language prior is the dev rate of bad labels per language.
+  See fusion_calibration.py for the fit and why it is built that way.
+
+* Uncalibrated (no dev references anywhere): the agreement fusion below.  Measured on
+  real Arabic and Swahili it scores below its best component (a weak family that agrees
+  with a strong one gains weight), so it is the fallback, not the default of a recipe
+  with a labelled dev set.  Stored as a WER-like estimate.  Four steps:
 
 1. One scale.  WER-like components (`proxy_wer`, `consistency`) are used as they are,
    capped at 100 (beyond 100 a WER says nothing more about usability).  Every other
@@ -10,9 +23,10 @@ is fitted on references; `oracle_wer` can never be a component.  Four steps:
    present (quantile matching); with no WER-like component the value is 100 x percentile.
 2. One vote per source of evidence.  Components that read the same evidence form a
    family and are averaged first: the teacher's own token statistics (confidence,
-   entropy, nll, nll_sum) are one family, the text-only hallucination signals another;
-   proxy, consistency, pesq and sonar_sim are each their own.  Otherwise four views of
-   one softmax would outvote an independent proxy model.
+   entropy, nll, nll_sum, the window and tail statistics) are one family, the text-only
+   signals (hallucination flags, word frequencies, language identity) another; proxy,
+   consistency, pesq and sonar_sim are each their own.  Otherwise many views of one
+   softmax would outvote an independent proxy model.
 3. Agreement weights (unsupervised).  Each family's weight is its Spearman correlation
    with the weighted consensus of the other families (negative -> 0), iterated three
    times: a family that agrees with the others is trusted more, one that is noise (on
@@ -24,11 +38,11 @@ is fitted on references; `oracle_wer` can never be a component.  Four steps:
    across languages only, never within one; 0 turns it off.
 5. Back to a WER scale.  Averaging pulls values to the middle, so the fused values are
    quantile-matched onto the pooled WER-like values (monotone: rankings, AUROC and
-   Spearman are unchanged), and the paper's threshold of 80 keeps about what it keeps for
-   proxy_wer and consistency.
+   Spearman are unchanged).  Threshold 50 keeps an estimated WER <= 50 (the better half
+   when no WER-like component is present).
 
-It depends on the whole set, so it is scored in one piece (the runner's whole_set mode);
-it is cheap (no model), so run it on the merged stage-4 manifest, not per shard.
+It depends on the whole set (uncalibrated) so it is scored in one piece (the runner's
+whole_set mode); it is cheap (no model), so run it on the merged stage-4 manifest.
 """
 from __future__ import annotations
 
@@ -45,11 +59,13 @@ logger = logging.getLogger(__name__)
 # Used when no components are given, when present in the set.  chars_per_second has no
 # single direction (too slow is as bad as too fast), so it is not a default component.
 DEFAULT_COMPONENTS = ("proxy_wer", "consistency", "nll_sum", "nll", "confidence", "entropy",
+                      "worst_window", "tail_nll", "entropy_window", "word_nll", "language_confidence",
                       "hallucination", "pesq", "sonar_sim")
 WER_LIKE = ("proxy_wer", "consistency")
 WER_CAP = 100.0
 FAMILIES = {"confidence": "teacher", "entropy": "teacher", "nll": "teacher", "nll_sum": "teacher",
-            "hallucination": "text", "compression_ratio": "text", "repeated_ngrams": "text",
+            "worst_window": "teacher", "tail_nll": "teacher", "entropy_window": "teacher",
+            "hallucination": "text", "word_nll": "text", "language_confidence": "text", "compression_ratio": "text", "repeated_ngrams": "text",
             "chars_per_second": "text"}
 AGREEMENT_ITERATIONS = 3
 
@@ -107,14 +123,20 @@ class Fusion(Filter):
     name = "fusion"
     higher_is_worse = True
     needs = ("scores",)
-    default_threshold = 80.0
+    # Calibrated: keep a clip more likely good than bad.  Uncalibrated (WER-like scale): keep an
+    # estimated WER <= 50, or the better half when no WER-like component is present.
+    default_threshold = 50.0
     whole_set = True
 
-    def __init__(self, components: list[str] | None = None, language_prior: float = 0.5):
+    def __init__(self, components: list[str] | None = None, language_prior: float = 0.5,
+                 calibration: str | None = None):
+        from udistil.filters.fusion_calibration import read_calibration
+
         self.requested = list(components) if components else None
         if not 0.0 <= language_prior <= 1.0:
             raise UdistilError(f"--language-prior must be between 0 and 1 (got {language_prior})")
         self.language_prior = language_prior
+        self.calibration = read_calibration(calibration) if calibration else None
         self.weights: dict[str, float] = {}
 
     def choose_components(self, cuts) -> list[str]:
@@ -167,6 +189,8 @@ class Fusion(Filter):
                 for p in ranks]
 
     def score(self, cuts, audios):
+        if self.calibration is not None:
+            return self.score_calibrated(cuts)
         components = self.choose_components(cuts)
         columns = self.on_wer_scale(cuts, components)
         members: dict[str, list[str]] = {}
@@ -181,4 +205,19 @@ class Fusion(Filter):
         if self.language_prior > 0:
             fused = shrink_to_language_mean(fused, [cut_language(c) for c in cuts], self.language_prior)
         fused = self.recalibrate(fused, columns, components)
+        return [Score.null("no component score for this cut") if v is None else Score(v) for v in fused]
+
+    def score_calibrated(self, cuts):
+        from udistil.filters.fusion_calibration import apply_calibration
+
+        if self.requested:
+            raise UdistilError("--components and --calibration exclude each other: the calibration "
+                               "chose the components on the dev set (refit with `udistil fit-fusion --components`)")
+        fused, used = apply_calibration(self.calibration, cuts)
+        for lang, key in sorted(used.items()):
+            block = self.calibration["languages"][key]
+            self.weights[lang] = {c: round(w, 3) for c, w in block["weights"].items() if w}
+            logger.info("fusion (calibrated on %s) %s: %s%s; weights %s", self.calibration["dev"], lang or "?",
+                        block["choice"], "" if key == lang else " (pooled fit: the dev set lacks this language "
+                        "or has too few good or bad clips in it)", self.weights[lang])
         return [Score.null("no component score for this cut") if v is None else Score(v) for v in fused]

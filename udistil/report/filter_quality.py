@@ -10,6 +10,13 @@ present in the scored CutSet, per language and overall:
 Writes `<out>/filter_quality.md`, `<out>/filter_quality.json` and one PNG per filter
 (score against true WER, one colour per language).
 
+Above the per-language sections, one table gives every filter's AUROC per language, overall,
+and overall without the language prior: the AUROC over the pairs of a bad and a good clip
+of the same language only, so that only the order inside each language counts.  A score that
+ranks well overall but not without the prior (fusion's language prior, on a set mixing an
+easy and a hard language) owes that to the language alone; the "language prior alone"
+line scores each cut by its language's mean, which is useless (0.5) within any language.
+
 A cut with a null score is left out of that filter's AUROC and rho (the `scored` column
 says how many were scored), and is dropped by its selections, as stage 5 does.
 """
@@ -143,6 +150,7 @@ def filter_quality(in_path, out_dir, teacher_logs: str | None = None, plots: boo
         for name in names:
             block["filters"][name] = evaluate_filter(name, subset, true_wer, fraction)
         report["languages"][lang] = block
+    report["summary"] = language_summary(cuts, names, languages)
     for name in names:
         cost = filter_seconds_per_audio_second(cuts, name)
         report.setdefault("cost", {})[name] = {
@@ -159,6 +167,62 @@ def filter_quality(in_path, out_dir, teacher_logs: str | None = None, plots: boo
     return report
 
 
+def within_language_auroc(values, positives, languages) -> float | None:
+    """AUROC over the (bad, good) pairs of the same language only: what a score knows
+    beyond the language, whatever the languages' rates of bad clips."""
+    u = pairs = 0.0
+    for lang in set(languages):
+        idx = [i for i, l in enumerate(languages) if l == lang]
+        pos = sum(bool(positives[i]) for i in idx)
+        a = auroc([values[i] for i in idx], [positives[i] for i in idx])
+        if a is not None:
+            u += a * pos * (len(idx) - pos)
+            pairs += pos * (len(idx) - pos)
+    return u / pairs if pairs else None
+
+
+def language_summary(cuts, names, languages) -> dict:
+    """AUROC per filter: per language, overall, overall without the language prior, and the
+    prior alone (each cut scored by its language's mean score)."""
+    cut_langs = [cut_language(c) or "" for c in cuts]
+    bad = [utterance_wer(supervision(c).text, teacher_text(c), cut_language(c)) > BAD_WER for c in cuts]
+    summary = {}
+    for name in names:
+        oriented = [worse_is_higher(teacher_field(c, name), filter_class(name).higher_is_worse) for c in cuts]
+        scored = [i for i, v in enumerate(oriented) if v is not None]
+
+        def auc(values, subset):
+            return auroc([values[i] for i in subset], [bad[i] for i in subset])
+
+        means = {l: np.mean([oriented[i] for i in scored if cut_langs[i] == l] or [0.0]) for l in languages}
+        row = {lang: auc(oriented, [i for i in scored if cut_langs[i] == lang]) for lang in languages}
+        row[ALL] = auc(oriented, scored)
+        row["without_language_prior"] = within_language_auroc(
+            [oriented[i] for i in scored], [bad[i] for i in scored], [cut_langs[i] for i in scored])
+        row["language_prior_alone"] = auc([means[l] for l in cut_langs], scored)
+        summary[name] = row
+    return summary
+
+
+def summary_table(report) -> list[str]:
+    summary = report.get("summary") or {}
+    if not summary:
+        return []
+    languages = [l for l in report["languages"] if l != ALL]
+    lines = ["## AUROC (true WER > 80) per language", "",
+             "| filter | " + " | ".join(languages) + " | all | all, without language prior |",
+             "|---|" + "---|" * (len(languages) + 2)]
+    ordered = sorted(summary.items(), key=lambda kv: -(kv[1]["without_language_prior"] or -1))
+    for name, row in ordered:
+        lines.append(f"| {name} | " + " | ".join(_fmt(row[l], 3) for l in languages)
+                     + f" | {_fmt(row[ALL], 3)} | {_fmt(row['without_language_prior'], 3)} |")
+    if "fusion" in summary and len(languages) > 1:
+        lines += ["", f"Language prior alone (each cut scored by its language's mean fusion): AUROC "
+                  f"{_fmt(summary['fusion']['language_prior_alone'], 3)} overall, 0.500 within every language "
+                  "(useless within a language)."]
+    return lines + [""]
+
+
 def _fmt(value, digits=2, suffix="") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -172,6 +236,7 @@ def markdown_table(report) -> str:
              "the filter's default threshold and at the fraction the oracle (WER <= 80) keeps. Cost: the "
              "filter's seconds per audio second relative to stage-3 decoding "
              f"({_fmt(report['teacher_seconds_per_audio_second'], 3)} s per audio s).", ""]
+    lines += summary_table(report)
     for lang, block in report["languages"].items():
         lines += [f"## {lang} ({block['n']} cuts, {block['bad']} bad; no filter WER "
                   f"{_fmt(block['wer_all'], 1)}, oracle-kept WER {_fmt(block['wer_oracle'], 1)} at "
