@@ -50,10 +50,10 @@ mini_test_size=40
 # Mini corpus: random seed.
 mini_seed=1234
 # Stage 4: label-free filters to score (fusion and, with references, oracle_wer always follow).
-filters="confidence entropy nll nll_sum hallucination proxy_wer consistency pesq"
+filters="confidence entropy nll nll_sum worst_window tail_nll entropy_window word_nll language_confidence hallucination proxy_wer consistency pesq"
 # Stage 4: proxy ASR for proxy_wer (the paper: facebook/seamless-m4t-v2-large).
 proxy=packaged:whisper-tiny.en
-# Stage 5: fraction kept by filters that have no natural threshold (nll_sum, sonar_sim).
+# Stage 5: fraction kept by filters that have no natural threshold (nll_sum, sonar_sim, word_nll, ...).
 select_keep_fraction=0.5
 # Stage 5: per-filter thresholds overriding the filters' defaults, e.g. "oracle_wer:80 proxy_wer:80".
 select_thresholds=""
@@ -145,9 +145,10 @@ stage3() {
 }
 
 # Model-based filters are sharded like stage 3; filters that only read stage 3's statistics
-# share one pass; oracle_wer runs when the set has references; fusion runs last, on the whole set.
+# share one pass; oracle_wer runs when the set has references; fusion runs last, on the whole set,
+# calibrated by the file $4 when given ("fit": fit it here, on this labelled set, if it can be).
 score_set() {
-  local in=$1 out=$2 dir=$3 cur=$1 f cheap=""
+  local in=$1 out=$2 dir=$3 calibration=${4:-} cur=$1 f cheap=""
   [ -s "$out" ] && { log "  $out exists, skipping"; return 0; }
   mkdir -p "$dir/log"
   for f in $filters; do
@@ -176,15 +177,28 @@ score_set() {
   else
     log "  oracle_wer not scored: $(tail -n 1 "$dir/log/score_oracle_wer.log")"
   fi
-  udistil score fusion --in "$cur" --out "$out" > "$dir/log/score_fusion.log" 2>&1 \
-    || { tail -n 5 "$dir/log/score_fusion.log" >&2; return 1; }
-  grep -h "family weights" "$dir/log/score_fusion.log" | sed 's/^/  /' || true
+  if [ "$calibration" = fit ]; then
+    calibration=exp/scores/fusion_calibration.json
+    if udistil fit-fusion --dev "$cur" --out "$calibration" > "$dir/log/fit_fusion.log" 2>&1; then
+      grep -v " INFO " "$dir/log/fit_fusion.log" | sed 's/^/  fusion calibration: /'
+    else
+      log "  fusion left uncalibrated (label-free agreement weights): $(tail -n 1 "$dir/log/fit_fusion.log")"
+      rm -f "$calibration"; calibration=""
+    fi
+  fi
+  udistil score fusion ${calibration:+--calibration "$calibration"} --in "$cur" --out "$out" \
+    > "$dir/log/score_fusion.log" 2>&1 || { tail -n 5 "$dir/log/score_fusion.log" >&2; return 1; }
+  grep -h "family weights\|calibrated on" "$dir/log/score_fusion.log" | sed 's/^.*fusion/  fusion/' || true
 }
 
 stage4() {
   log "Stage 4: filter scores ($filters, oracle_wer if labelled, fusion) for $train_set and $dev_set"
-  score_set exp/teacher/cuts_$train_set.jsonl.gz exp/scores/cuts_$train_set.jsonl.gz exp/scores/$train_set
-  score_set exp/teacher/cuts_$dev_set.jsonl.gz exp/scores/cuts_$dev_set.jsonl.gz exp/scores/$dev_set
+  # The dev set first: with references it calibrates fusion, which is then applied label-free.
+  score_set exp/teacher/cuts_$dev_set.jsonl.gz exp/scores/cuts_$dev_set.jsonl.gz exp/scores/$dev_set fit
+  local calibration=exp/scores/fusion_calibration.json
+  [ -s $calibration ] || calibration=""
+  score_set exp/teacher/cuts_$train_set.jsonl.gz exp/scores/cuts_$train_set.jsonl.gz exp/scores/$train_set \
+    $calibration
 }
 
 stage5() {
@@ -199,7 +213,8 @@ stage5() {
     for t in $select_thresholds; do [ "${t%%:*}" = "$f" ] && rule="--threshold ${t#*:}"; done
     case $f in
       # Filters without a natural threshold are compared at a fixed kept fraction.
-      nll_sum|sonar_sim) rule=${rule:-"--keep-fraction $select_keep_fraction"} ;;
+      nll_sum|sonar_sim|worst_window|tail_nll|entropy_window|word_nll)
+        rule=${rule:-"--keep-fraction $select_keep_fraction"} ;;
     esac
     if [ $f = none ]; then
       udistil select --filter none --in "$in" --out data/select/none/cuts.jsonl.gz
