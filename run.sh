@@ -180,7 +180,7 @@ score_set() {
   if [ "$calibration" = fit ]; then
     calibration=exp/scores/fusion_calibration.json
     if udistil fit-fusion --dev "$cur" --out "$calibration" > "$dir/log/fit_fusion.log" 2>&1; then
-      grep -v " INFO " "$dir/log/fit_fusion.log" | sed 's/^/  fusion calibration: /'
+      grep -v " INFO " "$dir/log/fit_fusion.log" | sed 's/^/  fusion calibration: /' || true
     else
       log "  fusion left uncalibrated (label-free agreement weights): $(tail -n 1 "$dir/log/fit_fusion.log")"
       rm -f "$calibration"; calibration=""
