@@ -146,11 +146,11 @@ def main(argv=None) -> dict:
         # Truncation error of the stored top-k KL on these batches, same student logits.
         errors = []
         student = students["stored-clip"].eval()
-        for batch in stored_batches[:2]:
+        for batch, live_batch in zip(stored_batches[:2], live_batches[:2]):
             with torch.no_grad():
                 s_logits = StudentForward(student, frozen)(batch["decoder_input_ids"], batch["positions"],
                                                            input_features=batch["input_features"])[0]
-                t_logits = teacher(input_features=batch["input_features"],
+                t_logits = teacher(input_features=live_batch["input_features"],
                                    decoder_input_ids=batch["decoder_input_ids"], use_cache=False).logits
             mask = batch["kd_mask"]
             t = weights.temperature

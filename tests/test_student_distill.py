@@ -262,3 +262,33 @@ def test_torchrun_two_process_gloo(tiny_whisper_dir, student_dir, corpus, tmp_pa
     assert sorted(p.name for p in (exp / "checkpoints" / "step-0000002").iterdir()) == \
         ["rng-rank0.pt", "rng-rank1.pt", "state.pt"]
     assert (exp / "best" / "model.safetensors").is_file()
+
+
+def test_kill_9_mid_training_then_resume_gives_the_same_loss_curve(tiny_whisper_dir, student_dir, corpus,
+                                                                   uninterrupted, tmp_path):
+    """A real kill (SIGKILL, no clean exit) after the first checkpoint, then --resume."""
+    import signal
+    import time
+
+    exp = tmp_path / "exp_sigkill"
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "udistil.bin.main", "distill",
+           "--teacher", str(tiny_whisper_dir), "--student", str(student_dir),
+           "--train", str(corpus["train"]), "--dev", str(corpus["dev"]), "--exp", str(exp),
+           "--batch-size", "2", "--lr", "2e-3", "--warmup-steps", "2", "--max-steps", "6",
+           "--schedule", "cosine", "--checkpoint-every", "2", "--keep-checkpoints", "2",
+           "--valid-every", "100"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while not (exp / "checkpoints" / "step-0000002" / "state.pt").is_file():
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    full_exp, _ = uninterrupted
+    assert losses(exp) == pytest.approx(losses(full_exp), rel=1e-6, abs=0)

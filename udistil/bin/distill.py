@@ -58,6 +58,9 @@ def add_arguments(parser):
                      help="a frozen student encoder's outputs are stored here once per cut (and "
                           "shared by every student with the same encoder and audio context); "
                           "training is then decoder-only")
+    run.add_argument("--freeze-embeddings", action="store_true",
+                     help="do not train the decoder's token embedding (tied to the 51865-way output "
+                          "projection) nor its position embedding: a much cheaper step for a small decoder")
     run.add_argument("--checkpoint-every", type=int, default=100, help="optimizer steps")
     run.add_argument("--keep-checkpoints", type=int, default=2)
     run.add_argument("--valid-every", type=int, default=100, help="optimizer steps between dev losses")
@@ -86,7 +89,7 @@ def run(args):
                        keep_checkpoints=args.keep_checkpoints, valid_every=args.valid_every, max_dev_cuts=args.max_dev_cuts,
                        log_every=args.log_every, freeze_encoder=args.freeze_encoder,
                        share_encoder=args.share_encoder, stop_after_steps=args.stop_after_steps,
-                       encoder_cache=args.encoder_cache,
+                       encoder_cache=args.encoder_cache, freeze_embeddings=args.freeze_embeddings,
                        resume=args.resume),
         loss=LossWeights(alpha_ce=args.alpha_ce, alpha_kl=args.alpha_kl, temperature=args.temperature,
                          alpha_mse=args.alpha_mse),

@@ -34,6 +34,7 @@ import torch
 
 from udistil.data.audio import load_cut_audio
 from udistil.data.manifests import supervision
+from udistil.models.audio_context import FULL_POSITIONS, log_mel
 from udistil.errors import BadAudioError, UdistilError
 
 log = logging.getLogger(__name__)
@@ -187,9 +188,9 @@ class DistillDataset(torch.utils.data.Dataset):
             batch["encoder_states"] = torch.from_numpy(
                 np.stack([rows[i] for i in ids]).astype(np.float32))
         else:
-            batch["input_features"] = self.feature_extractor(
-                audio, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt"
-            ).input_features
+            # A live teacher needs its full 30 s; a stored one leaves only the student's context.
+            frames_for = positions if self.targets is not None else FULL_POSITIONS
+            batch["input_features"] = log_mel(self.feature_extractor, audio, max(positions, frames_for))
         batch.update(pad_labels(sequences, self.labels.pad))
         if self.targets is not None:
             batch.update(self.targets.batch(kept, batch["labels"].shape[1],

@@ -191,6 +191,12 @@ class Trainer:
         self.frozen_encoder = bool(frozen)
         if self.frozen_encoder:
             freeze_encoder(self.student)
+        if self.config.run.freeze_embeddings:
+            # The token embedding is tied to the output projection (51865 x d): freezing it
+            # drops the largest weight gradient and optimizer state of a small decoder.
+            decoder = self.student.model.decoder
+            decoder.embed_tokens.weight.requires_grad_(False)
+            decoder.embed_positions.weight.requires_grad_(False)
         # Sharing one encoder pass with a live teacher needs the same weights and the same
         # (full) context; a clip-context student sees a shorter input than the teacher.
         self.share_encoder = (self.teacher is not None and self.frozen_encoder

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from udistil.models.audio_context import AudioContext, encode as encode_context
+from udistil.models.audio_context import AudioContext, encode as encode_context, log_mel
 from udistil.teacher.greedy import (STOP_BUDGET, STOP_END, DecodeRequest, DecodeResult,
                                     detect_languages, greedy_decode)
 from udistil.teacher.packing import SAMPLE_RATE, assign_segments, pack_clips, parse_segments
@@ -146,10 +146,8 @@ class Transcriber:
     def encode(self, audios: list[np.ndarray]) -> torch.Tensor:
         """Encoder states of a batch, at the longest clip's context under the model's rule."""
         t0 = time.perf_counter()
-        features = self.processor.feature_extractor(
-            audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
-        features = features.to(self.model.dtype)
         positions = max(self.context_positions(a) for a in audios)
+        features = log_mel(self.processor.feature_extractor, audios, positions).to(self.model.dtype)
         hidden = encode_context(self.model.get_encoder(), features, positions)
         self.stats["encoder_passes"] += len(audios)
         self.stats["encoder_positions"] += len(audios) * positions
