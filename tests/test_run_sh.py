@@ -33,6 +33,10 @@ def test_pipeline_runs_and_prints_the_teacher_table(recipe_run):
     labelled = read_cuts(work / "exp/teacher/cuts_train.jsonl.gz")
     assert len(labelled) == 9
     assert all("teacher_logprobs" in c.supervisions[0].custom for c in labelled)
+    # Stage 3 keeps the teacher's distillation targets; stage 6 trains from them alone.
+    assert all(c.custom["kd_targets"]["rows"] >= 1 for c in labelled)
+    summary = json.loads((work / "exp/student_1-1_none/training_summary.json").read_text())
+    assert summary["teacher"] == "stored" and summary["audio_context"]["rule"] == "clip"
     for part in ("test_clean", "test_noisy"):
         summary = json.loads((work / f"exp/teacher/decode_{part}/wer.json").read_text())
         assert summary["n"] == 3
@@ -43,6 +47,7 @@ def test_pipeline_runs_and_prints_the_teacher_table(recipe_run):
     assert (work / "data/select/none/cuts.jsonl.gz").exists()
     results = (work / "RESULTS.md").read_text()
     assert "| teacher |" in results and "| student_1-1_none |" in results
+    assert "| init_student_1-1 |" in results  # the untrained initialisation, for comparison
     assert (work / "exp/student_1-1_none/decode_test_clean/wer.json").exists()
 
 

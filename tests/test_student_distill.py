@@ -20,7 +20,7 @@ from lhotse import MonoCut, Recording, SupervisionSegment
 from udistil.data.manifests import read_cuts, write_cuts
 from udistil.student.config import DataOptions, DistillConfig, OptimOptions, RunOptions
 from udistil.student.data import IGNORE_INDEX, DistillDataset, LabelEncoder, usable_cuts
-from udistil.student.forward import DistillForward, encoders_identical, two_model_forward
+from udistil.student.forward import DistillForward, StudentForward, encoders_identical, two_model_forward
 from udistil.student.init import make_student
 from udistil.student.loss import LossWeights, distillation_loss
 
@@ -159,7 +159,8 @@ def test_shared_encoder_gives_the_two_model_loss(tiny_whisper_dir, student_dir, 
     assert encoders_identical(teacher, student)
     batch = first_batch(processor, read_cuts(corpus["train"]).subset(first=3))
     features, inputs, labels = batch["input_features"], batch["decoder_input_ids"], batch["labels"]
-    shared = DistillForward(teacher, student, frozen_encoder=True, share_encoder=True)
+    shared = DistillForward(teacher, StudentForward(student, frozen_encoder=True),
+                            frozen_encoder=True, share_encoder=True)
     with torch.no_grad():
         loss_shared = distillation_loss(*shared(features, inputs), labels).total
         loss_full = distillation_loss(*two_model_forward(teacher, student, features, inputs), labels).total
@@ -261,3 +262,33 @@ def test_torchrun_two_process_gloo(tiny_whisper_dir, student_dir, corpus, tmp_pa
     assert sorted(p.name for p in (exp / "checkpoints" / "step-0000002").iterdir()) == \
         ["rng-rank0.pt", "rng-rank1.pt", "state.pt"]
     assert (exp / "best" / "model.safetensors").is_file()
+
+
+def test_kill_9_mid_training_then_resume_gives_the_same_loss_curve(tiny_whisper_dir, student_dir, corpus,
+                                                                   uninterrupted, tmp_path):
+    """A real kill (SIGKILL, no clean exit) after the first checkpoint, then --resume."""
+    import signal
+    import time
+
+    exp = tmp_path / "exp_sigkill"
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "udistil.bin.main", "distill",
+           "--teacher", str(tiny_whisper_dir), "--student", str(student_dir),
+           "--train", str(corpus["train"]), "--dev", str(corpus["dev"]), "--exp", str(exp),
+           "--batch-size", "2", "--lr", "2e-3", "--warmup-steps", "2", "--max-steps", "6",
+           "--schedule", "cosine", "--checkpoint-every", "2", "--keep-checkpoints", "2",
+           "--valid-every", "100"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while not (exp / "checkpoints" / "step-0000002" / "state.pt").is_file():
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    full_exp, _ = uninterrupted
+    assert losses(exp) == pytest.approx(losses(full_exp), rel=1e-6, abs=0)

@@ -96,6 +96,20 @@ def record(config, context: AudioContext) -> None:
         delattr(config, CONFIG_KEY)
 
 
+def log_mel(feature_extractor, audios, positions: int = FULL_POSITIONS):
+    """Whisper log-mel features [B, mels, 2 * positions] of 16 kHz clips.
+
+    The feature extractor pads to `positions` worth of samples instead of 30 s: the frames
+    past the context are never encoded, and computing them is most of the feature cost of a
+    short clip.  Whisper's normalisation (a floor 8 log-units under the maximum) is taken
+    over the clip and its silent padding alike, so the kept frames are those of the 30 s
+    features.
+    """
+    samples = 2 * positions * feature_extractor.hop_length
+    return feature_extractor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt",
+                             padding="max_length", max_length=samples, truncation=True).input_features
+
+
 def encode(encoder, input_features, positions: int | None = None):
     """Run a Whisper encoder on the first `2 * positions` mel frames of `input_features`.
 
