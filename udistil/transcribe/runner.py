@@ -163,7 +163,7 @@ def run_transcribe(paths, model: str, language=None, fmt="text", output_dir=None
     summary = transcribe_paths(paths, engine, language=language, fmt=fmt, output_dir=output_dir,
                                segment_options=segment_options, progress=progress)
     if summary.failed:
-        print(f"udistil transcribe: {summary.failed} of {summary.files} files failed (see the SKIPPED "
-              "lines above)", file=sys.stderr)
+        print(f"udistil transcribe: {summary.failed} of {summary.files} files failed (each named above)",
+              file=sys.stderr)
         return 1
     return 0
