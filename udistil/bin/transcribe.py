@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
                         help="hub id, local transformers dir, packaged:NAME (torch engine), or a "
                              "CTranslate2 directory from `udistil export` (CTranslate2 engine)")
     parser.add_argument("--language", default=None,
-                        help="force this language code (default: detected per file)")
+                        help="force this language code; when absent, detected per file")
     parser.add_argument("--format", dest="fmt", choices=FORMATS, default="text",
                         help="text: PATH<TAB>TEXT per file; jsonl: one object per file with segments; srt")
     parser.add_argument("--output-dir", default=None,
