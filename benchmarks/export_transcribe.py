@@ -8,7 +8,7 @@
 
 1. Parity.  The model is exported to CTranslate2 in float32 and int8.  Each mini test clip
    is transcribed by faster-whisper (greedy, language forced, no VAD, no timestamps, one
-   temperature) and compared with `udistil decode --no-pack` after normalisation: the share
+   temperature, no no-speech skipping: the decoding rule of `udistil decode`) and compared with `udistil decode --no-pack` after normalisation: the share
    of clips with the same text, and the WER of each against the references.
 2. Long form.  English clips of the mini corpus are joined with 0.5-2 s gaps into a file of
    about five minutes.  `udistil transcribe` (torch engine, and the int8 export in the
@@ -100,7 +100,7 @@ def faster_whisper_clips(ct2_dir, compute_type, clips, threads):
     for clip in clips:
         segments, _ = model.transcribe(clip["audio"], language=clip["lang"], beam_size=1, temperature=0.0,
                                        vad_filter=False, without_timestamps=True,
-                                       condition_on_previous_text=False)
+                                       condition_on_previous_text=False, no_speech_threshold=None)
         hyps[clip["id"]] = " ".join(s.text.strip() for s in segments).strip()
     return {"hyps": hyps, "wall_s": round(time.perf_counter() - t0, 2)}
 
