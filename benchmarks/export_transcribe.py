@@ -17,6 +17,9 @@
    (CTranslate2 int8 and torch engines) are timed on it (model loading excluded) and scored against the joined
    references.
 
+3. Speed again: `udistil transcribe` (CTranslate2 int8) and BatchedInferencePipeline (int8,
+   beam 1) alternately, `--speed-repeats` times each, on the same file.
+
 Every system runs with the same number of CPU threads.  Results go to WORK/results.json
 as they come (a rerun skips the systems already there) and a table is printed at the end.
 """
@@ -180,6 +183,26 @@ def clip_by_clip(model, pieces, threads):
     return {"hyp": " ".join(texts), "wall_s": wall}
 
 
+def speed_part(args, results, i8):
+    """3. The speed comparison again, alternating the two engines on the same file (the machine
+    is shared, so its load drifts); median audio-s per wall-s of each."""
+    long_wav = args.work_dir / "long_en.wav"
+    seconds = results.data["long_file"]["seconds"]
+
+    def alternate():
+        runs = {"udistil_transcribe_ct2_int8": [], "batched_pipeline_int8_beam1": []}
+        for _ in range(args.speed_repeats):
+            runs["udistil_transcribe_ct2_int8"].append(udistil_transcribe_long(str(i8), long_wav, args.threads)["wall_s"])
+            runs["batched_pipeline_int8_beam1"].append(batched_pipeline_long(i8, long_wav, args.threads, 1)["wall_s"])
+        return runs
+
+    runs = results.run(f"speed_alternating_{args.speed_repeats}", alternate)
+    speeds = {name: sorted(round(seconds / w, 2) for w in walls) for name, walls in runs.items()}
+    ratio = [round(b / a, 3) for a, b in zip(runs["udistil_transcribe_ct2_int8"], runs["batched_pipeline_int8_beam1"])]
+    return {"audio_s_per_s": speeds, "speedup_per_pair": ratio,
+            "median": {name: float(np.median(v)) for name, v in speeds.items()}}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", required=True, type=Path)
@@ -187,7 +210,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--long-seconds", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--parts", default="long,parity", help="which parts, in this order")
+    parser.add_argument("--parts", default="long,parity,speed", help="which parts, in this order")
+    parser.add_argument("--speed-repeats", type=int, default=3, help="alternating runs in the speed part")
     args = parser.parse_args()
     import torch
 
@@ -206,6 +230,8 @@ def main():
             report["parity"] = parity_part(args, results, test_clips, f32, i8)
         elif part == "long":
             report["long_form"] = long_part(args, results, test_clips, i8)
+        elif part == "speed":
+            report["speed_alternating"] = speed_part(args, results, i8)
     (work / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps(report, indent=1, ensure_ascii=False))
 
