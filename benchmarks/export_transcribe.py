@@ -8,8 +8,12 @@
 
 1. Parity.  The model is exported to CTranslate2 in float32 and int8.  Each mini test clip
    is transcribed by faster-whisper (greedy, language forced, no VAD, no timestamps, one
-   temperature, no no-speech skipping: the decoding rule of `udistil decode`) and compared with `udistil decode --no-pack` after normalisation: the share
-   of clips with the same text, and the WER of each against the references.
+   temperature, no no-speech skipping) and by `udistil transcribe`'s CTranslate2 engine, and
+   compared with `udistil decode --no-pack` after normalisation: the share of clips with the
+   same text, and the WER of each against the references.  faster-whisper pads the log-mel
+   features of a short clip with zeros, where Whisper (and transformers, and so `udistil
+   decode`) pads the audio with silence before the log-mel; the CTranslate2 engine row
+   isolates the export from that difference.
 2. Long form.  English clips of the mini corpus are joined with 0.5-2 s gaps into a file of
    about five minutes.  `udistil transcribe` (torch engine, and the int8 export in the
    CTranslate2 engine), faster-whisper's BatchedInferencePipeline (int8 export, batch 8, its
@@ -106,6 +110,17 @@ def faster_whisper_clips(ct2_dir, compute_type, clips, threads):
                                        condition_on_previous_text=False, no_speech_threshold=None)
         hyps[clip["id"]] = " ".join(s.text.strip() for s in segments).strip()
     return {"hyps": hyps, "wall_s": round(time.perf_counter() - t0, 2)}
+
+
+def ct2_engine_clips(ct2_dir, clips, threads):
+    """The export through `udistil transcribe`'s CTranslate2 engine: transformers' features
+    (padding as in Whisper and `udistil decode`), greedy, the same token budgets."""
+    from udistil.teacher.transcriber import DecodeOptions
+    from udistil.transcribe.engines import CT2Engine
+
+    engine = CT2Engine(ct2_dir, DecodeOptions(batch_size=8), device="cpu", threads=threads)
+    texts, wall = timed(lambda: engine.transcribe([c["audio"] for c in clips], [c["lang"] for c in clips]))
+    return {"hyps": {c["id"]: t for c, t in zip(clips, texts)}, "wall_s": wall}
 
 
 def build_long_file(clips, out_wav, seconds, seed):
@@ -245,6 +260,8 @@ def parity_part(args, results, test_clips, f32, i8):
             args.model, work / "data" / f"cuts_{p}.jsonl.gz", work / f"decode_{p}", args.threads))
     ours = {k: v for d in decodes.values() for k, v in d["hyps"].items()}
     stops = {k: v for d in decodes.values() for k, v in d["stops"].items()}
+    engine = {q: results.run(f"ct2_engine_{q}", lambda d=d: ct2_engine_clips(d, test_clips, args.threads))
+              for q, d in (("float32", f32), ("int8", i8))}
     fw = {q: results.run(f"faster_whisper_{q}", lambda q=q, d=d: faster_whisper_clips(d, q, test_clips, args.threads))
           for q, d in (("float32", f32), ("int8", i8))}
     ids = [c["id"] for c in test_clips]
@@ -257,6 +274,14 @@ def parity_part(args, results, test_clips, f32, i8):
         "same_text_pct": round(100 * sum(same) / len(same), 1),
         "same_text_pct_where_udistil_stopped_at_eot": round(100 * sum(same[i] for i in ended) / max(1, len(ended)), 1),
         "clips_stopped_by_budget_or_loop": len(ids) - len(ended),
+        "ct2_engine_same_text_pct": round(100 * sum(
+            normalised(ours[i], lang) == normalised(engine["float32"]["hyps"][i], lang)
+            for i, lang in zip(ids, langs)) / len(ids), 1),
+        "ct2_engine_same_text_pct_where_udistil_stopped_at_eot": round(100 * sum(
+            normalised(ours[ids[k]], langs[k]) == normalised(engine["float32"]["hyps"][ids[k]], langs[k])
+            for k in ended) / max(1, len(ended)), 1),
+        "wer_ct2_engine_float32": round(wer(refs, [engine["float32"]["hyps"][i] for i in ids], langs), 2),
+        "wer_ct2_engine_int8": round(wer(refs, [engine["int8"]["hyps"][i] for i in ids], langs), 2),
         "wer_udistil_decode": round(wer(refs, [ours[i] for i in ids], langs), 2),
         "wer_fw_float32": round(wer(refs, [fw["float32"]["hyps"][i] for i in ids], langs), 2),
         "wer_fw_int8": round(wer(refs, [fw["int8"]["hyps"][i] for i in ids], langs), 2),
