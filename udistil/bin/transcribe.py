@@ -1,0 +1,44 @@
+"""Transcribe audio files or directories (wav/flac/mp3/ogg, any length) with a model or an export."""
+from __future__ import annotations
+
+from udistil.teacher.transcriber import DecodeOptions
+from udistil.transcribe.engines import DEVICES
+from udistil.transcribe.output import FORMATS
+from udistil.transcribe.segments import SegmentOptions
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("paths", metavar="PATH", nargs="+", help="audio files and/or directories")
+    parser.add_argument("--model", required=True,
+                        help="hub id, local transformers dir, packaged:NAME (torch engine), or a "
+                             "CTranslate2 directory from `udistil export` (CTranslate2 engine)")
+    parser.add_argument("--language", default=None,
+                        help="force this language code; when absent, detected per file")
+    parser.add_argument("--format", dest="fmt", choices=FORMATS, default="text",
+                        help="text: PATH<TAB>TEXT per file; jsonl: one object per file with segments; srt")
+    parser.add_argument("--output-dir", default=None,
+                        help="write one file per input here instead of stdout (needed for SRT of several files)")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="cuda needs a CTranslate2 export; the torch engine is CPU only")
+    parser.add_argument("--compute-type", default="default",
+                        help="CTranslate2 compute type: default (as exported), int8, int8_float32, "
+                             "int8_float16, float16, bfloat16, float32")
+    parser.add_argument("--batch-size", type=int, default=8, help="segments per batch")
+    parser.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    parser.add_argument("--max-segment", type=float, default=SegmentOptions.max_seconds,
+                        help="longest segment in seconds when a long file is cut at its pauses (<= 30)")
+    parser.add_argument("--budget-per-second", type=float, default=DecodeOptions.budget_per_second,
+                        help="token budget per second of audio (stops hallucination early)")
+    parser.add_argument("--num-threads", type=int, default=0, help="CPU threads (0 = library default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def run(args) -> int:
+    from udistil.transcribe.runner import run_transcribe
+
+    return run_transcribe(
+        args.paths, args.model, language=args.language, fmt=args.fmt, output_dir=args.output_dir,
+        device=args.device, compute_type=args.compute_type, threads=args.num_threads,
+        options=DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=True,
+                              budget_per_second=args.budget_per_second),
+        segment_options=SegmentOptions(max_seconds=args.max_segment), progress=not args.no_progress)

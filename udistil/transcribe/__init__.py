@@ -1,0 +1,1 @@
+"""Transcription of plain audio files (`udistil transcribe`): any length, any model spec or export."""

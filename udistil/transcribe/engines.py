@@ -1,0 +1,178 @@
+"""The two ways `udistil transcribe` runs a model, behind one small interface.
+
+- `TorchEngine`: any model spec (hub id, transformers directory, packaged:NAME) through the
+  pipeline's own `Transcriber` (greedy loop with per-clip token budgets and repetition-loop
+  stops; the model's audio-context rule).  CPU only: that loop keeps its tensors on the CPU.
+- `CT2Engine`: a CTranslate2 directory (from `udistil export`, or any faster-whisper model)
+  through `ctranslate2.models.Whisper.generate`, on the CPU or a GPU.  When the export
+  records a clip audio context, each batch is given only the mel frames the rule asks for
+  (CTranslate2 takes fewer than 3000); otherwise the usual 30 s.  Token budgets are the same
+  as the torch engine's (one per batch: its longest clip's); there is no loop stop.
+
+Both take 16 kHz clips of at most 30 s and return one text per clip.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from udistil.errors import UdistilError
+from udistil.teacher.transcriber import MAX_TARGET_TOKENS, DecodeOptions, balanced_batches
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _token_budget(options: DecodeOptions, seconds: float) -> int:
+    return min(MAX_TARGET_TOKENS - 4, int(math.ceil(options.budget_base + options.budget_per_second * seconds)))
+
+
+class TorchEngine:
+    """A model spec run by the pipeline's Transcriber."""
+
+    name = "torch"
+
+    def __init__(self, spec: str, options: DecodeOptions, device: str = "auto"):
+        from udistil.teacher.transcriber import Transcriber
+
+        if device == "cuda":
+            raise UdistilError("the torch engine runs on the CPU only; for a GPU, export the model "
+                               "(`udistil export`) and transcribe with the export directory")
+        self.transcriber = Transcriber.from_spec(spec, options)
+        self.rules = self.transcriber.rules
+
+    @property
+    def multilingual(self) -> bool:
+        return self.rules.is_multilingual
+
+    def supports(self, language: str) -> bool:
+        return self.rules.supports(language)
+
+    def detect_languages(self, clips: list[np.ndarray]) -> list[str]:
+        from udistil.teacher.greedy import detect_languages
+
+        if not self.multilingual:
+            return ["en"] * len(clips)
+        languages: list[str] = []
+        for batch in balanced_batches(clips, self.transcriber.options.batch_size):
+            hidden = self.transcriber.encode(batch)
+            languages += detect_languages(self.transcriber.model, hidden, list(range(len(batch))), self.rules)
+        return languages
+
+    def transcribe(self, clips: list[np.ndarray], languages: list[str]) -> list[str]:
+        return [t.text for t in self.transcriber.transcribe(clips, languages)]
+
+
+class CT2Engine:
+    """A CTranslate2 Whisper directory run by CTranslate2's own `generate`."""
+
+    name = "ctranslate2"
+
+    def __init__(self, path, options: DecodeOptions, device: str = "auto", compute_type: str = "default",
+                 threads: int = 0):
+        import ctranslate2
+        import tokenizers
+        from transformers import WhisperFeatureExtractor
+
+        from udistil.models.export import export_audio_context
+
+        path = Path(path)
+        self.options = options
+        try:
+            self.model = ctranslate2.models.Whisper(str(path), device=device, compute_type=compute_type,
+                                                    intra_threads=threads)
+        except (RuntimeError, ValueError) as e:
+            raise UdistilError(f"{path}: CTranslate2 cannot load the model on device {device!r} with "
+                               f"compute type {compute_type!r} ({e})") from e
+        tokenizer_file = path / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise UdistilError(f"{path}: no tokenizer.json beside model.bin; export the model with "
+                               "`udistil export`")
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
+        preprocessor = path / "preprocessor_config.json"
+        self.features = (WhisperFeatureExtractor.from_json_file(str(preprocessor)) if preprocessor.is_file()
+                         else WhisperFeatureExtractor(feature_size=self.model.n_mels))
+        self.context = export_audio_context(path)
+        ids = {t: self.tokenizer.token_to_id(t) for t in
+               ("<|startoftranscript|>", "<|endoftext|>", "<|transcribe|>", "<|notimestamps|>")}
+        if None in ids.values():
+            raise UdistilError(f"{tokenizer_file}: lacks Whisper's special tokens")
+        self.start, self.end_of_text = ids["<|startoftranscript|>"], ids["<|endoftext|>"]
+        self.task, self.no_timestamps = ids["<|transcribe|>"], ids["<|notimestamps|>"]
+        if self.context.is_dynamic:
+            log.info("%s: audio context %s", path, self.context.describe())
+
+    @property
+    def multilingual(self) -> bool:
+        return self.model.is_multilingual
+
+    def supports(self, language: str) -> bool:
+        if not self.multilingual:
+            return language == "en"
+        return self.tokenizer.token_to_id(f"<|{language}|>") is not None
+
+    def _storage(self, clips: list[np.ndarray]):
+        import ctranslate2
+
+        features = self.features(clips, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+        positions = max(self.context.positions(len(c)) for c in clips)
+        features = np.ascontiguousarray(features[..., :2 * positions], dtype=np.float32)
+        return ctranslate2.StorageView.from_array(features)
+
+    def _batches(self, clips: list[np.ndarray], order: list[int]) -> list[list[int]]:
+        # Clips of one batch share one context length (all of them, for a full context).
+        groups: dict[int, list[int]] = {}
+        for i in order:
+            groups.setdefault(self.context.positions(len(clips[i])), []).append(i)
+        return [batch for _, members in sorted(groups.items())
+                for batch in balanced_batches(members, self.options.batch_size)]
+
+    def detect_languages(self, clips: list[np.ndarray]) -> list[str]:
+        if not self.multilingual:
+            return ["en"] * len(clips)
+        out: list[str | None] = [None] * len(clips)
+        for batch in self._batches(clips, list(range(len(clips)))):
+            results = self.model.detect_language(self._storage([clips[i] for i in batch]))
+            for i, ranked in zip(batch, results):
+                out[i] = ranked[0][0].strip("<|>")
+        return out  # type: ignore[return-value]
+
+    def prompt(self, language: str) -> list[int]:
+        if not self.multilingual:
+            return [self.start, self.no_timestamps]
+        return [self.start, self.tokenizer.token_to_id(f"<|{language}|>"), self.task, self.no_timestamps]
+
+    def transcribe(self, clips: list[np.ndarray], languages: list[str]) -> list[str]:
+        texts: list[str] = [""] * len(clips)
+        order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
+        for batch in self._batches(clips, order):
+            prompts = [self.prompt(languages[i]) for i in batch]
+            budget = _token_budget(self.options, max(len(clips[i]) for i in batch) / SAMPLE_RATE)
+            results = self.model.generate(
+                self._storage([clips[i] for i in batch]), prompts, beam_size=self.options.beam,
+                max_length=min(MAX_TARGET_TOKENS, budget + len(prompts[0]) + 1), suppress_blank=True,
+                suppress_tokens=[-1])
+            for i, result in zip(batch, results):
+                tokens = [t for t in result.sequences_ids[0] if t < self.end_of_text]
+                texts[i] = self.tokenizer.decode(tokens).strip()
+        return texts
+
+
+def open_engine(model: str, options: DecodeOptions, device: str = "auto", compute_type: str = "default",
+                threads: int = 0):
+    """The engine for `model`: a CTranslate2 directory, or any model spec for the torch engine."""
+    from udistil.models.export import is_ctranslate2_dir
+
+    if device not in DEVICES:
+        raise UdistilError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
+    if is_ctranslate2_dir(model):
+        return CT2Engine(model, options, device=device, compute_type=compute_type, threads=threads)
+    if compute_type != "default":
+        raise UdistilError(f"--compute-type {compute_type} applies to a CTranslate2 export; {model} runs "
+                           "in the torch engine (float32 on the CPU)")
+    return TorchEngine(model, options, device=device)

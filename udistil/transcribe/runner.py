@@ -1,0 +1,169 @@
+"""`udistil transcribe`: audio files of any length in, text / JSON lines / SRT out.
+
+Files are read a group at a time (up to `group_files` files, or as soon as the group holds
+`group_segments` segments), so that the segments of many short files, or of one long file,
+are decoded in full batches while the output still comes out file by file, in input order.
+Per file: the audio is cut at its pauses (segments.py), the language is the forced one or
+Whisper's guess on the file's first segment, and the segments are decoded together.
+
+A file that cannot be read is reported on one line of stderr and skipped; the others go
+on.  The caller learns how many failed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from udistil.errors import BadAudioError, UdistilError
+from udistil.transcribe.audio_files import find_audio_files, read_audio
+from udistil.transcribe.output import EXTENSIONS, FileTranscript, Segment, render
+from udistil.transcribe.segments import SAMPLE_RATE, SegmentOptions, split_at_pauses
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    files: int = 0
+    failed: int = 0
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+
+
+@dataclass
+class _Loaded:
+    path: Path
+    samples: np.ndarray
+    spans: list[tuple[int, int]]
+
+
+class OutputSink:
+    """stdout (text, jsonl, or SRT for a single file) or one file per input in a directory."""
+
+    def __init__(self, fmt: str, output_dir=None, stream=None):
+        self.fmt, self.stream = fmt, stream or sys.stdout
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.used: set[str] = set()
+        if self.output_dir is not None:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, transcript: FileTranscript) -> None:
+        text = render(transcript, self.fmt)
+        if self.output_dir is None:
+            self.stream.write(text)
+            self.stream.flush()
+            return
+        name = Path(transcript.path).stem
+        stem, n = name, 1
+        while stem in self.used:  # two inputs with one name (from different directories)
+            n += 1
+            stem = f"{name}-{n}"
+        self.used.add(stem)
+        out = self.output_dir / (stem + EXTENSIONS[self.fmt])
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+
+
+def _report_bad(error: BadAudioError, bar) -> None:
+    bar.write(f"udistil transcribe: SKIPPED {error}", file=sys.stderr)
+
+
+def _groups(files: list[Path], options: SegmentOptions, group_files: int, group_segments: int, summary, bar):
+    """Yield lists of readable files; bad ones are reported and counted on the way."""
+    group: list[_Loaded] = []
+    for path in files:
+        try:
+            samples = read_audio(path)
+        except BadAudioError as e:
+            _report_bad(e, bar)
+            summary.failed += 1
+            bar.update(1)
+            continue
+        group.append(_Loaded(path, samples, split_at_pauses(samples, options)))
+        if len(group) >= group_files or sum(len(g.spans) for g in group) >= group_segments:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def transcribe_paths(paths, engine, language: str | None = None, fmt: str = "text", output_dir=None,
+                     segment_options: SegmentOptions = SegmentOptions(), group_files: int = 16,
+                     group_segments: int = 32, progress: bool = True, stream=None) -> RunSummary:
+    from tqdm import tqdm
+
+    if language is not None and not engine.supports(language):
+        raise UdistilError(f"language {language!r} is not supported by this model")
+    files = find_audio_files(paths)
+    if not files:
+        raise UdistilError(f"no audio files ({', '.join(EXTENSIONS)}) found in: {', '.join(map(str, paths))}")
+    if fmt == "srt" and output_dir is None and len(files) > 1:
+        raise UdistilError(f"SRT for {len(files)} files needs --output-dir (one .srt per file)")
+    sink = OutputSink(fmt, output_dir, stream)
+    summary = RunSummary(files=len(files))
+    t0 = time.perf_counter()
+    with tqdm(total=len(files), desc="transcribe", unit="file", disable=not progress, file=sys.stderr,
+              mininterval=1) as bar:
+        for group in _groups(files, segment_options, group_files, group_segments, summary, bar):
+            for transcript in _transcribe_group(group, engine, language):
+                sink.write(transcript)
+                summary.audio_s += transcript.duration
+                bar.update(1)
+            bar.set_postfix(audio_s=f"{summary.audio_s:.0f}")
+    summary.wall_s = time.perf_counter() - t0
+    log.info("%d files (%.1f s of audio) in %.1f s (%.2f audio-s/s); %d failed", summary.files - summary.failed,
+             summary.audio_s, summary.wall_s, summary.audio_s / max(summary.wall_s, 1e-9), summary.failed)
+    return summary
+
+
+def _transcribe_group(group: list[_Loaded], engine, language: str | None) -> list[FileTranscript]:
+    with_speech = [g for g in group if g.spans]
+    if language is not None:
+        languages = [language] * len(with_speech)
+    else:
+        languages = engine.detect_languages([g.samples[slice(*g.spans[0])] for g in with_speech])
+    file_language = {id(g): lang for g, lang in zip(with_speech, languages)}
+    clips, owners = [], []
+    for g in with_speech:
+        for start, end in g.spans:
+            clips.append(g.samples[start:end])
+            owners.append(file_language[id(g)])
+    texts = iter(engine.transcribe(clips, owners) if clips else [])
+    out = []
+    for g in group:
+        segments = [Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, next(texts)) for start, end in g.spans]
+        out.append(FileTranscript(os.fspath(g.path), len(g.samples) / SAMPLE_RATE,
+                                  file_language.get(id(g), language or ""), segments))
+    return out
+
+
+def run_transcribe(paths, model: str, language=None, fmt="text", output_dir=None, device="auto",
+                   compute_type="default", threads: int = 0, options=None,
+                   segment_options: SegmentOptions = SegmentOptions(), progress: bool = True) -> int:
+    """Open the engine for `model`, transcribe `paths`; exit status 1 when any file failed."""
+    from udistil.teacher.transcriber import DecodeOptions
+    from udistil.transcribe.engines import open_engine
+
+    if not 1.0 <= segment_options.max_seconds <= 30.0:
+        raise UdistilError(f"--max-segment must be within 1..30 s (Whisper reads 30 s), "
+                           f"got {segment_options.max_seconds}")
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    engine = open_engine(model, options or DecodeOptions(pack=True), device=device,
+                         compute_type=compute_type, threads=threads)
+    summary = transcribe_paths(paths, engine, language=language, fmt=fmt, output_dir=output_dir,
+                               segment_options=segment_options, progress=progress)
+    if summary.failed:
+        print(f"udistil transcribe: {summary.failed} of {summary.files} files failed (each named above)",
+              file=sys.stderr)
+        return 1
+    return 0
