@@ -16,7 +16,7 @@ assets=$tools_dir/assets
 log() { echo "$(date '+%F %T') [install.sh] $*" >&2; }
 
 # Bump this whenever the pins below change, so existing venvs are upgraded.
-install_version=5
+install_version=6
 
 # torch first and alone: any other resolution path may pull a multi-GB CUDA build.
 torch_pin="torch==2.13.0"
