@@ -69,7 +69,7 @@ student_context=clip
 # Stage 6: selected sets (stage 5) to train one student each on (none = no filter).
 train_filters="none fusion oracle_wer"
 # Stage 6: epochs per student over its selected set ("" with distill_steps set: steps instead).
-distill_epochs=8
+distill_epochs=6
 # Stage 6: optimiser steps per student, overriding distill_epochs when set.
 distill_steps=""
 # Stage 6: batch size (cuts) for distillation.
@@ -77,7 +77,7 @@ distill_batch_size=8
 # Stage 6: dev cuts for the (label-free) dev loss; a dev pass is costly on a CPU ("" = all).
 distill_dev_cuts=16
 # Stage 6: peak learning rate.
-distill_lr=3e-4
+distill_lr=5e-4
 # Stage 6: warm-up steps, and steps between dev losses (the best student by dev loss is kept).
 distill_warmup=10
 distill_valid_every=30
@@ -86,7 +86,10 @@ alpha_ce=0.8
 alpha_kl=1.0
 temperature=2.0
 # Stage 6: extra options for `udistil distill` (e.g. "--freeze-encoder --schedule cosine").
-distill_opts=""
+# The default freezes the decoder's token embedding (tied to the 51865-way output projection):
+# the largest gradient and optimizer state of a 2-layer decoder, and little to learn from a
+# few hundred clips.
+distill_opts="--freeze-embeddings"
 # Skip tools/install.sh (when you manage the environment yourself).
 skip_install=false
 
