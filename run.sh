@@ -58,17 +58,27 @@ select_keep_fraction=0.5
 # Stage 5: per-filter thresholds overriding the filters' defaults, e.g. "oracle_wer:80 proxy_wer:80".
 select_thresholds=""
 # Stage 6: students as encoder-decoder layer counts kept from the teacher (e.g. "32-16 16-16").
-students="3-2"
+# The default keeps the teacher's whole encoder (frozen: training is decoder-only, from a cache
+# of its outputs) and 2 of its decoder layers, distil-whisper's shape.
+students="6-2"
+# Stage 6: the students' audio context: clip (the clip plus a margin; several times faster on
+# short clips, learnt by distillation from the full-context teacher) or full (Whisper's 30 s).
+student_context=clip
 # Stage 6: selected sets (stage 5) to train one student each on (none = no filter).
 train_filters="none fusion oracle_wer"
-# Stage 6: optimiser steps per student (CPU-sized by default; raise it on a GPU).
-distill_steps=6
+# Stage 6: epochs per student over its selected set ("" with distill_steps set: steps instead).
+distill_epochs=8
+# Stage 6: optimiser steps per student, overriding distill_epochs when set.
+distill_steps=""
 # Stage 6: batch size (cuts) for distillation.
 distill_batch_size=8
 # Stage 6: dev cuts for the (label-free) dev loss; a dev pass is costly on a CPU ("" = all).
 distill_dev_cuts=16
 # Stage 6: peak learning rate.
-distill_lr=1e-4
+distill_lr=3e-4
+# Stage 6: warm-up steps, and steps between dev losses (the best student by dev loss is kept).
+distill_warmup=10
+distill_valid_every=30
 # Stage 6: loss weights and temperature: alpha_ce * CE + alpha_kl * T^2 * KL (distil-whisper's).
 alpha_ce=0.8
 alpha_kl=1.0
@@ -134,12 +144,15 @@ pseudo_label_set() {
   $decode_cmd JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
     udistil pseudo-label --model "$teacher_dir" --batch-size "$batch_size" --beam "$beam" \
       --num-threads "$threads_per_job" \
+      --targets-dir "$dir/targets" --targets-temperature "$temperature" \
       --in "$dir/split$nj/cuts.JOB.jsonl.gz" --out "$dir/shards/cuts.JOB.jsonl.gz"
   udistil merge-cuts --out "$out" $(for j in $(seq "$nj"); do echo "$dir/shards/cuts.$j.jsonl.gz"; done)
 }
 
 stage3() {
-  log "Stage 3: teacher pseudo-labels for $train_set and $dev_set (nj=$nj)"
+  # Each clip is decoded alone; the teacher's distillation targets (top-k distributions at the
+  # training temperature) are kept from the same pass, so stage 6 never runs the teacher.
+  log "Stage 3: teacher pseudo-labels and distillation targets for $train_set and $dev_set (nj=$nj)"
   pseudo_label_set data/cuts_$train_set.jsonl.gz exp/teacher/cuts_$train_set.jsonl.gz exp/teacher/$train_set
   pseudo_label_set data/cuts_$dev_set.jsonl.gz exp/teacher/cuts_$dev_set.jsonl.gz exp/teacher/$dev_set
 }
@@ -217,7 +230,7 @@ stage6() {
   for shape in $students; do
     [ -s exp/init_student_${shape}/config.json ] || \
       udistil make-student --teacher "$teacher_dir" --encoder-layers "${shape%-*}" \
-        --decoder-layers "${shape#*-}" --out exp/init_student_${shape}
+        --decoder-layers "${shape#*-}" --audio-context "$student_context" --out exp/init_student_${shape}
     for f in $train_filters; do
       if [ ! -s data/select/$f/cuts.jsonl.gz ]; then log "  no data/select/$f: skipping"; continue; fi
       exp=exp/student_${shape}_$f
@@ -228,9 +241,11 @@ stage6() {
       $train_cmd $exp/log/distill.log \
         udistil distill --teacher "$teacher_dir" --student exp/init_student_${shape} \
           --train data/select/$f/cuts.jsonl.gz --dev exp/teacher/cuts_$dev_set.jsonl.gz --exp $exp \
-          --batch-size "$distill_batch_size" --max-steps "$distill_steps" --lr "$distill_lr" \
-          --warmup-steps $(( (distill_steps + 9) / 10 )) --valid-every "$distill_steps" \
-          --checkpoint-every 5 --alpha-ce "$alpha_ce" --alpha-kl "$alpha_kl" \
+          --batch-size "$distill_batch_size" --num-epochs "$distill_epochs" \
+          ${distill_steps:+--max-steps $distill_steps} --lr "$distill_lr" \
+          --warmup-steps "$distill_warmup" --valid-every "$distill_valid_every" \
+          --encoder-cache exp/encoder_cache \
+          --checkpoint-every 20 --alpha-ce "$alpha_ce" --alpha-kl "$alpha_kl" \
           --temperature "$temperature" ${distill_dev_cuts:+--max-dev-cuts $distill_dev_cuts} \
           --resume $distill_opts
     done
@@ -248,9 +263,12 @@ decode_model() {
 }
 
 stage7() {
-  log "Stage 7: decode test sets with the teacher and every student"
+  log "Stage 7: decode test sets with the teacher, each student's initialisation and every student"
   decode_model "$teacher_dir" exp/teacher
   local d
+  for d in exp/init_student_*; do
+    [ -s "$d/config.json" ] && decode_model "$d" "$d"
+  done
   for d in exp/student_*/best; do
     [ -s "$d/config.json" ] && decode_model "$d" "$(dirname "$d")"
   done

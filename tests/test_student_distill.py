@@ -20,7 +20,7 @@ from lhotse import MonoCut, Recording, SupervisionSegment
 from udistil.data.manifests import read_cuts, write_cuts
 from udistil.student.config import DataOptions, DistillConfig, OptimOptions, RunOptions
 from udistil.student.data import IGNORE_INDEX, DistillDataset, LabelEncoder, usable_cuts
-from udistil.student.forward import DistillForward, encoders_identical, two_model_forward
+from udistil.student.forward import DistillForward, StudentForward, encoders_identical, two_model_forward
 from udistil.student.init import make_student
 from udistil.student.loss import LossWeights, distillation_loss
 
@@ -159,7 +159,8 @@ def test_shared_encoder_gives_the_two_model_loss(tiny_whisper_dir, student_dir, 
     assert encoders_identical(teacher, student)
     batch = first_batch(processor, read_cuts(corpus["train"]).subset(first=3))
     features, inputs, labels = batch["input_features"], batch["decoder_input_ids"], batch["labels"]
-    shared = DistillForward(teacher, student, frozen_encoder=True, share_encoder=True)
+    shared = DistillForward(teacher, StudentForward(student, frozen_encoder=True),
+                            frozen_encoder=True, share_encoder=True)
     with torch.no_grad():
         loss_shared = distillation_loss(*shared(features, inputs), labels).total
         loss_full = distillation_loss(*two_model_forward(teacher, student, features, inputs), labels).total

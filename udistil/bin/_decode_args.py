@@ -9,8 +9,13 @@ def add_decode_arguments(parser):
                         help="hub id, local transformers dir, or packaged:whisper-base / packaged:whisper-tiny.en")
     parser.add_argument("--batch-size", type=int, default=8, help="windows (or clips) per batch")
     parser.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy, our fast loop)")
-    parser.add_argument("--no-pack", action="store_true",
-                        help="decode one clip per 30 s window (packing is greedy-only)")
+    pack = parser.add_mutually_exclusive_group()
+    pack.add_argument("--pack", dest="pack", action="store_true", default=False,
+                      help="pack several clips of a language into one 30 s window (greedy only; "
+                           "faster labelling, but a clip's label and statistics then depend on its "
+                           "neighbours; never used with distillation targets or a clip-context model)")
+    pack.add_argument("--no-pack", dest="pack", action="store_false",
+                      help="decode one clip per window (the default)")
     parser.add_argument("--budget-per-second", type=float, default=DecodeOptions.budget_per_second,
                         help="token budget per second of audio (stops hallucination early)")
     parser.add_argument("--num-threads", type=int, default=0,
@@ -20,5 +25,5 @@ def add_decode_arguments(parser):
 def decode_options(args) -> DecodeOptions:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    return DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=not args.no_pack,
+    return DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=args.pack,
                          budget_per_second=args.budget_per_second)

@@ -37,7 +37,11 @@ def add_arguments(parser):
     loss = parser.add_argument_group("loss: alpha_ce*CE + alpha_kl*T^2*KL(teacher||student)")
     loss.add_argument("--alpha-ce", type=float, default=0.8)
     loss.add_argument("--alpha-kl", type=float, default=1.0)
-    loss.add_argument("--temperature", type=float, default=2.0)
+    loss.add_argument("--temperature", type=float, default=2.0,
+                      help="must equal the temperature the stored teacher targets were made at")
+    loss.add_argument("--alpha-mse", type=float, default=0.0,
+                      help="weight of the MSE between student and stored teacher decoder states "
+                           "(whisper-acft's loss for a short audio context; 0 = off)")
 
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=42)
@@ -50,6 +54,10 @@ def add_arguments(parser):
                      help="train the student's encoder even if it keeps all teacher layers")
     run.add_argument("--no-share-encoder", dest="share_encoder", action="store_false",
                      help="run teacher and student encoders separately even when identical and frozen")
+    run.add_argument("--encoder-cache", default=None,
+                     help="a frozen student encoder's outputs are stored here once per cut (and "
+                          "shared by every student with the same encoder and audio context); "
+                          "training is then decoder-only")
     run.add_argument("--checkpoint-every", type=int, default=100, help="optimizer steps")
     run.add_argument("--keep-checkpoints", type=int, default=2)
     run.add_argument("--valid-every", type=int, default=100, help="optimizer steps between dev losses")
@@ -78,7 +86,9 @@ def run(args):
                        keep_checkpoints=args.keep_checkpoints, valid_every=args.valid_every, max_dev_cuts=args.max_dev_cuts,
                        log_every=args.log_every, freeze_encoder=args.freeze_encoder,
                        share_encoder=args.share_encoder, stop_after_steps=args.stop_after_steps,
+                       encoder_cache=args.encoder_cache,
                        resume=args.resume),
-        loss=LossWeights(alpha_ce=args.alpha_ce, alpha_kl=args.alpha_kl, temperature=args.temperature),
+        loss=LossWeights(alpha_ce=args.alpha_ce, alpha_kl=args.alpha_kl, temperature=args.temperature,
+                         alpha_mse=args.alpha_mse),
     )
     train(config)

@@ -1,6 +1,7 @@
 """Stage 3: teacher pseudo-labels with per-token log-probs and entropies (resumable)."""
 from udistil.bin._decode_args import add_decode_arguments, decode_options
 from udistil.teacher.pseudo_label import pseudo_label
+from udistil.teacher.kd_targets import TargetSpec
 from udistil.teacher.transcriber import Transcriber
 
 
@@ -9,6 +10,16 @@ def add_arguments(parser):
     parser.add_argument("--in", dest="in_path", required=True, help="input CutSet")
     parser.add_argument("--out", required=True, help="output CutSet (skipped if it exists)")
     parser.add_argument("--overwrite", action="store_true", help="redo an existing output")
+    kd = parser.add_argument_group("distillation targets (the teacher computed once, for stage 6)")
+    kd.add_argument("--targets-dir", default=None,
+                    help="store the teacher's per-step top-k distributions (and decoder states) "
+                         "here, in lhotse array storage attached to each cut; turns packing off")
+    kd.add_argument("--targets-topk", type=int, default=TargetSpec.topk,
+                    help="tokens kept per step; the rest of the mass is kept as one number")
+    kd.add_argument("--targets-temperature", type=float, default=TargetSpec.temperature,
+                    help="the distillation temperature T the log-probabilities are stored at")
+    kd.add_argument("--no-targets-hidden", action="store_true",
+                    help="do not store the decoder's hidden states (only needed for --alpha-mse)")
 
 
 def run(args):
@@ -16,5 +27,13 @@ def run(args):
     if Path(args.out).exists() and not args.overwrite:
         print(f"{args.out} exists; skipping")
         return 0
-    transcriber = Transcriber.from_spec(args.model, decode_options(args))
-    pseudo_label(args.in_path, args.out, transcriber, overwrite=args.overwrite)
+    options = decode_options(args)
+    if args.targets_dir:
+        import dataclasses
+
+        options = dataclasses.replace(options, targets=TargetSpec(
+            topk=args.targets_topk, temperature=args.targets_temperature,
+            keep_hidden=not args.no_targets_hidden))
+    transcriber = Transcriber.from_spec(args.model, options)
+    pseudo_label(args.in_path, args.out, transcriber, overwrite=args.overwrite,
+                 targets_dir=args.targets_dir)

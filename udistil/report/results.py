@@ -51,6 +51,9 @@ DECODE_PREFIX = "decode_"
 NOT_DECODED = "not decoded"
 UNFINISHED = "unfinished"
 _STUDENT_DIR = re.compile(r"^student_(\d+)-(\d+)_(.+)$")
+# A student's initialisation (teacher layers, untrained), decoded so learning is visible.
+_INIT_DIR = re.compile(r"^init_student_(\d+)-(\d+)$")
+INIT_FILTER = "(init, untrained)"
 
 
 @dataclass
@@ -184,6 +187,13 @@ def find_models(exp: Path) -> list[ModelRow]:
     if (exp / TEACHER_EXP).is_dir():
         rows.append(_describe_model(ModelRow("teacher", exp / TEACHER_EXP, exp / TEACHER_MODEL,
                                              decodes=find_decodes(exp / TEACHER_EXP))))
+    for d in sorted(exp.glob("init_student_*")):
+        match = _INIT_DIR.match(d.name)
+        if match is None or not d.is_dir() or not find_decodes(d):
+            continue
+        rows.append(_describe_model(ModelRow(d.name, d, d, filter=INIT_FILTER, steps=0,
+                                             layers=(int(match.group(1)), int(match.group(2))),
+                                             decodes=find_decodes(d))))
     for d in sorted(exp.glob("student_*")):
         parsed = parse_student_dir(d.name) if d.is_dir() else None
         if parsed is None:
@@ -263,6 +273,20 @@ def _params(n: int | None) -> str:
     return "-" if n is None else f"{n / 1e6:.2f}"
 
 
+def _context(row: ModelRow) -> str:
+    """'30 s' for Whisper's window, 'clip+M' for a student encoding the clip plus M positions."""
+    config = row.model_dir / "config.json"
+    if not config.is_file():
+        return "-"
+    from udistil.models.audio_context import CONFIG_KEY, AudioContext
+
+    try:
+        context = AudioContext.from_dict(json.loads(config.read_text(encoding="utf-8")).get(CONFIG_KEY))
+    except (ValueError, UdistilError):
+        return "?"
+    return f"clip+{context.margin}" if context.is_dynamic else "30 s"
+
+
 def _steps(row: ModelRow) -> str:
     if row.steps is None:
         return "-"
@@ -317,12 +341,13 @@ def render_results(rows: list[ModelRow], exp: Path, out_path: Path, command: str
               "Speed: audio seconds decoded per wall second, summed over the sets that both the model "
               "and the teacher decoded, divided by the teacher's; all decodes come from stage 7 of the "
               "same run on the machine above, with the same batch settings.", ""]
-    header = ["model", "params (M)", "enc-dec layers", "filter", "train steps"] + sets + ["speed × teacher"]
+    header = (["model", "params (M)", "enc-dec layers", "audio context", "filter", "train steps"]
+              + sets + ["speed × teacher"])
     body = []
     for row in rows:
         layers = "-" if row.layers is None else f"{row.layers[0]}-{row.layers[1]}"
         speed = speeds[row.name]
-        body.append([row.name, _params(row.params), layers, row.filter or "-", _steps(row)]
+        body.append([row.name, _params(row.params), layers, _context(row), row.filter or "-", _steps(row)]
                     + [_cell(row, s) for s in sets]
                     + ["-" if speed is None else f"{speed:.2f}"])
     lines += _table(header, body) + [""]

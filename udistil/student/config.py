@@ -37,7 +37,8 @@ class RunOptions:
     max_dev_cuts: int | None = None  # first N usable dev cuts only (a dev pass is costly on a CPU)
     log_every: int = 1
     freeze_encoder: bool | None = None  # None: freeze when the student keeps every encoder layer
-    share_encoder: bool = True      # when frozen and identical, compute the encoder once
+    share_encoder: bool = True      # live teacher: when frozen and identical, compute the encoder once
+    encoder_cache: str | None = None  # frozen encoder: store its outputs here, once per cut
     stop_after_steps: int | None = None  # exit cleanly (checkpointed) here, e.g. for a time limit
     resume: bool = False
 

@@ -1,11 +1,19 @@
 """Distillation data: pseudo-labelled cuts -> Whisper features and decoder labels.
 
 A lhotse `DynamicBucketingSampler` groups cuts of similar duration (so label lengths,
-and with them the decoder's padding, stay close); the dataset loads each cut's audio,
-computes Whisper's log-mel features with the processor's feature extractor and turns
-the teacher's pseudo-label into the token sequence Whisper is trained on:
+and with them the decoder's padding, stay close); for a student with a clip audio
+context its buckets are exactly the context lengths (audio_context.py), so every cut of a
+batch is encoded at the length it will have at inference.  The dataset loads each cut's
+audio, computes Whisper's log-mel features and turns the teacher's pseudo-label into the
+token sequence Whisper is trained on:
 
-    <|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|> text <|endoftext|>
+    <|startoftranscript|> <|lang|> <|transcribe|> <|notimestamps|> tokens <|endoftext|>
+
+The tokens are the teacher's own (`teacher_tokens`), the sequence its stored distillation
+targets (teacher/kd_targets.py) were computed on; a manifest without them falls back to
+encoding `teacher_text`.  The stored targets are padded into the batch as `kd_*` tensors
+aligned with `labels`; cuts whose frozen encoder output is cached (encoder_cache.py) need
+no audio at all.
 
 `decoder_input_ids` is that sequence without its last token and `labels` is it without
 its first (the model never predicts <|startoftranscript|>); padding is -100 in `labels`
@@ -21,6 +29,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from udistil.data.audio import load_cut_audio
@@ -36,6 +45,23 @@ def teacher_text(cut) -> str:
     custom = supervision(cut).custom or {}
     text = custom.get("teacher_text")
     return text.strip() if isinstance(text, str) else ""
+
+
+def teacher_tokens(cut) -> list[int] | None:
+    tokens = (supervision(cut).custom or {}).get("teacher_tokens")
+    return [int(t) for t in tokens] if isinstance(tokens, list) and tokens else None
+
+
+def cut_language(cut) -> str | None:
+    """The supervision's language, else the one the teacher detected (stage 3)."""
+    sup = supervision(cut)
+    return sup.language or (sup.custom or {}).get("teacher_language") or None
+
+
+def has_targets(cut) -> bool:
+    from udistil.teacher.kd_targets import INFO_KEY
+
+    return bool((cut.custom or {}).get(INFO_KEY))
 
 
 def usable_cuts(cuts, name: str):
@@ -83,11 +109,13 @@ class LabelEncoder:
             raise ValueError(f"language {language!r} is not one of Whisper's")
         return [self.start, lang_id, self.transcribe, self.no_timestamps]
 
-    def encode(self, text: str, language: str | None) -> list[int]:
-        if self.leading_space and not text[:1].isspace():
-            text = " " + text
-        body = self.tokenizer.encode(text, add_special_tokens=False)
-        return self.prefix(language) + body + [self.end]
+    def encode(self, text: str, language: str | None, tokens: list[int] | None = None) -> list[int]:
+        """The full sequence; `tokens` (the teacher's own) win over re-encoding `text`."""
+        if tokens is None:
+            if self.leading_space and not text[:1].isspace():
+                text = " " + text
+            tokens = self.tokenizer.encode(text, add_special_tokens=False)
+        return self.prefix(language) + list(tokens) + [self.end]
 
 
 @dataclass
@@ -101,41 +129,76 @@ class Skipped:
 
 
 class DistillDataset(torch.utils.data.Dataset):
-    """Map-style lhotse dataset: a CutSet batch -> a dict of padded tensors."""
+    """Map-style lhotse dataset: a CutSet batch -> a dict of padded tensors.
 
-    def __init__(self, feature_extractor, labels: LabelEncoder):
+    context: the student's AudioContext (batch["positions"] is its encoder length for the
+    batch); targets: a StoredTargets reader, or None for a live teacher; encoder_cache: an
+    EncoderCache whose hits spare loading audio; need_audio: False when nothing but the
+    cache may feed the encoder (never set by the trainer: a miss then loads audio).
+    """
+
+    def __init__(self, feature_extractor, labels: LabelEncoder, context=None, targets=None,
+                 encoder_cache=None, source: str = ""):
+        from udistil.models.audio_context import AudioContext
+
         self.feature_extractor = feature_extractor
         self.labels = labels
+        self.context = context or AudioContext()
+        self.targets = targets
+        self.encoder_cache = encoder_cache
+        self.source = source
 
     def __getitem__(self, cuts) -> dict:
-        audio, sequences, ids, skipped = [], [], [], Counter()
+        cuts = list(cuts)
+        positions = max(self.context.positions(cut_num_samples(c)) for c in cuts) if cuts else 0
+        cached = None
+        if self.encoder_cache is not None:
+            cached = [self.encoder_cache.get(c.id, positions) for c in cuts]
+            if any(x is None for x in cached):
+                cached = None
+        audio, sequences, ids, kept, skipped = [], [], [], [], Counter()
         for cut in cuts:
+            tokens = teacher_tokens(cut)
             try:
-                sequence = self.labels.encode(teacher_text(cut), supervision(cut).language)
+                sequence = self.labels.encode(teacher_text(cut), cut_language(cut), tokens)
             except ValueError as e:
-                log.warning("cut %s: %s; skipped", cut.id, e)
+                log.warning("%s: cut %s: %s; skipped", self.source, cut.id, e)
                 skipped["bad_language"] += 1
                 continue
             if len(sequence) - 1 > self.labels.max_length:
                 skipped["label_too_long"] += 1
                 continue
-            try:
-                samples = load_cut_audio(cut)
-            except BadAudioError as e:
-                log.warning("%s; skipped", e)
-                skipped["bad_audio"] += 1
-                continue
-            audio.append(samples)
+            if cached is None:
+                try:
+                    audio.append(load_cut_audio(cut))
+                except BadAudioError as e:
+                    log.warning("%s; skipped", e)
+                    skipped["bad_audio"] += 1
+                    continue
             sequences.append(sequence)
             ids.append(cut.id)
+            kept.append(cut)
         batch = {"cut_ids": ids, "skipped": Skipped(skipped)}
         if not ids:
             return batch
-        batch["input_features"] = self.feature_extractor(
-            audio, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt"
-        ).input_features
+        batch["positions"] = positions
+        if cached is not None:
+            rows = {c.id: x for c, x in zip(cuts, cached)}
+            batch["encoder_states"] = torch.from_numpy(
+                np.stack([rows[i] for i in ids]).astype(np.float32))
+        else:
+            batch["input_features"] = self.feature_extractor(
+                audio, sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt"
+            ).input_features
         batch.update(pad_labels(sequences, self.labels.pad))
+        if self.targets is not None:
+            batch.update(self.targets.batch(kept, batch["labels"].shape[1],
+                                            len(self.labels.prefix(cut_language(kept[0]))) - 1))
         return batch
+
+
+def cut_num_samples(cut) -> int:
+    return int(round(cut.duration * 16000))
 
 
 def pad_labels(sequences: list[list[int]], pad_id: int) -> dict:
@@ -181,6 +244,23 @@ class SkipFirstBatches(torch.utils.data.Sampler):
             yield batch
 
 
+def context_duration_bins(context, max_seconds: float = 30.0) -> list[float]:
+    """Bucket edges (seconds) at which a clip's context length steps up: one length per bucket.
+
+    positions = roundup(ceil(samples/320) + margin, quantum) steps when ceil(samples/320)
+    passes j*quantum - margin; a clip exactly on an edge keeps the lower length, hence the
+    edge is nudged up by a microsecond.
+    """
+    edges, j = [], 1
+    while True:
+        seconds = (j * context.quantum - context.margin) * 0.02
+        if seconds >= max_seconds:
+            return edges
+        if seconds > 0:
+            edges.append(seconds + 1e-6)
+        j += 1
+
+
 def make_loader(cuts, dataset: DistillDataset, batch_size: int, max_duration: float | None,
                 shuffle: bool, seed: int, num_workers: int, num_buckets: int = 10):
     """DataLoader over `cuts`; its `.sampler` is a SkipFirstBatches (set_epoch(epoch, skip))."""
@@ -193,7 +273,12 @@ def make_loader(cuts, dataset: DistillDataset, batch_size: int, max_duration: fl
 
     # Tiny sets (tests, small dev sets) cannot fill several buckets: no bucketing then.
     num_buckets = min(num_buckets, len(cuts) // max(1, batch_size))
-    if num_buckets >= 2:
+    if dataset.context.is_dynamic:
+        sampler = DynamicBucketingSampler(
+            cuts, max_cuts=batch_size, max_duration=max_duration, shuffle=shuffle, seed=seed,
+            duration_bins=context_duration_bins(dataset.context), buffer_size=min(20000, len(cuts)),
+            drop_last=False)
+    elif num_buckets >= 2:
         sampler = DynamicBucketingSampler(
             cuts, max_cuts=batch_size, max_duration=max_duration, shuffle=shuffle, seed=seed,
             num_buckets=num_buckets, buffer_size=min(20000, len(cuts)), drop_last=False)

@@ -1,4 +1,13 @@
-"""Teacher and student logits for one batch, computing a shared frozen encoder only once.
+"""Teacher and student logits for one batch.
+
+`StudentForward` is the student's side: its encoder at its own audio context (or states
+from the frozen-encoder cache), then its decoder; the trainer wraps it in DDP, so every
+parameter that learns goes through its forward.  When the teacher's targets are stored
+(the default, teacher/kd_targets.py), that is all a training step runs.
+
+`DistillForward` is the live-teacher path, kept for manifests without stored targets and
+as the baseline the benchmark compares with: it runs the teacher at its full 30 s context
+on every step, computing a shared frozen encoder only once when it can:
 
 When the student keeps the teacher's whole encoder and does not train it, both models
 would run the same encoder on the same features: on Whisper the encoder is most of the
@@ -12,6 +21,35 @@ from __future__ import annotations
 
 import torch
 from transformers.modeling_outputs import BaseModelOutput
+
+from udistil.models.audio_context import AudioContext, encode as encode_context
+
+
+class StudentForward(torch.nn.Module):
+    """(features | encoder states, decoder ids, positions) -> (logits, last decoder hidden)."""
+
+    def __init__(self, student, frozen_encoder: bool):
+        super().__init__()
+        self.student = student
+        self.frozen_encoder = frozen_encoder
+        self.context = AudioContext.of(student)
+
+    def encode(self, input_features: torch.Tensor, positions: int) -> torch.Tensor:
+        encoder = self.student.model.encoder
+        if self.frozen_encoder:
+            with torch.no_grad():
+                return encode_context(encoder, input_features, positions)
+        return encode_context(encoder, input_features, positions)
+
+    def forward(self, decoder_input_ids: torch.Tensor, positions: int,
+                input_features: torch.Tensor | None = None,
+                encoder_states: torch.Tensor | None = None):
+        if encoder_states is None:
+            encoder_states = self.encode(input_features, positions)
+        hidden = self.student.model.decoder(input_ids=decoder_input_ids,
+                                            encoder_hidden_states=encoder_states,
+                                            use_cache=False).last_hidden_state
+        return self.student.proj_out(hidden), hidden, encoder_states
 
 
 def unwrap(model):
@@ -48,26 +86,17 @@ class DistillForward:
         self.frozen_encoder = frozen_encoder
         self.share_encoder = share_encoder
 
-    def __call__(self, input_features: torch.Tensor, decoder_input_ids: torch.Tensor):
+    def __call__(self, input_features: torch.Tensor, decoder_input_ids: torch.Tensor,
+                 positions: int | None = None):
         with torch.no_grad():
             teacher_encoded = self.teacher.model.encoder(input_features).last_hidden_state
             teacher_logits = self.teacher(
                 encoder_outputs=BaseModelOutput(last_hidden_state=teacher_encoded),
                 decoder_input_ids=decoder_input_ids, use_cache=False).logits
-        if self.share_encoder:
-            student_encoded = teacher_encoded
-        elif self.frozen_encoder:
-            with torch.no_grad():
-                student_encoded = unwrap(self.student).model.encoder(input_features).last_hidden_state
-        else:
-            student_encoded = None
-        if student_encoded is None:
-            student_logits = self.student(input_features=input_features,
-                                          decoder_input_ids=decoder_input_ids, use_cache=False).logits
-        else:
-            student_logits = self.student(
-                encoder_outputs=BaseModelOutput(last_hidden_state=student_encoded),
-                decoder_input_ids=decoder_input_ids, use_cache=False).logits
+        # The student (a StudentForward, maybe DDP-wrapped) runs at its own audio context.
+        positions = positions or unwrap(self.student).context.positions(10**9)
+        student_logits = self.student(decoder_input_ids, positions, input_features=input_features,
+                                      encoder_states=teacher_encoded if self.share_encoder else None)[0]
         return student_logits, teacher_logits
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from udistil.errors import UdistilError
+from udistil.models.audio_context import record as record_context
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,10 @@ def student_state_dict(teacher_state: dict, encoder_ids: list[int], decoder_ids:
     return state
 
 
-def build_student(teacher, encoder_ids: list[int], decoder_ids: list[int]):
-    """A new WhisperForConditionalGeneration made of the chosen teacher layers."""
+def build_student(teacher, encoder_ids: list[int], decoder_ids: list[int], context=None):
+    """A new WhisperForConditionalGeneration made of the chosen teacher layers.
+
+    `context` (an AudioContext) is recorded in the config; None keeps the full 30 s."""
     import copy
 
     from transformers import WhisperForConditionalGeneration
@@ -94,6 +97,8 @@ def build_student(teacher, encoder_ids: list[int], decoder_ids: list[int]):
     # Recorded for the reader of config.json (and RESULTS.md): where the layers came from.
     config.udistil_teacher_encoder_layer_ids = list(encoder_ids)
     config.udistil_teacher_decoder_layer_ids = list(decoder_ids)
+    if context is not None:
+        record_context(config, context)
     student = WhisperForConditionalGeneration(config).to(dtype=next(teacher.parameters()).dtype)
     state = student_state_dict(teacher.state_dict(), encoder_ids, decoder_ids)
     missing, unexpected = student.load_state_dict(state, strict=False)
@@ -108,7 +113,7 @@ def build_student(teacher, encoder_ids: list[int], decoder_ids: list[int]):
 
 def make_student(teacher_spec: str, out_dir, encoder_layers: int | None = None,
                  decoder_layers: int | None = None, encoder_layer_ids: list[int] | None = None,
-                 decoder_layer_ids: list[int] | None = None) -> Path:
+                 decoder_layer_ids: list[int] | None = None, context=None) -> Path:
     """Save a student built from `teacher_spec`'s layers to `out_dir`; returns the directory.
 
     Layer counts default to the teacher's (all layers); explicit id lists override counts.
@@ -125,12 +130,13 @@ def make_student(teacher_spec: str, out_dir, encoder_layers: int | None = None,
     n_enc, n_dec = teacher.config.encoder_layers, teacher.config.decoder_layers
     enc_ids = choose_layers(n_enc, encoder_layers, encoder_layer_ids, "encoder")
     dec_ids = choose_layers(n_dec, decoder_layers, decoder_layer_ids, "decoder")
-    student = build_student(teacher, enc_ids, dec_ids)
+    student = build_student(teacher, enc_ids, dec_ids, context)
     n_teacher = sum(p.numel() for p in teacher.parameters())
     n_student = sum(p.numel() for p in student.parameters())
     log.info("student %d-%d from teacher %d-%d: encoder layers %s, decoder layers %s; "
-             "%.1fM -> %.1fM parameters", len(enc_ids), len(dec_ids), n_enc, n_dec, enc_ids,
-             dec_ids, n_teacher / 1e6, n_student / 1e6)
+             "%.1fM -> %.1fM parameters; %s", len(enc_ids), len(dec_ids), n_enc, n_dec, enc_ids,
+             dec_ids, n_teacher / 1e6, n_student / 1e6,
+             (context.describe() if context is not None else "full 30 s context"))
     save_model_dir(student, processor, out)
     return out
 

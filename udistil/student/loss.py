@@ -7,6 +7,21 @@
 
 Both terms are means over the label positions that are not padding (labels != -100),
 computed in float32 whatever the autocast dtype of the logits.
+
+With the teacher's stored targets (teacher/kd_targets.py) the teacher is a top-k of its
+distribution at temperature T plus the mass of everything else, r_t = 1 - sum_k p_t.  The
+student's distribution is collapsed the same way (its top-k entries at the teacher's ids,
+and r_s for the rest), and
+
+    KL_k = sum_{v in top-k} p_t(v) (log p_t(v) - log p_s(v)) + r_t (log r_t - log r_s)
+
+which equals the full KL when k covers the vocabulary and is a lower bound otherwise (the
+log-sum inequality); tests compare the two by hand.  The KL is averaged over the positions
+that have a stored row (the pseudo-label's tokens and its end token); CE covers every label.
+
+Optionally (alpha_mse > 0) the mean squared error between the student's and the stored
+teacher's last decoder hidden states is added: whisper-acft's loss for learning a short
+audio context.
 """
 from __future__ import annotations
 
@@ -23,6 +38,16 @@ class LossWeights:
     alpha_ce: float = 0.8
     alpha_kl: float = 1.0
     temperature: float = 2.0
+    alpha_mse: float = 0.0
+
+
+@dataclass
+class StoredTeacher:
+    """Padded stored targets for a batch (see StoredTargets.batch)."""
+    ids: torch.Tensor        # [B, T, k] long
+    logprobs: torch.Tensor   # [B, T, k] teacher log-probabilities at temperature T
+    mask: torch.Tensor       # [B, T] bool: positions that have a stored row
+    hidden: torch.Tensor | None = None  # [B, T, d]
 
 
 @dataclass
@@ -31,11 +56,38 @@ class LossParts:
     ce: torch.Tensor
     kl: torch.Tensor
     n_tokens: int
+    mse: torch.Tensor | None = None
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                      labels: torch.Tensor, weights: LossWeights = LossWeights()) -> LossParts:
-    """Loss over the non-padding positions of `labels` ([batch, time]; logits [batch, time, vocab])."""
+def topk_kl(student_logp: torch.Tensor, teacher_ids: torch.Tensor,
+            teacher_logp: torch.Tensor) -> torch.Tensor:
+    """Per-row KL_k (see the module doc): student_logp [N, V] (log-softmax at T),
+    teacher_ids/teacher_logp [N, k].  Returns [N]."""
+    student_top = student_logp.gather(1, teacher_ids)
+    # log r_s: log-sum-exp of the student's log-probs outside the teacher's top-k.
+    outside = student_logp.scatter(1, teacher_ids, float("-inf"))
+    student_rest = torch.logsumexp(outside, dim=-1)
+    teacher_p = teacher_logp.exp()
+    teacher_rest_mass = (1.0 - teacher_p.sum(-1)).clamp_min(0.0)
+    kl = (teacher_p * (teacher_logp - student_top)).sum(-1)
+    # Below 1e-6 the "rest" is float32 rounding of a sum of probabilities (k = the whole
+    # vocabulary leaves none, and the student's log r_s is then -inf): no term.
+    rest = torch.where(teacher_rest_mass > 1e-6,
+                       teacher_rest_mass * (torch.log(teacher_rest_mass.clamp_min(1e-30))
+                                            - student_rest.clamp_min(-100.0)),
+                       torch.zeros_like(teacher_rest_mass))
+    return kl + rest
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
+                      labels: torch.Tensor, weights: LossWeights = LossWeights(),
+                      stored: StoredTeacher | None = None,
+                      student_hidden: torch.Tensor | None = None) -> LossParts:
+    """Loss over the non-padding positions of `labels` ([batch, time]; logits [batch, time, vocab]).
+
+    The teacher is either live logits (`teacher_logits`) or `stored` targets."""
+    if stored is not None:
+        return _stored_loss(student_logits, labels, weights, stored, student_hidden)
     mask = labels != IGNORE_INDEX
     n_tokens = int(mask.sum())
     if n_tokens == 0:
@@ -51,3 +103,29 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     kl = (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1).mean()
     total = weights.alpha_ce * ce + weights.alpha_kl * t * t * kl
     return LossParts(total, ce.detach(), kl.detach(), n_tokens)
+
+
+def _stored_loss(student_logits, labels, weights: LossWeights, stored: StoredTeacher,
+                 student_hidden) -> LossParts:
+    mask = labels != IGNORE_INDEX
+    n_tokens = int(mask.sum())
+    if n_tokens == 0:
+        zero = student_logits.sum() * 0.0
+        return LossParts(zero, zero.detach(), zero.detach(), 0)
+    ce = F.cross_entropy(student_logits[mask].float(), labels[mask])
+    kd_mask = stored.mask & mask
+    t = weights.temperature
+    total = weights.alpha_ce * ce
+    kl = ce.new_zeros(())
+    if kd_mask.any():
+        student_logp = F.log_softmax(student_logits[kd_mask].float() / t, dim=-1)
+        kl = topk_kl(student_logp, stored.ids[kd_mask], stored.logprobs[kd_mask].float()).mean()
+        total = total + weights.alpha_kl * t * t * kl
+    mse = None
+    if weights.alpha_mse > 0:
+        if stored.hidden is None or student_hidden is None:
+            raise ValueError("alpha_mse needs the student's and the stored teacher's hidden states")
+        mse = F.mse_loss(student_hidden[kd_mask].float(), stored.hidden[kd_mask].float())
+        total = total + weights.alpha_mse * mse
+    return LossParts(total, ce.detach(), kl.detach(), n_tokens,
+                     mse.detach() if mse is not None else None)

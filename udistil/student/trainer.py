@@ -8,6 +8,14 @@ newest checkpoint on exactly the loss curve the killed run was on: weights, opti
 scheduler, grad scaler, random generators and the sampler position are all restored.
 Under `torchrun` the student is wrapped in DistributedDataParallel; the lhotse sampler
 gives each rank its own batches.
+
+The teacher is computed once: when the pseudo-labelled cuts carry the teacher's stored
+targets (stage 3 with --targets-dir; teacher/kd_targets.py), the teacher is never loaded,
+only identified (its store must come from this very teacher).  The student runs at its own
+audio context (models/audio_context.py).  A frozen student encoder with --encoder-cache
+is run once per cut and stored (encoder_cache.py): later epochs, and every other student
+sharing those weights, train the decoder alone.  Cuts without stored targets fall back to
+the live teacher at every step (the old path), which the log says.
 """
 from __future__ import annotations
 
@@ -25,10 +33,11 @@ import torch
 from udistil.errors import UdistilError
 from udistil.student import checkpoint as ckpt
 from udistil.student.config import DistillConfig
-from udistil.student.data import DistillDataset, LabelEncoder, make_loader, usable_cuts
+from udistil.student.data import DistillDataset, LabelEncoder, has_targets, make_loader, usable_cuts
 from udistil.student.distributed import DistEnv, init_distributed, shutdown_distributed
-from udistil.student.forward import DistillForward, encoders_identical, freeze_encoder, unwrap
-from udistil.student.loss import distillation_loss
+from udistil.student.forward import (DistillForward, StudentForward, encoders_identical,
+                                     freeze_encoder, unwrap)
+from udistil.student.loss import StoredTeacher, distillation_loss
 from udistil.student.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -56,8 +65,9 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 class Trainer:
     def __init__(self, config: DistillConfig, env: DistEnv):
-        from udistil.models.spec import load_whisper
         from udistil.data.manifests import read_cuts
+        from udistil.models.audio_context import AudioContext
+        from udistil.models.spec import load_whisper, resolve_model
 
         self.config, self.env = config, env
         self.exp = Path(config.exp)
@@ -65,11 +75,20 @@ class Trainer:
         self._check_fresh_or_resume()
         seed_everything(run.seed + env.rank)
 
-        self.teacher, _ = load_whisper(config.teacher)
+        train_cuts = usable_cuts(read_cuts(config.train), config.train)
+        dev_cuts = usable_cuts(read_cuts(config.dev), config.dev)
+        if run.max_dev_cuts:
+            dev_cuts = dev_cuts.subset(first=run.max_dev_cuts)
+        teacher_dir = resolve_model(config.teacher)
+        self.stored_teacher = self._stored_or_live(train_cuts, dev_cuts)
+        self.teacher = None
+        if not self.stored_teacher:
+            self.teacher, _ = load_whisper(teacher_dir)
+            self.teacher = self.teacher.to(env.device, torch.float32).eval().requires_grad_(False)
         self.student, self.processor = load_whisper(config.student)
-        self.teacher = self.teacher.to(env.device, torch.float32).eval().requires_grad_(False)
         self.student = self.student.to(env.device, torch.float32)
-        self._choose_encoder_mode()
+        self.context = AudioContext.of(self.student)
+        self._choose_encoder_mode(teacher_dir)
         self._train_mode()
 
         self.dtype = autocast_dtype(run.precision, env.device)
@@ -81,19 +100,28 @@ class Trainer:
         labels = LabelEncoder(tokenizer, multilingual=bool(getattr(gen, "is_multilingual", True)),
                               max_length=self.student.config.max_target_positions,
                               leading_space=config.data.leading_space)
-        dataset = DistillDataset(self.processor.feature_extractor, labels)
+        self.encoder_cache = self._open_encoder_cache()
         opts = config.data
         workers = opts.num_workers if opts.num_workers is not None else (2 if env.device.type == "cuda" else 0)
-        train_cuts = usable_cuts(read_cuts(config.train), config.train)
-        dev_cuts = usable_cuts(read_cuts(config.dev), config.dev)
-        if run.max_dev_cuts:
-            dev_cuts = dev_cuts.subset(first=run.max_dev_cuts)
-        self.train_loader = make_loader(train_cuts, dataset, opts.batch_size, opts.max_duration,
-                                        shuffle=True, seed=run.seed, num_workers=workers,
-                                        num_buckets=opts.num_buckets)
-        self.dev_loader = make_loader(dev_cuts, dataset, opts.batch_size, opts.max_duration,
-                                      shuffle=False, seed=run.seed, num_workers=workers,
-                                      num_buckets=opts.num_buckets)
+
+        def dataset(source, cuts):
+            targets = None
+            if self.stored_teacher:
+                from udistil.models.identity import model_identity
+                from udistil.student.stored_targets import StoredTargets
+
+                targets = StoredTargets(model_identity(teacher_dir), config.loss.temperature, source,
+                                        want_hidden=config.loss.alpha_mse > 0)
+                targets.check(cuts)
+            return DistillDataset(self.processor.feature_extractor, labels, self.context, targets,
+                                  self.encoder_cache, source)
+
+        self.train_loader = make_loader(train_cuts, dataset(config.train, train_cuts), opts.batch_size,
+                                        opts.max_duration, shuffle=True, seed=run.seed,
+                                        num_workers=workers, num_buckets=opts.num_buckets)
+        self.dev_loader = make_loader(dev_cuts, dataset(config.dev, dev_cuts), opts.batch_size,
+                                      opts.max_duration, shuffle=False, seed=run.seed,
+                                      num_workers=workers, num_buckets=opts.num_buckets)
         self.steps_per_epoch = self._steps_per_epoch()
         optim = config.optim
         self.total_steps = optim.max_steps or optim.num_epochs * self.steps_per_epoch
@@ -106,13 +134,16 @@ class Trainer:
         self.skipped = Counter()
         if run.resume:
             self._resume()
+        self.student_forward = StudentForward(self.student, self.frozen_encoder)
         if env.distributed:
             # Built after loading a checkpoint: DDP broadcasts rank 0's weights at construction.
             self.model = torch.nn.parallel.DistributedDataParallel(
-                self.student, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+                self.student_forward, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
         else:
-            self.model = self.student
-        self.forward = DistillForward(self.teacher, self.model, self.frozen_encoder, self.share_encoder)
+            self.model = self.student_forward
+        self.forward = None
+        if self.teacher is not None:
+            self.forward = DistillForward(self.teacher, self.model, self.frozen_encoder, self.share_encoder)
         self.writer = None
         if env.is_main:
             from torch.utils.tensorboard import SummaryWriter
@@ -123,7 +154,9 @@ class Trainer:
             # belong to a killed run and are redone now.
             for name in ("metrics.jsonl", "dev.jsonl"):
                 truncate_metrics(self.exp / "log" / name, self.step)
-            (self.exp / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+            from udistil.data.manifests import write_json_atomic
+
+            write_json_atomic(config.to_dict(), self.exp / "config.json")
 
     # ----- set-up -----------------------------------------------------------------------
 
@@ -132,8 +165,25 @@ class Trainer:
             raise UdistilError(f"{self.exp}: holds checkpoints of an earlier run; pass --resume "
                                "to continue it, or choose another --exp")
 
-    def _choose_encoder_mode(self) -> None:
-        t_layers = self.teacher.config.encoder_layers
+    def _stored_or_live(self, train_cuts, dev_cuts) -> bool:
+        """True when every cut carries stored teacher targets; False when none does."""
+        with_targets = sum(has_targets(c) for c in train_cuts) + sum(has_targets(c) for c in dev_cuts)
+        total = len(train_cuts) + len(dev_cuts)
+        if with_targets == total:
+            return True
+        if with_targets == 0:
+            if self.env.is_main:
+                log.warning("no stored teacher targets in %s / %s: the teacher runs live at every "
+                            "step (label with `udistil pseudo-label --targets-dir` to compute it once)",
+                            self.config.train, self.config.dev)
+            return False
+        raise UdistilError(f"{self.config.train} / {self.config.dev}: {with_targets} of {total} cuts "
+                           "carry stored teacher targets; label all of them in one stage-3 run")
+
+    def _choose_encoder_mode(self, teacher_dir) -> None:
+        from transformers import WhisperConfig
+
+        t_layers = WhisperConfig.from_pretrained(teacher_dir).encoder_layers
         s_layers = self.student.config.encoder_layers
         frozen = self.config.run.freeze_encoder
         if frozen is None:
@@ -141,12 +191,27 @@ class Trainer:
         self.frozen_encoder = bool(frozen)
         if self.frozen_encoder:
             freeze_encoder(self.student)
-        self.share_encoder = (self.frozen_encoder and self.config.run.share_encoder
+        # Sharing one encoder pass with a live teacher needs the same weights and the same
+        # (full) context; a clip-context student sees a shorter input than the teacher.
+        self.share_encoder = (self.teacher is not None and self.frozen_encoder
+                              and self.config.run.share_encoder and not self.context.is_dynamic
                               and encoders_identical(self.teacher, self.student))
         if self.env.is_main:
-            log.info("student encoder %d layers (teacher %d): %s%s", s_layers, t_layers,
+            log.info("student encoder %d layers (teacher %d): %s%s; %s; teacher %s", s_layers, t_layers,
                      "frozen" if self.frozen_encoder else "trained",
-                     "; computed once per batch for teacher and student" if self.share_encoder else "")
+                     "; computed once per batch for teacher and student" if self.share_encoder else "",
+                     self.context.describe(),
+                     "from its stored targets (never run)" if self.stored_teacher else "live")
+
+    def _open_encoder_cache(self):
+        root = self.config.run.encoder_cache
+        if not root or not self.frozen_encoder:
+            return None
+        from udistil.student.encoder_cache import EncoderCache, encoder_identity
+
+        identity = encoder_identity(self.student.model.encoder, self.context)
+        return EncoderCache(root, identity, {"student_init": str(self.config.student),
+                                             "audio_context": self.context.to_dict()})
 
     def _steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch on this rank (counted on the sampler; no audio read)."""
@@ -191,12 +256,29 @@ class Trainer:
 
     def batch_loss(self, batch):
         device = self.env.device
-        features = batch["input_features"].to(device, non_blocking=True)
         decoder_input_ids = batch["decoder_input_ids"].to(device, non_blocking=True)
         labels = batch["labels"].to(device, non_blocking=True)
+        features = batch.get("input_features")
+        features = features.to(device, non_blocking=True) if features is not None else None
+        if self.forward is not None:
+            with self._autocast():
+                student_logits, teacher_logits = self.forward(features, decoder_input_ids,
+                                                              batch["positions"])
+            return distillation_loss(student_logits, teacher_logits, labels, self.config.loss)
+        states = batch.get("encoder_states")
+        states = states.to(device, non_blocking=True) if states is not None else None
         with self._autocast():
-            student_logits, teacher_logits = self.forward(features, decoder_input_ids)
-        return distillation_loss(student_logits, teacher_logits, labels, self.config.loss)
+            student_logits, hidden, encoded = self.model(decoder_input_ids, batch["positions"],
+                                                         input_features=features, encoder_states=states)
+        if self.encoder_cache is not None and states is None:
+            rows = encoded.detach().float().cpu().numpy()
+            for cut_id, row in zip(batch["cut_ids"], rows):
+                self.encoder_cache.put(cut_id, batch["positions"], row)
+        stored = StoredTeacher(batch["kd_ids"].to(device), batch["kd_logprobs"].to(device),
+                               batch["kd_mask"].to(device),
+                               batch["kd_hidden"].to(device) if "kd_hidden" in batch else None)
+        return distillation_loss(student_logits, None, labels, self.config.loss, stored=stored,
+                                 student_hidden=hidden)
 
     def _optimizer_step(self) -> float:
         self.last_lr = self.scheduler.get_last_lr()[0]  # the LR this step uses (logged)
@@ -237,6 +319,12 @@ class Trainer:
                    "finished": not stopped_early, "best_dev_loss": self.best_dev_loss,
                    "best": str(self.exp / "best"), "skipped_cuts": dict(self.skipped),
                    "frozen_encoder": self.frozen_encoder, "shared_encoder": self.share_encoder,
+                   "teacher": "stored" if self.stored_teacher else "live",
+                   "audio_context": self.context.to_dict(),
+                   "encoder_cache": ({"dir": str(self.encoder_cache.directory),
+                                      "computed": self.encoder_cache.computed,
+                                      "loaded": self.encoder_cache.loaded}
+                                     if self.encoder_cache is not None else None),
                    "wall_s": round(time.time() - started, 1), "world_size": self.env.world_size,
                    "device": str(self.env.device)}
         if self.env.is_main:
@@ -270,7 +358,7 @@ class Trainer:
             sync = micro == accum or is_last
             # Every rank must run the same number of forward/backward passes under DDP,
             # so a batch whose cuts were all unusable on any rank is dropped on all of them.
-            if env.all_true("input_features" in batch):
+            if env.all_true("labels" in batch):
                 no_sync = self.model.no_sync() if env.distributed and not sync else contextlib.nullcontext()
                 with no_sync:
                     parts = self.batch_loss(batch)
@@ -322,7 +410,7 @@ class Trainer:
                     batch = next(batches, None)
                     if not self.env.all_true(batch is not None):
                         break
-                    if "input_features" not in batch:
+                    if "labels" not in batch:
                         continue
                     parts = self.batch_loss(batch)
                     totals.update({"loss": float(parts.total) * parts.n_tokens, "tokens": parts.n_tokens})
@@ -365,9 +453,18 @@ def seed_everything(seed: int) -> None:
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop metric rows a killed run logged after its last checkpoint (they are redone)."""
+    """Drop metric rows a killed run logged after its last checkpoint (they are redone).
+
+    Written to a temporary file and renamed: a kill here never loses the rows kept."""
     if not path.is_file():
         return
-    rows = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line)["step"] <= last_step]
-    path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+    from udistil.data.manifests import write_text_atomic
+
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if line.strip() and json.loads(line)["step"] <= last_step:
+                rows.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut by a kill mid-write
+    write_text_atomic("".join(r + "\n" for r in rows), path)

@@ -39,6 +39,9 @@ class DecodeResult:
     logprobs: list[float] = field(default_factory=list)  # per token, same length as tokens
     entropies: list[float] = field(default_factory=list)
     stop: str = STOP_END
+    # Distillation targets (kd_targets.py), one row per decoding step: the tokens, then the
+    # end token when the row stopped on it.  Empty unless asked for.
+    targets: list = field(default_factory=list)
 
 
 def find_repetition_loop(tokens: list[int], max_period: int = 32, min_repeats: int = 3,
@@ -70,11 +73,15 @@ def _entropy(logprobs: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequest],
-                  rules: TokenRules, detect_loops: bool = True, token_stats: bool = True) -> list[DecodeResult]:
+                  rules: TokenRules, detect_loops: bool = True, token_stats: bool = True,
+                  targets=None) -> list[DecodeResult]:
     """Decode every request greedily; prompts in one call must have the same length.
 
     token_stats=False skips the log-softmax and entropy (the results then hold zeros); it
     exists so the benchmark can measure what keeping the statistics costs.
+    targets (a kd_targets.TargetSpec) also keeps, at every step, what distillation needs from
+    the teacher: a teacher-forced pass over its own greedy output would compute exactly these
+    distributions again, so they are taken here, from the raw (unmasked) logits.
     """
     if not requests:
         return []
@@ -92,6 +99,7 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
         hidden = decoder(input_ids=input_ids, encoder_hidden_states=encoder_states, cache=cache,
                          use_cache=True).last_hidden_state[:, -1]
         logits = proj_out(hidden).float()
+        step_targets = targets.rows(logits, hidden) if targets is not None else None
         logits = rules.mask_logits(logits, [results[i].tokens for i in active],
                                    [requests[i].timestamps for i in active])
         if token_stats:
@@ -106,6 +114,8 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
         best_tokens = best.tolist()
         for pos, idx in enumerate(active):
             token, res, req = best_tokens[pos], results[idx], requests[idx]
+            if step_targets is not None:
+                res.targets.append(step_targets[pos])
             if token == rules.end_of_text:
                 res.stop = STOP_END
                 continue
@@ -116,7 +126,7 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
             if period is not None:
                 # Keep one copy of the looping unit; the repeats carry no information.
                 cut = len(res.tokens) - period * (_count_repeats(res.tokens, period) - 1)
-                del res.tokens[cut:], res.logprobs[cut:], res.entropies[cut:]
+                del res.tokens[cut:], res.logprobs[cut:], res.entropies[cut:], res.targets[cut:]
                 res.stop = STOP_LOOP
             elif len(res.tokens) >= req.max_new_tokens:
                 res.stop = STOP_BUDGET

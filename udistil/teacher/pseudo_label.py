@@ -23,7 +23,9 @@ from tqdm import tqdm
 from udistil.data.audio import audio_source_path, load_cut_audio
 from udistil.data.manifests import custom, read_cuts, supervision, write_json_atomic
 from udistil.errors import BadAudioError
+from udistil.models.identity import model_identity
 from udistil.parallel.resumable import ResumableCutWriter
+from udistil.teacher.kd_targets import TargetStore
 from udistil.teacher.transcriber import Transcriber
 
 logger = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ def iter_loaded_chunks(cuts, transcriber: Transcriber, writer: ResumableCutWrite
         yield chunk, audios, langs
 
 
-def store_transcript(cut, transcript) -> None:
+def store_transcript(cut, transcript, targets=None) -> None:
     fields = custom(cut)
     fields["teacher_text"] = transcript.text
     fields["teacher_tokens"] = transcript.tokens
@@ -73,16 +75,28 @@ def store_transcript(cut, transcript) -> None:
     fields["teacher_language"] = transcript.language
     fields["teacher_stop"] = transcript.stop
     fields["teacher_packed"] = transcript.packed
+    if targets is not None:
+        targets.attach(cut, transcript.targets, transcript.tokens)
 
 
 def pseudo_label(in_path: str | Path, out_path: str | Path, transcriber: Transcriber,
-                 overwrite: bool = False) -> dict:
-    """Label every cut of `in_path` into `out_path`; returns counts for the log."""
+                 overwrite: bool = False, targets_dir: str | Path | None = None) -> dict:
+    """Label every cut of `in_path` into `out_path`; returns counts for the log.
+
+    With `targets_dir` (and `transcriber.options.targets` set), the teacher's distillation
+    targets are stored there and attached to each labelled cut (kd_targets.py).
+    """
     out_path = Path(out_path)
     if out_path.exists() and not overwrite:
         logger.info("%s exists; skipping (use --overwrite to redo)", out_path)
         return {"skipped_existing": True}
     cuts = read_cuts(in_path)
+    store = None
+    if targets_dir is not None:
+        if transcriber.options.targets is None:
+            raise ValueError("targets_dir needs DecodeOptions.targets")
+        store = TargetStore(targets_dir, transcriber.options.targets,
+                            model_identity(transcriber.model_dir), transcriber.name)
     writer = ResumableCutWriter(out_path)
     skips: Counter = Counter()
     audio_s, t0 = 0.0, time.time()
@@ -92,7 +106,7 @@ def pseudo_label(in_path: str | Path, out_path: str | Path, transcriber: Transcr
             for chunk, audios, langs in iter_loaded_chunks(cuts, transcriber, writer, skips):
                 if chunk:
                     for cut, transcript in zip(chunk, transcriber.transcribe(audios, langs)):
-                        store_transcript(cut, transcript)
+                        store_transcript(cut, transcript, store)
                         writer.add(cut)
                     audio_s += sum(c.duration for c in chunk)
                 bar.n = len(writer.done) + len(writer.skipped)

@@ -13,6 +13,7 @@ by one teacher-forced pass for the statistics.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from udistil.models.audio_context import AudioContext, encode as encode_context
 from udistil.teacher.greedy import (STOP_BUDGET, STOP_END, DecodeRequest, DecodeResult,
                                     detect_languages, greedy_decode)
 from udistil.teacher.packing import SAMPLE_RATE, assign_segments, pack_clips, parse_segments
@@ -35,8 +37,9 @@ MAX_TARGET_TOKENS = 448
 class DecodeOptions:
     batch_size: int = 8
     beam: int = 1
-    # Pack several clips per 30 s window (greedy only).
-    pack: bool = True
+    # Pack several clips per 30 s window (greedy only).  Off by default: a packed clip's
+    # label and statistics depend on its neighbours (and evaluation must not).
+    pack: bool = False
     pack_gap: float = 1.0
     pack_max_clips: int = 8
     # Token budget per clip: base + rate * seconds.  Real speech rarely exceeds ~4 tokens/s
@@ -46,6 +49,9 @@ class DecodeOptions:
     detect_loops: bool = True
     # Keep per-token log-probs and entropies (the data contract); off only for benchmarks.
     token_stats: bool = True
+    # Keep the teacher's distillation targets (kd_targets.TargetSpec); they need each clip
+    # decoded alone, so asking for them turns packing off.
+    targets: object = None
 
 
 @dataclass
@@ -58,6 +64,7 @@ class Transcript:
     stop: str
     packed: bool = False
     extra: dict = field(default_factory=dict)
+    targets: list = field(default_factory=list)  # kd_targets rows, when asked for
 
 
 def balanced_batches(items: list, batch_size: int) -> list[list]:
@@ -77,14 +84,25 @@ def balanced_batches(items: list, batch_size: int) -> list[list]:
 class Transcriber:
     def __init__(self, model, processor, options: DecodeOptions | None = None, name: str = ""):
         self.name = name or getattr(model, "name_or_path", "")
+        self.model_dir = getattr(model, "name_or_path", "")
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.options = options or DecodeOptions()
         self.rules = TokenRules.from_model(model)
         self.max_new_tokens = MAX_TARGET_TOKENS - 4
+        # The model's own audio-context rule (full 30 s for a teacher; the clip plus a
+        # margin for a student trained on it): every encoder call here follows it.
+        self.context = AudioContext.of(model)
+        if self.options.pack and (self.context.is_dynamic or self.options.targets is not None):
+            # A packed window is one 30 s context shared by several clips: neither a
+            # clip-context model nor per-clip distillation targets can use it.
+            logger.info("packing off: %s", "the model has a clip audio context"
+                        if self.context.is_dynamic else "distillation targets need each clip alone")
+            self.options = dataclasses.replace(self.options, pack=False)
         self.stats = {"windows": 0, "packed_clips": 0, "repacked_alone": 0, "single_clips": 0,
-                      "encoder_passes": 0, "decoder_steps": 0, "encode_s": 0.0, "decode_s": 0.0}
+                      "encoder_passes": 0, "encoder_positions": 0, "decoder_steps": 0,
+                      "encode_s": 0.0, "decode_s": 0.0}
 
     @classmethod
     def from_spec(cls, spec: str, options: DecodeOptions | None = None) -> "Transcriber":
@@ -121,21 +139,29 @@ class Transcriber:
         opts = self.options
         return min(self.max_new_tokens, int(math.ceil(opts.budget_base + opts.budget_per_second * seconds)))
 
+    def context_positions(self, audio: np.ndarray) -> int:
+        return self.context.positions(len(audio))
+
     @torch.inference_mode()
     def encode(self, audios: list[np.ndarray]) -> torch.Tensor:
+        """Encoder states of a batch, at the longest clip's context under the model's rule."""
         t0 = time.perf_counter()
         features = self.processor.feature_extractor(
             audios, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
         features = features.to(self.model.dtype)
-        hidden = self.model.get_encoder()(features).last_hidden_state
+        positions = max(self.context_positions(a) for a in audios)
+        hidden = encode_context(self.model.get_encoder(), features, positions)
         self.stats["encoder_passes"] += len(audios)
+        self.stats["encoder_positions"] += len(audios) * positions
         self.stats["encode_s"] += time.perf_counter() - t0
         return hidden
 
     def _greedy(self, encoder_out, requests) -> list[DecodeResult]:
         t0 = time.perf_counter()
+        # Targets belong to a clip decoded alone, without timestamps (the training sequence).
+        targets = self.options.targets if not any(r.timestamps for r in requests) else None
         results = greedy_decode(self.model, encoder_out, requests, self.rules, self.options.detect_loops,
-                                self.options.token_stats)
+                                self.options.token_stats, targets)
         self.stats["decode_s"] += time.perf_counter() - t0
         self.stats["decoder_steps"] += max((len(r.tokens) for r in results), default=0) + 1
         return results
@@ -150,7 +176,8 @@ class Transcriber:
             tokens=tokens,
             logprobs=[result.logprobs[i] for i in positions],
             entropies=[result.entropies[i] for i in positions],
-            language=language, stop=result.stop, packed=packed)
+            language=language, stop=result.stop, packed=packed,
+            targets=result.targets if not packed else [])
 
     def _transcribe_packed(self, clips, members, language, durations, out) -> list[int]:
         """Decode `members` (one language) in packed windows; return the clips to redo alone."""
@@ -187,9 +214,17 @@ class Transcriber:
         total = sum(self.budget(durations[p.clip]) + 6 for p in window.placements)
         return min(self.max_new_tokens, total)
 
+    def _alone_batches(self, clips, order) -> list[list[int]]:
+        """Batches of clips that share one context length (all of them, for a full context)."""
+        groups: dict[int, list[int]] = {}
+        for i in order:
+            groups.setdefault(self.context_positions(clips[i]), []).append(i)
+        return [batch for _, members in sorted(groups.items())
+                for batch in balanced_batches(members, self.options.batch_size)]
+
     def _transcribe_alone(self, clips, order, languages, durations, out) -> None:
         opts = self.options
-        for batch in balanced_batches(order, opts.batch_size):
+        for batch in self._alone_batches(clips, order):
             encoder_out = self.encode([clips[i] for i in batch])
             langs = [languages[i] for i in batch]
             unknown = [row for row, lang in enumerate(langs) if lang is None]
@@ -236,14 +271,20 @@ class Transcriber:
 
     @torch.inference_mode()
     def _score_tokens(self, encoder_row, prompt, body, stop) -> DecodeResult:
-        ids = torch.tensor([prompt + body])
+        ids = torch.tensor([prompt + body + [self.rules.end_of_text]])
         hidden = self.model.get_decoder()(input_ids=ids, encoder_hidden_states=encoder_row,
                                           use_cache=False).last_hidden_state[0]
         logits = self.model.get_output_embeddings()(hidden).float()
         logprobs = torch.log_softmax(logits.masked_fill(self.rules.suppress, float("-inf")), dim=-1)
         # Position k predicts token k+1: the body's tokens are predicted from len(prompt)-1 on.
-        rows = logprobs[len(prompt) - 1:len(prompt) - 1 + len(body)]
+        first = len(prompt) - 1
+        rows = logprobs[first:first + len(body)]
         probs = rows.exp()
         entropy = -(probs * rows.masked_fill(probs == 0, 0.0)).sum(-1)
         chosen = rows.gather(1, torch.tensor(body, dtype=torch.long)[:, None])[:, 0] if body else rows[:0, 0]
-        return DecodeResult(body, chosen.tolist(), entropy.tolist(), stop)
+        targets = []
+        if self.options.targets is not None:
+            # The body's rows, and the end token's when the beam ended on it.
+            n_rows = len(body) + (1 if stop == STOP_END else 0)
+            targets = self.options.targets.rows(logits[first:first + n_rows], hidden[first:first + n_rows])
+        return DecodeResult(body, chosen.tolist(), entropy.tolist(), stop, targets)
