@@ -29,7 +29,8 @@ CATE = {"train": [("200702-201811_swh_35d_elicit_0", "Marekani na China ni kati 
                   ("200702-201811_swh_35d_elicit_1", "Tutakata rufaa.")],
         "val": [("200702-201811_swh_35d_elicit_2", "Polisi walinikamata.")],
         "test": [("200702-201811_swh_35d_elicit_3", "3 haki ya kupiga kura."),
-                 ("200702-201811_swh_35d_elicit_4", "Habari ya asubuhi.")]}
+                 ("200702-201811_swh_35d_elicit_4", "Habari ya asubuhi."),
+                 ("200702-201811_swh_35d_elicit_5", "Asante sana.")]}
 # Swahili clips over 30 s (a line, then silence): stage 2 drops the train one; the test
 # subset is drawn from the clips stage 2 keeps, so it never holds one.
 SW_LONG = {"train": ("200703-095932_swh_35d_elicit_67", "Maafisa wa afya Uingereza wamesema."),
@@ -74,7 +75,8 @@ def clones(tmp_path_factory, speak):
 
 def test_ammi_arabic_stages_1_2(clones, tmp_path):
     ahmed, abubakr, _ = clones
-    run_recipe("ammi", tmp_path, "--lang", "ar", "--ar-dirs", f"{ahmed} {abubakr}", "--test-size", "3")
+    run_recipe("ammi", tmp_path, "--lang", "ar", "--ar-dirs", f"{ahmed} {abubakr}", "--test-size", "3",
+               "--train-size", "0")
     texts = {clip: text for split in (AHMED, ABUBAKR) for rows in split.values() for clip, text in rows}
 
     train = cuts_by_id(tmp_path, "train")
@@ -107,7 +109,7 @@ def test_ammi_arabic_stages_1_2(clones, tmp_path):
 
 def test_ammi_swahili_stages_1_2(clones, tmp_path):
     _, _, cate = clones
-    run_recipe("ammi", tmp_path, "--lang", "sw", "--sw-dir", str(cate))
+    run_recipe("ammi", tmp_path, "--lang", "sw", "--sw-dir", str(cate), "--test-size", "2")
     from lhotse import load_manifest
     manifests = tmp_path / "data" / "manifests"
     ids = lambda name: sorted(s.id for s in load_manifest(manifests / f"ammi_sw_supervisions_{name}.jsonl.gz"))
@@ -115,11 +117,14 @@ def test_ammi_swahili_stages_1_2(clones, tmp_path):
     assert SW_LONG["train"][0] in ids("train")
     assert sorted(cuts_by_id(tmp_path, "train")) == sorted(c for c, _ in CATE["train"])
     assert sorted(cuts_by_id(tmp_path, "dev")) == [CATE["val"][0][0]]
-    # The default subset (100) exceeds this split: all of it but the clip over 30 s.
-    assert ids("test_sw") == sorted(c for c, _ in CATE["test"])
+    # A subset of 2 of the 3 test clips under 30 s, never the long one.
+    from udistil.recipes.ammi import choose_subset
+    subset = choose_subset([c for c, _ in CATE["test"]], 2)
+    assert ids("test_sw") == subset
     test = cuts_by_id(tmp_path, "test_sw")
-    assert sorted(test) == sorted(c for c, _ in CATE["test"])
-    assert test[CATE["test"][0][0]].supervisions[0].text == "3 haki ya kupiga kura."
+    assert sorted(test) == subset
+    texts = dict(CATE["test"])
+    assert all(c.supervisions[0].text == texts[c.id] for c in test.values())
     assert all(c.supervisions[0].language == "sw" for c in test.values())
 
 

@@ -2,7 +2,8 @@
 # AMMI student corpora: read Arabic (two speakers, two repositories) and Swahili, MIT.
 # One language per run, each in its own working directory (outputs go to the current
 # directory): train = the unlabelled pool (its transcripts score filters and the
-# supervised baseline only), dev = the val split, test_<lang> = a fixed subset of test.
+# supervised baseline only), dev = the val split, test_<lang> = the test split; each a
+# fixed, seeded subset by default.
 #
 #   mkdir -p ar && cd ar && ../run.sh --lang ar --ar-dirs "/data/ammi/ar_ahmed /data/ammi/ar_abubakr"
 #   mkdir -p sw && cd sw && ../run.sh --lang sw --sw-dir /data/ammi/Swahili-Speech
@@ -15,9 +16,13 @@ lang=ar
 ar_dirs=
 # Clone of the Swahili repository.
 sw_dir=
-# Clips in the test subset ("" = the documented default: 300 ar, 100 sw; 0 = the whole split).
+# Clips in the fixed, seeded subsets of train, val and test ("" = the defaults of
+# udistil/recipes/ammi.py, sized for two CPU hours: train 300 ar / 120 sw, val 100 ar / all
+# sw, test 300 ar / 100 sw; 0 = the whole split).
+train_size=
+dev_size=
 test_size=
-recipe_options="lang ar_dirs sw_dir test_size"
+recipe_options="lang ar_dirs sw_dir train_size dev_size test_size"
 . "$(dirname "${BASH_SOURCE[0]}")/../common/recipe.sh"
 
 case "$lang" in ar|sw) ;; *) echo "$0: --lang must be ar or sw, not '$lang'" >&2; exit 1 ;; esac

@@ -21,10 +21,11 @@ Three decisions, each logged with counts:
     test split is left out of the train pool: the same speaker reading the same line
     would let a student memorise a test sentence.  The repositories repeat a few
     boilerplate lines ("Imetayarishwa na mwandishi wetu ...") and some Wikipedia lines.
-  * The test set may be a fixed subset (TEST_SUBSET: 300 Arabic and 100 Swahili clips)
-    so that a CPU run fits its time budget: a seeded sample of the sorted ids of the
-    clips stage 2 keeps (at most MAX_DURATION seconds), written back in id order.  The
-    same clones, size and seed give the same subset on any machine.
+  * Each set may be a fixed subset (SUBSET_SIZES) so that a run fits a CPU budget of two
+    hours on two shared cores: a seeded sample of the sorted ids of the clips stage 2 keeps
+    (at most MAX_DURATION seconds), written back in id order.  The same clones, size and
+    seed give the same subset on any machine.  Train is subset after the clips reading a
+    val/test line are left out, so the pool mixes both Arabic speakers in proportion.
   * A wav without a transcript line, or a line without a wav, is left out (counted).
 """
 from __future__ import annotations
@@ -46,8 +47,10 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 LANGUAGES = ("ar", "sw")
 LAYOUT = "<clone>/data/records/{train,val,test}/<ID>.wav and <clone>/data/raw_text_file.txt (lines '<ID>:<text>')"
-# Default size of the test subset per language (0 or a size >= the split = the full split).
-TEST_SUBSET = {"ar": 300, "sw": 100}
+# Default subset size per split and language (0, or a size >= the split: the whole split).
+# Teacher labelling (stage 3) and decoding cost about one 30 s encoder pass per clip, so the
+# clip counts, not the hours, set the budget.
+SUBSET_SIZES = {"train": {"ar": 300, "sw": 120}, "val": {"ar": 100, "sw": 0}, "test": {"ar": 300, "sw": 100}}
 SUBSET_SEED = 20200623
 _SPACES = re.compile(r"\s+")
 
@@ -96,7 +99,7 @@ def prepare_ammi_split(clone_dirs, language: str, split: str, out_dir, prefix: s
                        subset_size: int | None = None, seed: int = SUBSET_SEED) -> None:
     """Write the manifests of AMMI `split` (train, val, test) of `language` as `set_name`.
 
-    subset_size applies to the test split only (None = TEST_SUBSET[language], 0 = all).
+    subset_size: clips kept (None = SUBSET_SIZES[split][language], 0 = all of them).
     """
     if language not in LANGUAGES:
         raise UdistilError(f"AMMI language must be one of {LANGUAGES}, not {language!r}")
@@ -134,12 +137,12 @@ def prepare_ammi_split(clone_dirs, language: str, split: str, out_dir, prefix: s
             supervisions.append(SupervisionSegment(id=clip_id, recording_id=clip_id, start=0.0,
                                                    duration=rec.duration, channel=0, text=text,
                                                    language=language, speaker=clone.name))
-    if split == "test":
-        size = TEST_SUBSET[language] if subset_size is None else subset_size
-        usable = [s.id for s in supervisions if s.duration <= MAX_DURATION]
+    size = SUBSET_SIZES[split][language] if subset_size is None else subset_size
+    usable = [s.id for s in supervisions if s.duration <= MAX_DURATION]
+    if 0 < size < len(usable):
         chosen = set(choose_subset(usable, size, seed))
-        log.info("%s test: %d of %d clips (%d of them <= %.0f s; subset size %s, seed %d)", source,
-                 len(chosen), len(supervisions), len(usable), MAX_DURATION, size or "all", seed)
+        log.info("%s %s: a subset of %d of %d clips (%d of them <= %.0f s; seed %d)", source, split,
+                 len(chosen), len(supervisions), len(usable), MAX_DURATION, seed)
         supervisions = [s for s in supervisions if s.id in chosen]
         recordings = {k: r for k, r in recordings.items() if k in chosen}
     if no_text or repeated_line:

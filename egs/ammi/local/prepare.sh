@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage 1 for AMMI, one language ($lang): sets train (the train split, less any clip that
-# reads a line also read in val or test), dev (the val split) and test_<lang> (a fixed,
-# seeded subset of the test split; see udistil/recipes/ammi.py).  Arabic combines the clones
+# reads a line also read in val or test), dev (the val split) and test_<lang> (the test
+# split), each a fixed, seeded subset unless its size is 0 (see udistil/recipes/ammi.py).  Arabic combines the clones
 # in --ar-dirs.  Prepared sets are skipped; delete data/manifests to redo them.
 . "$(dirname "${BASH_SOURCE[0]}")/../../common/prepare_lib.sh"
 
@@ -22,9 +22,9 @@ ammi() {  # ammi SPLIT SET [options]
 for set in $(requested_sets); do
   if prepared "$set"; then log "set $set already prepared, skipping"; continue; fi
   case "$set" in
-    train) ammi train train ;;
-    dev) ammi val dev ;;
-    test_$lang) ammi test "$set" ${test_size:+--test-size $test_size} ;;
+    train) ammi train train ${train_size:+--subset-size $train_size} ;;
+    dev) ammi val dev ${dev_size:+--subset-size $dev_size} ;;
+    test_$lang) ammi test "$set" ${test_size:+--subset-size $test_size} ;;
     *) unknown_set "$set" train dev "test_$lang" ;;
   esac
 done
