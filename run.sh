@@ -68,6 +68,9 @@ students="6-2"
 student_context=clip
 # Stage 6: selected sets (stage 5) to train one student each on (none = no filter).
 train_filters="none fusion oracle_wer"
+# Stage 7: also decode each student's untrained initialisation (RESULTS.md then shows what
+# training changed); a full decode of the test sets per student shape.
+decode_init=true
 # Stage 6: epochs per student over its selected set ("" with distill_steps set: steps instead).
 distill_epochs=6
 # Stage 6: optimiser steps per student, overriding distill_epochs when set.
@@ -286,9 +289,11 @@ stage7() {
   log "Stage 7: decode test sets with the teacher, each student's initialisation and every student"
   decode_model "$teacher_dir" exp/teacher
   local d
-  for d in exp/init_student_*; do
-    [ -s "$d/config.json" ] && decode_model "$d" "$d"
-  done
+  if [ "$decode_init" = true ]; then
+    for d in exp/init_student_*; do
+      [ -s "$d/config.json" ] && decode_model "$d" "$d"
+    done
+  fi
   for d in exp/student_*/best; do
     [ -s "$d/config.json" ] && decode_model "$d" "$(dirname "$d")"
   done
