@@ -70,6 +70,24 @@ def _load_audios(batch, nulls: dict[str, str]):
     return audios
 
 
+def _score_one_by_one(filt: Filter, cuts, audios, first_error: Exception) -> list[Score]:
+    """After a batch raised: score its cuts alone, so one bad cut costs one null.
+
+    When every cut of a batch of several fails alone too, the fault is not in the data
+    (a model that will not run, a bug): that error stops the shard instead of nulling it all.
+    """
+    scores, failures = [], 0
+    for cut, audio in zip(cuts, audios):
+        try:
+            scores.extend(filt.score([cut], [audio]))
+        except Exception as e:  # any failure inside a filter on this one cut's data
+            failures += 1
+            scores.append(Score.null(f"{filt.name} failed on this cut ({type(e).__name__}: {e})"))
+    if failures == len(cuts) and len(cuts) > 1:
+        raise first_error
+    return scores
+
+
 def _score_batch(filt: Filter, batch) -> tuple[list[Score], float]:
     t0 = time.perf_counter()
     nulls: dict[str, str] = {}
@@ -77,7 +95,11 @@ def _score_batch(filt: Filter, batch) -> tuple[list[Score], float]:
     usable = [i for i, cut in enumerate(batch) if cut.id not in nulls]
     scores = [Score.null(nulls.get(cut.id, "")) for cut in batch]
     if usable:
-        got = filt.score([batch[i] for i in usable], [audios[i] for i in usable])
+        cuts, arrays = [batch[i] for i in usable], [audios[i] for i in usable]
+        try:
+            got = filt.score(cuts, arrays)
+        except Exception as e:  # noqa: BLE001 - narrowed to the failing cut below
+            got = _score_one_by_one(filt, cuts, arrays, e)
         if len(got) != len(usable):
             raise RuntimeError(f"filter {filt.name} returned {len(got)} scores for {len(usable)} cuts")
         for i, s in zip(usable, got):
