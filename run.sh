@@ -75,6 +75,9 @@ alpha_kl=1.0
 temperature=2.0
 # Stage 6: extra options for `udistil distill` (e.g. "--freeze-encoder --schedule cosine").
 distill_opts=""
+# Stages 3-4: redo shards whose fingerprint (input, teacher, options) no longer matches,
+# instead of stopping with a message that names them.
+redo_stale=false
 # Skip tools/install.sh (when you manage the environment yourself).
 skip_install=false
 
@@ -91,6 +94,7 @@ fi
 . "$udistil_root/cmd.sh"
 
 mkdir -p exp/log
+redo_opt=""; [ "$redo_stale" = true ] && redo_opt="--redo-stale"
 # Parallel local jobs share the cores; more torch threads than cores only thrash.
 threads_per_job=$(( $(nproc) / nj )); [ "$threads_per_job" -ge 1 ] || threads_per_job=1
 teacher_dir=exp/models/teacher
@@ -127,13 +131,14 @@ stage2() {
 }
 
 # Pseudo-label one CutSet in nj shards; finished shards are skipped, a killed shard resumes.
+# No skip here on "$out exists": split, shards and merge each check their fingerprint, so a
+# rerun with another teacher, --beam or input stops (or redoes, --redo-stale true) instead.
 pseudo_label_set() {
   local in=$1 out=$2 dir=$3
-  [ -s "$out" ] && { log "  $out exists, skipping"; return 0; }
   udistil split-cuts --in "$in" --nj "$nj" --out-dir "$dir/split$nj"
   $decode_cmd JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
     udistil pseudo-label --model "$teacher_dir" --batch-size "$batch_size" --beam "$beam" \
-      --num-threads "$threads_per_job" \
+      --num-threads "$threads_per_job" $redo_opt \
       --in "$dir/split$nj/cuts.JOB.jsonl.gz" --out "$dir/shards/cuts.JOB.jsonl.gz"
   udistil merge-cuts --out "$out" $(for j in $(seq "$nj"); do echo "$dir/shards/cuts.$j.jsonl.gz"; done)
 }
@@ -144,39 +149,50 @@ stage3() {
   pseudo_label_set data/cuts_$dev_set.jsonl.gz exp/teacher/cuts_$dev_set.jsonl.gz exp/teacher/$dev_set
 }
 
-# Model-based filters are sharded like stage 3; filters that only read stage 3's statistics
-# share one pass; oracle_wer runs when the set has references; fusion runs last, on the whole set.
+# What each filter needs comes from the package (`udistil score --list`), never from a list here:
+# filters that run a model are sharded like stage 3; the others (statistics only) share one
+# pass; oracle_wer runs when the set has references; whole-set ones (fusion) run last.
+# Every output checks its fingerprint, so finished, current work is skipped and stale work stops.
+# Asked once per run (outside a subshell, so the answer is kept).
+load_filter_table() { [ -n "${filter_table:-}" ] || filter_table=$(udistil score --list); }
+# filter_field NAME COLUMN: one fact about one filter (columns as in `udistil score --list`).
+filter_field() {
+  echo "$filter_table" | awk -F'\t' -v f="$1" -v c="$2" '
+    /^#/ { for (i = 1; i <= NF; i++) col[(i == 1 ? substr($i, 2) : $i)] = i; next }
+    $1 == f { print $col[c]; found = 1 } END { if (!found) exit 1 }' \
+    || { echo "run.sh: unknown filter '$1' (udistil score --list shows them)" >&2; return 1; }
+}
 score_set() {
-  local in=$1 out=$2 dir=$3 cur=$1 f cheap=""
-  [ -s "$out" ] && { log "  $out exists, skipping"; return 0; }
+  local in=$1 out=$2 dir=$3 cur=$1 f cheap="" sharded=""
   mkdir -p "$dir/log"
+  load_filter_table
   for f in $filters; do
-    case $f in proxy_wer|consistency|pesq|sonar_sim|oracle_wer|fusion) ;; *) cheap=${cheap:+$cheap,}$f ;; esac
+    if [ "$(filter_field "$f" label_free)" = no ] || [ "$(filter_field "$f" whole_set)" = yes ]; then continue; fi
+    case ,$(filter_field "$f" needs), in
+      *,model,*) sharded="$sharded $f" ;;
+      *) cheap=${cheap:+$cheap,}$f ;;
+    esac
   done
   if [ -n "$cheap" ]; then
-    udistil score "$cheap" --in "$cur" --out "$dir/teacher_stats.jsonl.gz" > "$dir/log/score_teacher_stats.log" 2>&1 \
+    udistil score "$cheap" $redo_opt --in "$cur" --out "$dir/teacher_stats.jsonl.gz" > "$dir/log/score_teacher_stats.log" 2>&1 \
       || { tail -n 5 "$dir/log/score_teacher_stats.log" >&2; return 1; }
     cur=$dir/teacher_stats.jsonl.gz
   fi
-  for f in $filters; do
-    case $f in
-      proxy_wer|consistency|pesq|sonar_sim)
-        udistil split-cuts --in "$cur" --nj "$nj" --out-dir "$dir/$f/split$nj"
-        $decode_cmd JOB=1:$nj "$dir/log/score_$f.JOB.log" \
-          udistil score "$f" --num-threads "$threads_per_job" --proxy "$proxy" --model "$teacher_dir" \
-            --in "$dir/$f/split$nj/cuts.JOB.jsonl.gz" --out "$dir/$f/shards/cuts.JOB.jsonl.gz"
-        udistil merge-cuts --out "$dir/$f.jsonl.gz" $(for j in $(seq "$nj"); do echo "$dir/$f/shards/cuts.$j.jsonl.gz"; done)
-        cur=$dir/$f.jsonl.gz
-        ;;
-    esac
+  for f in $sharded; do
+    udistil split-cuts --in "$cur" --nj "$nj" --out-dir "$dir/$f/split$nj"
+    $decode_cmd JOB=1:$nj "$dir/log/score_$f.JOB.log" \
+      udistil score "$f" --num-threads "$threads_per_job" --proxy "$proxy" --model "$teacher_dir" $redo_opt \
+        --in "$dir/$f/split$nj/cuts.JOB.jsonl.gz" --out "$dir/$f/shards/cuts.JOB.jsonl.gz"
+    udistil merge-cuts --out "$dir/$f.jsonl.gz" $(for j in $(seq "$nj"); do echo "$dir/$f/shards/cuts.$j.jsonl.gz"; done)
+    cur=$dir/$f.jsonl.gz
   done
   # The supervised baseline needs ground truth; udistil refuses (and says why) without it.
-  if udistil score oracle_wer --in "$cur" --out "$dir/oracle_wer.jsonl.gz" > "$dir/log/score_oracle_wer.log" 2>&1; then
+  if udistil score oracle_wer $redo_opt --in "$cur" --out "$dir/oracle_wer.jsonl.gz" > "$dir/log/score_oracle_wer.log" 2>&1; then
     cur=$dir/oracle_wer.jsonl.gz
   else
     log "  oracle_wer not scored: $(tail -n 1 "$dir/log/score_oracle_wer.log")"
   fi
-  udistil score fusion --in "$cur" --out "$out" > "$dir/log/score_fusion.log" 2>&1 \
+  udistil score fusion $redo_opt --in "$cur" --out "$out" > "$dir/log/score_fusion.log" 2>&1 \
     || { tail -n 5 "$dir/log/score_fusion.log" >&2; return 1; }
   grep -h "family weights" "$dir/log/score_fusion.log" | sed 's/^/  /' || true
 }
@@ -190,6 +206,7 @@ stage4() {
 stage5() {
   log "Stage 5: one training subset per filter under data/select/"
   local f rule in=exp/scores/cuts_$train_set.jsonl.gz
+  load_filter_table
   for f in none $filters fusion oracle_wer; do
     [ -s data/select/$f/cuts.jsonl.gz ] && { log "  data/select/$f exists, skipping"; continue; }
     if [ $f = oracle_wer ] && [ ! -s exp/scores/$train_set/oracle_wer.jsonl.gz ]; then
@@ -197,10 +214,11 @@ stage5() {
     fi
     rule=""
     for t in $select_thresholds; do [ "${t%%:*}" = "$f" ] && rule="--threshold ${t#*:}"; done
-    case $f in
-      # Filters without a natural threshold are compared at a fixed kept fraction.
-      nll_sum|sonar_sim) rule=${rule:-"--keep-fraction $select_keep_fraction"} ;;
-    esac
+    # Filters without a natural (default) threshold are compared at a fixed kept fraction;
+    # the others use their own default, which `udistil select` reads from the filter.
+    if [ $f != none ] && [ -z "$rule" ] && [ "$(filter_field "$f" default_threshold)" = none ]; then
+      rule="--keep-fraction $select_keep_fraction"
+    fi
     if [ $f = none ]; then
       udistil select --filter none --in "$in" --out data/select/none/cuts.jsonl.gz
     else

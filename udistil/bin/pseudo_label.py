@@ -9,12 +9,22 @@ def add_arguments(parser):
     parser.add_argument("--in", dest="in_path", required=True, help="input CutSet")
     parser.add_argument("--out", required=True, help="output CutSet (skipped if it exists)")
     parser.add_argument("--overwrite", action="store_true", help="redo an existing output")
+    parser.add_argument("--redo-stale", action="store_true",
+                        help="redo an output (or partial output) made from another input, teacher or options "
+                        "instead of stopping")
 
 
 def run(args):
     from pathlib import Path
-    if Path(args.out).exists() and not args.overwrite:
-        print(f"{args.out} exists; skipping")
+
+    from udistil.parallel.fingerprint import check_or_write
+    from udistil.teacher.pseudo_label import labelling_fingerprint
+
+    options = decode_options(args)
+    # Checked before loading the teacher: a finished, current shard costs no model load.
+    if Path(args.out).exists() and not args.overwrite and check_or_write(
+            args.out, labelling_fingerprint(args.in_path, args.model, options), redo=args.redo_stale):
+        print(f"{args.out} exists and matches its fingerprint; skipping")
         return 0
-    transcriber = Transcriber.from_spec(args.model, decode_options(args))
-    pseudo_label(args.in_path, args.out, transcriber, overwrite=args.overwrite)
+    transcriber = Transcriber.from_spec(args.model, options)
+    pseudo_label(args.in_path, args.out, transcriber, overwrite=args.overwrite, redo_stale=args.redo_stale)
