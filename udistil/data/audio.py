@@ -42,6 +42,10 @@ def load_cut_audio(cut: Cut, max_duration: float = MAX_DURATION) -> np.ndarray:
                and not os.path.exists(s.source)]
     if missing:
         raise BadAudioError(missing[0], "audio file not found", cut.id)
+    empty = [s.source for s in (rec.sources if rec is not None else []) if s.type == "file"
+             and os.path.getsize(s.source) == 0]
+    if empty:
+        raise BadAudioError(empty[0], "audio file is empty (0 bytes)", cut.id)
     if cut.sampling_rate != SAMPLE_RATE:
         cut = cut.resample(SAMPLE_RATE)
     try:

@@ -126,6 +126,10 @@ def write_json_lines(lines: Iterable[str], path: str | os.PathLike) -> Path:
             if fh is not raw:
                 fh.close()
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e  # a full disk names no file by itself
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -83,10 +83,13 @@ class ResumableCutWriter:
         return cut_id in self.done or cut_id in self.skipped
 
     def _append(self, line: str) -> None:
-        if self._fh is None:
-            self._fh = open(self.partial_path, "a", encoding="utf-8")
-        self._fh.write(line)
-        self._fh.flush()
+        try:
+            if self._fh is None:
+                self._fh = open(self.partial_path, "a", encoding="utf-8")
+            self._fh.write(line)
+            self._fh.flush()
+        except OSError as e:  # a full disk names no file by itself
+            raise OSError(e.errno, e.strerror, str(self.partial_path)) from e
 
     def add(self, cut: Cut) -> None:
         self._append(json.dumps(cut.to_dict(), ensure_ascii=False) + "\n")
@@ -134,9 +137,14 @@ class ResumableCutWriter:
 
     def close_partial(self) -> None:
         if self._fh is not None and not self._fh.closed:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                pass  # the error was raised where the write failed; what reached the disk stays
 
     def close(self) -> None:
         """Close the partial file and release the lock (the partial file stays for a resume)."""
-        self.close_partial()
-        self._lock.release()
+        try:
+            self.close_partial()
+        finally:
+            self._lock.release()

@@ -105,9 +105,15 @@ def prune_checkpoints(exp_dir, keep: int) -> None:
 
 def load_checkpoint(path: Path, rank: int) -> tuple[dict, dict | None]:
     """(state, this rank's RNG state or None when the run had fewer ranks)."""
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    from udistil.errors import UdistilError
+
     rng_file = path / f"rng-rank{rank}.pt"
-    rng = torch.load(rng_file, weights_only=False) if rng_file.is_file() else None
+    try:
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+        rng = torch.load(rng_file, weights_only=False) if rng_file.is_file() else None
+    except Exception as e:  # truncated zip, garbage pickle, unreadable file
+        raise UdistilError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e)[:200]}); delete this "
+                           "directory to resume from the one before it") from e
     return state, rng
 
 

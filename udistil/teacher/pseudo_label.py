@@ -41,7 +41,7 @@ def cut_language(cut) -> str | None:
     return lang or None
 
 
-def iter_chunks(in_path, window: int = WINDOW_CUTS):
+def iter_chunks(in_path, window: int | None = None):
     """Chunks of CHUNK_CUTS cuts, streamed: each window of `window` input cuts is sorted by
     duration (similar lengths batch well) and cut into chunks.
 
@@ -49,6 +49,7 @@ def iter_chunks(in_path, window: int = WINDOW_CUTS):
     run decodes every unfinished chunk with the same neighbours (packing!) as an
     uninterrupted one and writes the same labels.
     """
+    window = window or WINDOW_CUTS
     batch = []
     for cut in iter_cuts(in_path):
         batch.append(cut)
