@@ -45,7 +45,7 @@ def run_killed(cmd: list[str], partial: Path, rng: random.Random, total: int, ti
     """Start `cmd`, kill -9 it at a random moment; return where it died ('after N cuts' or
     'finished first' when the stage ended before the moment came)."""
     done = lines(partial)
-    target = rng.randint(done, max(done, total - 1))
+    target = rng.randint(done, max(done, total - 2))
     delay = rng.uniform(0.0, 0.3)
     proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + timeout
@@ -62,6 +62,20 @@ def run_killed(cmd: list[str], partial: Path, rng: random.Random, total: int, ti
     if proc.returncode != -signal.SIGKILL:
         return "finished first"
     return f"after {lines(partial)} of {total} cuts"
+
+
+def run_in_process(*args) -> None:
+    """The same command line in this process (no start-up cost): the uninterrupted reference."""
+    import udistil.teacher.pseudo_label as pl
+    from udistil.bin.main import main
+
+    chunk, pl.CHUNK_CUTS = pl.CHUNK_CUTS, 2
+    try:
+        rc = main([str(a) for a in args])
+    finally:
+        pl.CHUNK_CUTS = chunk
+    if rc != 0:
+        raise AssertionError(f"udistil {' '.join(map(str, args))} failed with {rc}")
 
 
 def run_to_end(cmd: list[str], timeout: float = 900) -> subprocess.CompletedProcess:

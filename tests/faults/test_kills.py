@@ -13,10 +13,11 @@ import pytest
 import soundfile as sf
 from lhotse import Recording, SupervisionSegment
 
-from killing import command, decode_rows, kill_and_resume, manifest_rows, run_to_end
+from killing import command, decode_rows, kill_and_resume, manifest_rows, run_in_process
 from udistil.data.manifests import write_cuts
 
-KILLS = 2
+# One kill per stage here (CI time); benchmarks/faults.py kills each stage many times.
+KILLS = 1
 SENTENCES = [("good morning everyone", "en"), ("habari za asubuhi", "sw"), ("صباح الخير", "ar"),
              ("the train leaves at noon", "en"), ("karibu nyumbani", "sw"), ("the sun is hot today", "en")]
 
@@ -41,34 +42,34 @@ def corpus(tmp_path_factory, speak):
 def labelled(corpus, tiny_whisper_dir, tmp_path_factory):
     """The uninterrupted stage-3 run (the reference for stage 3, and stage 4's input)."""
     out = tmp_path_factory.mktemp("kill_ref") / "labels.jsonl.gz"
-    run_to_end(command("pseudo-label", "--model", tiny_whisper_dir, "--in", corpus, "--out", out))
+    run_in_process("pseudo-label", "--model", tiny_whisper_dir, "--in", corpus, "--out", out)
     return out
 
 
-def test_stage3_killed_twice_gives_the_uninterrupted_labels(corpus, labelled, tiny_whisper_dir, tmp_path):
+def test_stage3_killed_gives_the_uninterrupted_labels(corpus, labelled, tiny_whisper_dir, tmp_path):
     out = tmp_path / "labels.jsonl.gz"
     cmd = command("pseudo-label", "--model", tiny_whisper_dir, "--in", corpus, "--out", out)
-    where = kill_and_resume(cmd, out.with_name(out.name + ".partial.jsonl"), len(SENTENCES), KILLS, seed=3)
+    where = kill_and_resume(cmd, out.with_name(out.name + ".partial.jsonl"), len(SENTENCES), KILLS, seed=11)
     assert any(w.startswith("after") for w in where), where
     assert manifest_rows(out) == manifest_rows(labelled), where
 
 
-def test_stage4_killed_twice_gives_the_uninterrupted_scores(labelled, tmp_path):
+def test_stage4_killed_gives_the_uninterrupted_scores(labelled, tmp_path):
     ref, out = tmp_path / "ref.jsonl.gz", tmp_path / "scored.jsonl.gz"
     args = ("score", "pesq", "--batch-size", "1", "--in", labelled)
-    run_to_end(command(*args, "--out", ref))
+    run_in_process(*args, "--out", ref)
     where = kill_and_resume(command(*args, "--out", out), out.with_name(out.name + ".partial.jsonl"),
-                            len(SENTENCES), KILLS, seed=4)
+                            len(SENTENCES), KILLS, seed=12)
     assert any(w.startswith("after") for w in where), where
     assert manifest_rows(out) == manifest_rows(ref), where
 
 
-def test_stage7_killed_twice_gives_the_uninterrupted_decode(corpus, tiny_whisper_dir, tmp_path):
+def test_stage7_killed_gives_the_uninterrupted_decode(corpus, tiny_whisper_dir, tmp_path):
     args = ("decode", "--model", tiny_whisper_dir, "--in", corpus)
-    run_to_end(command(*args, "--out", tmp_path / "ref"))
+    run_in_process(*args, "--out", tmp_path / "ref")
     out = tmp_path / "killed"
     where = kill_and_resume(command(*args, "--out", out), out / "cuts.jsonl.gz.partial.jsonl",
-                            len(SENTENCES), KILLS, seed=7)
+                            len(SENTENCES), KILLS, seed=13)
     assert any(w.startswith("after") for w in where), where
     assert decode_rows(out) == decode_rows(tmp_path / "ref"), where
     shutil.rmtree(out)
