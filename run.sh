@@ -108,7 +108,18 @@ stage0() {
 
 stage1() {
   log "Stage 1: corpus preparation ($corpus_prep)"
-  if [ -f data/manifests/.done ]; then log "  data/manifests/.done exists, skipping"; return 0; fi
+  # The marker records the options that shape the corpus; other options stop (or redo) the stage.
+  local marker_opts=(corpus_prep="$corpus_prep" train_set="$train_set" dev_set="$dev_set"
+    test_sets="$test_sets" manifest_prefix="$manifest_prefix")
+  if [ "$corpus_prep" = mini ]; then
+    marker_opts+=(seed="$mini_seed" train="$mini_train_size" dev="$mini_dev_size" test="$mini_test_size")
+  else
+    marker_opts+=(--input "$corpus_prep")
+  fi
+  local rc=0
+  udistil stage-marker check data/manifests/.done $redo_opt "${marker_opts[@]}" || rc=$?
+  if [ $rc -eq 0 ]; then log "  data/manifests/.done matches these options, skipping"; return 0; fi
+  [ $rc -eq 3 ] || return 1
   if [ "$corpus_prep" = mini ]; then
     udistil prepare-mini-corpus --out-dir data/manifests --seed "$mini_seed" \
       --num-train "$mini_train_size" --num-dev "$mini_dev_size" --num-test "$mini_test_size"
@@ -116,17 +127,27 @@ stage1() {
     train_set=$train_set dev_set=$dev_set test_sets=$test_sets manifest_prefix=$manifest_prefix \
       bash "$corpus_prep" data/manifests
   fi
-  touch data/manifests/.done
+  udistil stage-marker write data/manifests/.done "${marker_opts[@]}"
 }
 
 stage2() {
   log "Stage 2: cuts at 16 kHz, <= 30 s, validated"
+  local part rc inputs
   for part in $train_set $dev_set $test_sets; do
-    [ -s data/cuts_$part.jsonl.gz ] && { log "  data/cuts_$part.jsonl.gz exists, skipping"; continue; }
+    # Skipped only when made from these very stage-1 manifests (the marker holds their hashes).
+    inputs=(--input data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz
+            --input data/manifests/${manifest_prefix}_supervisions_$part.jsonl.gz)
+    rc=0
+    udistil stage-marker check data/.cuts_$part.done $redo_opt "${inputs[@]}" || rc=$?
+    if [ $rc -eq 0 ] && [ -s data/cuts_$part.jsonl.gz ]; then
+      log "  data/cuts_$part.jsonl.gz exists, skipping"; continue
+    fi
+    [ $rc -eq 0 ] || [ $rc -eq 3 ] || return 1
     udistil prepare-cuts \
       --recordings data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz \
       --supervisions data/manifests/${manifest_prefix}_supervisions_$part.jsonl.gz \
       --out data/cuts_$part.jsonl.gz
+    udistil stage-marker write data/.cuts_$part.done "${inputs[@]}"
   done
 }
 
@@ -205,10 +226,11 @@ stage4() {
 
 stage5() {
   log "Stage 5: one training subset per filter under data/select/"
+  # No skip here: `udistil select` keeps a subset made from the same scores with the same
+  # rule (its fingerprint) and redoes one whose scores or rule changed.
   local f rule in=exp/scores/cuts_$train_set.jsonl.gz
   load_filter_table
   for f in none $filters fusion oracle_wer; do
-    [ -s data/select/$f/cuts.jsonl.gz ] && { log "  data/select/$f exists, skipping"; continue; }
     if [ $f = oracle_wer ] && [ ! -s exp/scores/$train_set/oracle_wer.jsonl.gz ]; then
       log "  no references for $train_set: no supervised baseline"; continue
     fi

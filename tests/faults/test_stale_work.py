@@ -260,3 +260,30 @@ def test_run_sh_keeps_no_list_of_filters():
     for hard_coded in ("proxy_wer|consistency", "nll_sum|sonar_sim", "pesq|sonar_sim"):
         assert hard_coded not in text
     assert "udistil score --list" in text
+
+
+def test_a_stage_marker_made_with_other_options_stops(tmp_path):
+    from udistil.parallel.fingerprint import check_marker, write_marker
+
+    marker = tmp_path / "manifests" / ".done"
+    assert check_marker(marker, {"seed": "1"}) is False  # not done yet
+    marker.parent.mkdir()
+    write_marker(marker, {"seed": "1"})
+    assert check_marker(marker, {"seed": "1"}) is True
+    with pytest.raises(UdistilError, match=r"manifests/\.done: the stage was run with other options \(seed '1' -> '2'\)"):
+        check_marker(marker, {"seed": "2"})
+    assert check_marker(marker, {"seed": "2"}, redo=True) is False
+    marker.write_text("")  # a marker from `touch`, as run.sh wrote them before
+    with pytest.raises(UdistilError, match="records no fingerprint"):
+        check_marker(marker, {"seed": "1"})
+
+
+def test_a_selection_with_another_rule_is_redone_not_reused(tmp_path, speak):
+    from udistil.select.selection import select_cuts
+
+    scored = tmp_path / "scored.jsonl.gz"
+    score_cuts(create_filter("confidence"), speech_cuts(tmp_path / "in", speak, 4, labelled=True), scored)
+    out = tmp_path / "select" / "cuts.jsonl.gz"
+    assert select_cuts(scored, out, "confidence", threshold=0.0)["kept"] == 4
+    assert select_cuts(scored, out, "confidence", threshold=0.0) == {"skipped_existing": True}
+    assert select_cuts(scored, out, "confidence", threshold=0.8)["kept"] == 2

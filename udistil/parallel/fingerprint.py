@@ -181,3 +181,36 @@ def check_or_write(out_path: str | os.PathLike, fp: dict, redo: bool = False,
 
     write_json_atomic(fp, fingerprint_path(out_path))
     return False
+
+
+def check_marker(marker: str | os.PathLike, options: dict, inputs: list | None = None,
+                 redo: bool = False, redo_hint: str = "rerun with --redo-stale true") -> bool:
+    """A stage's `.done` marker holding the fingerprint of what the stage was run with.
+
+    True: the marker exists and matches (skip the stage).  False: no marker, or a stale one
+    removed because `redo` (run the stage, then `write_marker`).  A stale marker without
+    `redo` raises StaleOutputError naming it.
+    """
+    marker = Path(marker)
+    fp = fingerprint(inputs or [], options=options)
+    if not marker.exists():
+        return False
+    try:
+        old = json.loads(marker.read_text(encoding="utf-8") or "null")
+    except ValueError:
+        old = None
+    why = "; ".join(differences(old, fp)) if isinstance(old, dict) else "it records no fingerprint"
+    if isinstance(old, dict) and not differences(old, fp):
+        return True
+    if not redo:
+        raise StaleOutputError(f"{marker}: the stage was run with other options ({why}); {redo_hint}, "
+                               f"or delete {marker.parent}, to redo it")
+    logger.warning("%s: stale (%s); the stage runs again", marker, why)
+    marker.unlink()
+    return False
+
+
+def write_marker(marker: str | os.PathLike, options: dict, inputs: list | None = None) -> None:
+    from udistil.data.manifests import write_json_atomic
+
+    write_json_atomic(fingerprint(inputs or [], options=options), marker)

@@ -25,6 +25,7 @@ from pathlib import Path
 from udistil.data.manifests import iter_cuts, write_cuts, write_json_atomic
 from udistil.errors import UdistilError
 from udistil.filters.base import teacher_field, teacher_text
+from udistil.parallel.fingerprint import differences, fingerprint, fingerprint_path, read_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,14 @@ def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = N
     the scores, never the cuts."""
     if threshold is not None and keep_fraction is not None:
         raise UdistilError("give --threshold or --keep-fraction, not both")
+    # A selection is cheap and deterministic: kept when made from the same scores with the
+    # same rule, redone (never reused silently) otherwise.
+    fp = fingerprint([in_path], options={"filter": filter_name, "threshold": threshold,
+                                         "keep_fraction": keep_fraction, "keep_null": keep_null})
+    old = read_fingerprint(out_path)
+    if Path(out_path).exists() and old is not None and not differences(old, fp):
+        logger.info("%s exists and matches its fingerprint; skipping", out_path)
+        return {"skipped_existing": True}
     values, has_text, durations = [], [], []
     scored_any = False
     for c in iter_cuts(in_path):
@@ -105,7 +114,9 @@ def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = N
     n_kept = sum(kept_flags)
     if not n_kept:
         raise UdistilError(f"{in_path}: selection '{rule}' keeps no cut; loosen the threshold")
+    fingerprint_path(out_path).unlink(missing_ok=True)
     write_cuts((c for c, flag in zip(iter_cuts(in_path), kept_flags) if flag), out_path)
+    write_json_atomic(fp, fingerprint_path(out_path))
     stats = {
         "filter": filter_name, "rule": rule, "kept": n_kept, "total": total,
         "empty_pseudo_labels": total - n_text,
