@@ -286,4 +286,4 @@ def test_a_selection_with_another_rule_is_redone_not_reused(tmp_path, speak):
     out = tmp_path / "select" / "cuts.jsonl.gz"
     assert select_cuts(scored, out, "confidence", threshold=0.0)["kept"] == 4
     assert select_cuts(scored, out, "confidence", threshold=0.0) == {"skipped_existing": True}
-    assert select_cuts(scored, out, "confidence", threshold=0.8)["kept"] == 2
+    assert select_cuts(scored, out, "confidence", threshold=0.75)["kept"] == 2
