@@ -93,6 +93,9 @@ temperature=2.0
 # the largest gradient and optimizer state of a 2-layer decoder, and little to learn from a
 # few hundred clips.
 distill_opts="--freeze-embeddings"
+# Stages 3-4: redo shards whose fingerprint (input, teacher, options) no longer matches,
+# instead of stopping with a message that names them.
+redo_stale=false
 # Skip tools/install.sh (when you manage the environment yourself).
 skip_install=false
 
@@ -109,6 +112,7 @@ fi
 . "$udistil_root/cmd.sh"
 
 mkdir -p exp/log
+redo_opt=""; [ "$redo_stale" = true ] && redo_opt="--redo-stale"
 # Parallel local jobs share the cores; more torch threads than cores only thrash.
 threads_per_job=$(( $(nproc) / nj )); [ "$threads_per_job" -ge 1 ] || threads_per_job=1
 teacher_dir=exp/models/teacher
@@ -122,7 +126,18 @@ stage0() {
 
 stage1() {
   log "Stage 1: corpus preparation ($corpus_prep)"
-  if [ -f data/manifests/.done ]; then log "  data/manifests/.done exists, skipping"; return 0; fi
+  # The marker records the options that shape the corpus; other options stop (or redo) the stage.
+  local marker_opts=(corpus_prep="$corpus_prep" train_set="$train_set" dev_set="$dev_set"
+    test_sets="$test_sets" manifest_prefix="$manifest_prefix")
+  if [ "$corpus_prep" = mini ]; then
+    marker_opts+=(seed="$mini_seed" train="$mini_train_size" dev="$mini_dev_size" test="$mini_test_size")
+  else
+    marker_opts+=(--input "$corpus_prep")
+  fi
+  local rc=0
+  udistil stage-marker check data/manifests/.done $redo_opt "${marker_opts[@]}" || rc=$?
+  if [ $rc -eq 0 ]; then log "  data/manifests/.done matches these options, skipping"; return 0; fi
+  [ $rc -eq 3 ] || return 1
   if [ "$corpus_prep" = mini ]; then
     udistil prepare-mini-corpus --out-dir data/manifests --seed "$mini_seed" \
       --num-train "$mini_train_size" --num-dev "$mini_dev_size" --num-test "$mini_test_size"
@@ -130,28 +145,39 @@ stage1() {
     train_set=$train_set dev_set=$dev_set test_sets=$test_sets manifest_prefix=$manifest_prefix \
       bash "$corpus_prep" data/manifests
   fi
-  touch data/manifests/.done
+  udistil stage-marker write data/manifests/.done "${marker_opts[@]}"
 }
 
 stage2() {
   log "Stage 2: cuts at 16 kHz, <= 30 s, validated"
+  local part rc inputs
   for part in $train_set $dev_set $test_sets; do
-    [ -s data/cuts_$part.jsonl.gz ] && { log "  data/cuts_$part.jsonl.gz exists, skipping"; continue; }
+    # Skipped only when made from these very stage-1 manifests (the marker holds their hashes).
+    inputs=(--input data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz
+            --input data/manifests/${manifest_prefix}_supervisions_$part.jsonl.gz)
+    rc=0
+    udistil stage-marker check data/.cuts_$part.done $redo_opt "${inputs[@]}" || rc=$?
+    if [ $rc -eq 0 ] && [ -s data/cuts_$part.jsonl.gz ]; then
+      log "  data/cuts_$part.jsonl.gz exists, skipping"; continue
+    fi
+    [ $rc -eq 0 ] || [ $rc -eq 3 ] || return 1
     udistil prepare-cuts \
       --recordings data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz \
       --supervisions data/manifests/${manifest_prefix}_supervisions_$part.jsonl.gz \
       --out data/cuts_$part.jsonl.gz
+    udistil stage-marker write data/.cuts_$part.done "${inputs[@]}"
   done
 }
 
 # Pseudo-label one CutSet in nj shards; finished shards are skipped, a killed shard resumes.
+# No skip here on "$out exists": split, shards and merge each check their fingerprint, so a
+# rerun with another teacher, --beam or input stops (or redoes, --redo-stale true) instead.
 pseudo_label_set() {
   local in=$1 out=$2 dir=$3
-  [ -s "$out" ] && { log "  $out exists, skipping"; return 0; }
   udistil split-cuts --in "$in" --nj "$nj" --out-dir "$dir/split$nj"
   $decode_cmd JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
     udistil pseudo-label --model "$teacher_dir" --batch-size "$batch_size" --beam "$beam" \
-      --num-threads "$threads_per_job" \
+      --num-threads "$threads_per_job" $redo_opt \
       --targets-dir "$dir/targets" --targets-temperature "$temperature" \
       --in "$dir/split$nj/cuts.JOB.jsonl.gz" --out "$dir/shards/cuts.JOB.jsonl.gz"
   udistil merge-cuts --out "$out" $(for j in $(seq "$nj"); do echo "$dir/shards/cuts.$j.jsonl.gz"; done)
@@ -165,35 +191,47 @@ stage3() {
   pseudo_label_set data/cuts_$dev_set.jsonl.gz exp/teacher/cuts_$dev_set.jsonl.gz exp/teacher/$dev_set
 }
 
-# Model-based filters are sharded like stage 3; filters that only read stage 3's statistics
-# share one pass; oracle_wer runs when the set has references; fusion runs last, on the whole set,
-# calibrated by the file $4 when given ("fit": fit it here, on this labelled set, if it can be).
+# What each filter needs comes from the package (`udistil score --list`), never from a list here:
+# filters that run a model are sharded like stage 3; the others (statistics only) share one
+# pass; oracle_wer runs when the set has references; whole-set ones (fusion) run last.
+# Every output checks its fingerprint, so finished, current work is skipped and stale work stops.
+# Asked once per run (outside a subshell, so the answer is kept).
+load_filter_table() { [ -n "${filter_table:-}" ] || filter_table=$(udistil score --list); }
+# filter_field NAME COLUMN: one fact about one filter (columns as in `udistil score --list`).
+filter_field() {
+  echo "$filter_table" | awk -F'\t' -v f="$1" -v c="$2" '
+    /^#/ { for (i = 1; i <= NF; i++) col[(i == 1 ? substr($i, 2) : $i)] = i; next }
+    $1 == f { print $col[c]; found = 1 } END { if (!found) exit 1 }' \
+    || { echo "run.sh: unknown filter '$1' (udistil score --list shows them)" >&2; return 1; }
+}
+# Fusion is calibrated by the file $4 when given ("fit": fit it here, on this labelled set,
+# if it can be).
 score_set() {
-  local in=$1 out=$2 dir=$3 calibration=${4:-} cur=$1 f cheap=""
-  [ -s "$out" ] && { log "  $out exists, skipping"; return 0; }
+  local in=$1 out=$2 dir=$3 calibration=${4:-} cur=$1 f cheap="" sharded=""
   mkdir -p "$dir/log"
+  load_filter_table
   for f in $filters; do
-    case $f in proxy_wer|consistency|pesq|sonar_sim|oracle_wer|fusion) ;; *) cheap=${cheap:+$cheap,}$f ;; esac
+    if [ "$(filter_field "$f" label_free)" = no ] || [ "$(filter_field "$f" whole_set)" = yes ]; then continue; fi
+    case ,$(filter_field "$f" needs), in
+      *,model,*) sharded="$sharded $f" ;;
+      *) cheap=${cheap:+$cheap,}$f ;;
+    esac
   done
   if [ -n "$cheap" ]; then
-    udistil score "$cheap" --in "$cur" --out "$dir/teacher_stats.jsonl.gz" > "$dir/log/score_teacher_stats.log" 2>&1 \
+    udistil score "$cheap" $redo_opt --in "$cur" --out "$dir/teacher_stats.jsonl.gz" > "$dir/log/score_teacher_stats.log" 2>&1 \
       || { tail -n 5 "$dir/log/score_teacher_stats.log" >&2; return 1; }
     cur=$dir/teacher_stats.jsonl.gz
   fi
-  for f in $filters; do
-    case $f in
-      proxy_wer|consistency|pesq|sonar_sim)
-        udistil split-cuts --in "$cur" --nj "$nj" --out-dir "$dir/$f/split$nj"
-        $decode_cmd JOB=1:$nj "$dir/log/score_$f.JOB.log" \
-          udistil score "$f" --num-threads "$threads_per_job" --proxy "$proxy" --model "$teacher_dir" \
-            --in "$dir/$f/split$nj/cuts.JOB.jsonl.gz" --out "$dir/$f/shards/cuts.JOB.jsonl.gz"
-        udistil merge-cuts --out "$dir/$f.jsonl.gz" $(for j in $(seq "$nj"); do echo "$dir/$f/shards/cuts.$j.jsonl.gz"; done)
-        cur=$dir/$f.jsonl.gz
-        ;;
-    esac
+  for f in $sharded; do
+    udistil split-cuts --in "$cur" --nj "$nj" --out-dir "$dir/$f/split$nj"
+    $decode_cmd JOB=1:$nj "$dir/log/score_$f.JOB.log" \
+      udistil score "$f" --num-threads "$threads_per_job" --proxy "$proxy" --model "$teacher_dir" $redo_opt \
+        --in "$dir/$f/split$nj/cuts.JOB.jsonl.gz" --out "$dir/$f/shards/cuts.JOB.jsonl.gz"
+    udistil merge-cuts --out "$dir/$f.jsonl.gz" $(for j in $(seq "$nj"); do echo "$dir/$f/shards/cuts.$j.jsonl.gz"; done)
+    cur=$dir/$f.jsonl.gz
   done
   # The supervised baseline needs ground truth; udistil refuses (and says why) without it.
-  if udistil score oracle_wer --in "$cur" --out "$dir/oracle_wer.jsonl.gz" > "$dir/log/score_oracle_wer.log" 2>&1; then
+  if udistil score oracle_wer $redo_opt --in "$cur" --out "$dir/oracle_wer.jsonl.gz" > "$dir/log/score_oracle_wer.log" 2>&1; then
     cur=$dir/oracle_wer.jsonl.gz
   else
     log "  oracle_wer not scored: $(tail -n 1 "$dir/log/score_oracle_wer.log")"
@@ -207,7 +245,7 @@ score_set() {
       rm -f "$calibration"; calibration=""
     fi
   fi
-  udistil score fusion ${calibration:+--calibration "$calibration"} --in "$cur" --out "$out" \
+  udistil score fusion $redo_opt ${calibration:+--calibration "$calibration"} --in "$cur" --out "$out" \
     > "$dir/log/score_fusion.log" 2>&1 || { tail -n 5 "$dir/log/score_fusion.log" >&2; return 1; }
   grep -h "family weights\|calibrated on" "$dir/log/score_fusion.log" | sed 's/^.*fusion/  fusion/' || true
 }
@@ -224,19 +262,21 @@ stage4() {
 
 stage5() {
   log "Stage 5: one training subset per filter under data/select/"
+  # No skip here: `udistil select` keeps a subset made from the same scores with the same
+  # rule (its fingerprint) and redoes one whose scores or rule changed.
   local f rule in=exp/scores/cuts_$train_set.jsonl.gz
+  load_filter_table
   for f in none $filters fusion oracle_wer; do
-    [ -s data/select/$f/cuts.jsonl.gz ] && { log "  data/select/$f exists, skipping"; continue; }
     if [ $f = oracle_wer ] && [ ! -s exp/scores/$train_set/oracle_wer.jsonl.gz ]; then
       log "  no references for $train_set: no supervised baseline"; continue
     fi
     rule=""
     for t in $select_thresholds; do [ "${t%%:*}" = "$f" ] && rule="--threshold ${t#*:}"; done
-    case $f in
-      # Filters without a natural threshold are compared at a fixed kept fraction.
-      nll_sum|sonar_sim|worst_window|tail_nll|entropy_window|word_nll)
-        rule=${rule:-"--keep-fraction $select_keep_fraction"} ;;
-    esac
+    # Filters without a natural (default) threshold are compared at a fixed kept fraction;
+    # the others use their own default, which `udistil select` reads from the filter.
+    if [ $f != none ] && [ -z "$rule" ] && [ "$(filter_field "$f" default_threshold)" = none ]; then
+      rule="--keep-fraction $select_keep_fraction"
+    fi
     if [ $f = none ]; then
       udistil select --filter none --in "$in" --out data/select/none/cuts.jsonl.gz
     else

@@ -16,7 +16,9 @@ class BadAudioError(UdistilError):
 
     def __init__(self, path, reason, cut_id=None):
         self.path = str(path)
-        self.reason = reason
+        # One line, whatever the decoder said (lhotse appends multi-line "[extra info]").
+        reason = " ".join(str(reason).split())
+        self.reason = reason if len(reason) <= 300 else reason[:297] + "..."
         self.cut_id = cut_id
         where = f"{self.path}" + (f" (cut {cut_id})" if cut_id else "")
         super().__init__(f"{where}: {reason}")

@@ -7,6 +7,7 @@ never touches it.  User-facing errors (UdistilError) print one clear line and ex
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import pkgutil
 import sys
@@ -14,6 +15,8 @@ import sys
 import udistil.bin
 from udistil.errors import UdistilError
 from udistil.log import setup_logging
+
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def available_actions() -> list[str]:
@@ -52,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         result = module.run(args)
     except UdistilError as e:
         print(f"udistil {name}: ERROR: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        # A full disk or a read-only / forbidden path is the user's to fix; what was written
+        # before stays (outputs are renamed into place only when complete).
+        where = e.filename or "an output file"
+        print(f"udistil {name}: ERROR: {where}: {e.strerror}; free space or fix permissions and "
+              "rerun (finished work is kept)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"udistil {name}: interrupted", file=sys.stderr)

@@ -20,13 +20,17 @@ def add_arguments(parser):
                     help="the distillation temperature T the log-probabilities are stored at")
     kd.add_argument("--no-targets-hidden", action="store_true",
                     help="do not store the decoder's hidden states (only needed for --alpha-mse)")
+    parser.add_argument("--redo-stale", action="store_true",
+                        help="redo an output (or partial output) made from another input, teacher or options "
+                        "instead of stopping")
 
 
 def run(args):
     from pathlib import Path
-    if Path(args.out).exists() and not args.overwrite:
-        print(f"{args.out} exists; skipping")
-        return 0
+
+    from udistil.parallel.fingerprint import check_or_write
+    from udistil.teacher.pseudo_label import labelling_fingerprint
+
     options = decode_options(args)
     if args.targets_dir:
         import dataclasses
@@ -34,6 +38,11 @@ def run(args):
         options = dataclasses.replace(options, targets=TargetSpec(
             topk=args.targets_topk, temperature=args.targets_temperature,
             keep_hidden=not args.no_targets_hidden))
+    # Checked before loading the teacher: a finished, current shard costs no model load.
+    if Path(args.out).exists() and not args.overwrite and check_or_write(
+            args.out, labelling_fingerprint(args.in_path, args.model, options, args.targets_dir), redo=args.redo_stale):
+        print(f"{args.out} exists and matches its fingerprint; skipping")
+        return 0
     transcriber = Transcriber.from_spec(args.model, options)
     pseudo_label(args.in_path, args.out, transcriber, overwrite=args.overwrite,
-                 targets_dir=args.targets_dir)
+                 targets_dir=args.targets_dir, redo_stale=args.redo_stale)

@@ -3,11 +3,17 @@ from udistil.filters import FILTERS
 
 
 def add_arguments(parser):
-    parser.add_argument("filter", help="filter to compute (the custom key it writes), or several cheap ones "
+    parser.add_argument("filter", nargs="?", help="filter to compute (the custom key it writes), or several cheap ones "
                         "comma-separated (confidence,entropy,nll) in one pass; one of: " + ", ".join(sorted(FILTERS)))
-    parser.add_argument("--in", dest="in_path", required=True, help="stage-3 (or already scored) CutSet")
-    parser.add_argument("--out", required=True, help="output CutSet (skipped if it exists)")
+    parser.add_argument("--list", action="store_true",
+                        help="print every filter's needs, direction, default threshold, label-freeness and "
+                        "whole-set flag (tab-separated) and exit")
+    parser.add_argument("--in", dest="in_path", help="stage-3 (or already scored) CutSet")
+    parser.add_argument("--out", help="output CutSet (skipped if it exists and matches its fingerprint)")
     parser.add_argument("--overwrite", action="store_true", help="redo an existing output")
+    parser.add_argument("--redo-stale", action="store_true",
+                        help="redo an output (or partial output) made from another input or other filter "
+                        "options instead of stopping")
     parser.add_argument("--batch-size", type=int, default=0, help="cuts per scoring batch (0 = the filter's own)")
     parser.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--device", default="cpu", help="torch device for model-based filters")
@@ -36,16 +42,35 @@ def add_arguments(parser):
 
 
 def run(args):
+    from pathlib import Path
+
+    from udistil.errors import UdistilError
+    from udistil.filters import format_filter_table
+
+    if args.list:
+        print(format_filter_table())
+        return 0
+    if not (args.filter and args.in_path and args.out):
+        raise UdistilError("give FILTER, --in and --out (or --list)")
+
     import torch
 
-    from udistil.filters import create_filter
-    from udistil.filters.runner import score_cuts
+    from udistil.filters import create_filter, filter_options
+    from udistil.filters.runner import score_cuts, scoring_fingerprint
+    from udistil.parallel.fingerprint import check_or_write
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     options = {k: v for k, v in vars(args).items() if k not in ("batch_size", "filter")}
-    filters = [create_filter(name, **options) for name in args.filter.split(",") if name]
+    names = [name for name in args.filter.split(",") if name]
+    # Checked before any model loads: a finished, current output costs nothing.
+    if Path(args.out).exists() and not args.overwrite and check_or_write(
+            args.out, scoring_fingerprint({n: filter_options(n, **options) for n in names}, args.in_path),
+            redo=args.redo_stale):
+        print(f"{args.out} exists and matches its fingerprint; skipping")
+        return 0
+    filters = [create_filter(name, **options) for name in names]
     for filt in filters:
         if args.batch_size > 0:
             filt.batch_size = args.batch_size
-    score_cuts(filters, args.in_path, args.out, overwrite=args.overwrite)
+    score_cuts(filters, args.in_path, args.out, overwrite=args.overwrite, redo_stale=args.redo_stale)

@@ -17,5 +17,8 @@ def run(args):
     from udistil.select.selection import select_cuts
 
     stats = select_cuts(args.in_path, args.out, args.filter, args.threshold, args.keep_fraction, args.keep_null)
+    if stats.get("skipped_existing"):
+        print(f"{args.out} exists, skipping (made from the same scores with the same rule)")
+        return 0
     print(f"{args.filter}: kept {stats['kept']} / {stats['total']} cuts, "
           f"{stats['hours_kept']:.2f} / {stats['hours_total']:.2f} h ({stats['rule']})")

@@ -6,6 +6,8 @@ caller can skip the cut (and count it) instead of crashing inside transformers.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from lhotse.cut import Cut
 
@@ -35,6 +37,15 @@ def load_cut_audio(cut: Cut, max_duration: float = MAX_DURATION) -> np.ndarray:
         raise BadAudioError(
             path, f"{cut.duration:.1f} s is longer than Whisper's {max_duration:.0f} s window; "
             "stage 2 splits or drops such cuts", cut.id)
+    rec = getattr(cut, "recording", None)
+    missing = [s.source for s in (rec.sources if rec is not None else []) if s.type == "file"
+               and not os.path.exists(s.source)]
+    if missing:
+        raise BadAudioError(missing[0], "audio file not found", cut.id)
+    empty = [s.source for s in (rec.sources if rec is not None else []) if s.type == "file"
+             and os.path.getsize(s.source) == 0]
+    if empty:
+        raise BadAudioError(empty[0], "audio file is empty (0 bytes)", cut.id)
     if cut.sampling_rate != SAMPLE_RATE:
         cut = cut.resample(SAMPLE_RATE)
     try:

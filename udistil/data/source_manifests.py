@@ -68,8 +68,15 @@ def _read(path, loader, what: str):
 
 
 def read_recordings(path) -> RecordingSet:
-    """Load a RecordingSet eagerly; any failure becomes a ManifestError naming the file."""
-    return _read(path, RecordingSet.from_file, "recording")
+    """Load a RecordingSet eagerly; any failure becomes a ManifestError naming the file.
+
+    Relative audio paths are resolved against the manifest's directory, as for cuts."""
+    from udistil.data.manifests import resolve_recording_paths
+
+    recordings = _read(path, RecordingSet.from_file, "recording")
+    for rec in recordings:
+        resolve_recording_paths(rec, Path(path).parent)
+    return recordings
 
 
 def read_supervisions(path) -> SupervisionSet:

@@ -44,9 +44,37 @@ def filter_class(name: str):
     return getattr(importlib.import_module(f"udistil.filters.{module}"), cls)
 
 
+def filter_options(name: str, **options) -> dict:
+    """The subset of `options` filter `name`'s constructor accepts (None = its default)."""
+    accepted = inspect.signature(filter_class(name).__init__).parameters
+    return {k: v for k, v in options.items() if k in accepted and v is not None}
+
+
 def create_filter(name: str, **options):
     """Build filter `name` with the subset of `options` its constructor accepts (None = default)."""
-    cls = filter_class(name)
-    accepted = inspect.signature(cls.__init__).parameters
-    kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
-    return cls(**kwargs)
+    kwargs = filter_options(name, **options)
+    filt = filter_class(name)(**kwargs)
+    # What it was built with, for the fingerprint of its output (udistil.filters.runner).
+    filt.options = kwargs
+    return filt
+
+
+def filter_table() -> list[dict]:
+    """Every filter's class facts (no model is loaded): what `udistil score --list` prints
+    and what run.sh reads, so the shell never keeps its own copy of them."""
+    rows = []
+    for name in FILTERS:
+        cls = filter_class(name)
+        rows.append({"name": name, "needs": ",".join(cls.needs),
+                     "direction": "higher_is_worse" if cls.higher_is_worse else "higher_is_better",
+                     "default_threshold": "none" if cls.default_threshold is None else str(cls.default_threshold),
+                     "label_free": "yes" if cls.label_free else "no",
+                     "whole_set": "yes" if cls.whole_set else "no"})
+    return rows
+
+
+def format_filter_table() -> str:
+    """Tab-separated, one filter a line, after a '#' header (awk -F'\\t' reads it)."""
+    rows = filter_table()
+    keys = list(rows[0])
+    return "\n".join(["#" + "\t".join(keys)] + ["\t".join(r[k] for k in keys) for r in rows])

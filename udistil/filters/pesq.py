@@ -8,7 +8,9 @@ Explicit edge cases, each a null with its reason rather than a crash or a fake v
   * empty pseudo-label: there is nothing to render;
   * PESQ's NoUtterancesError (its voice-activity detector found no speech in one side),
     and digital silence, which PESQ itself would turn into NaN;
-  * any other PesqError (e.g. a buffer too short to score).
+  * any other PesqError (e.g. a buffer too short to score);
+  * a rendering that fails (the TTS rejects or chokes on this text): one bad label is one
+    null, never a dead shard.
 Length mismatch: PESQ compares two recordings of the same event and aligns them in time
 only within utterances, so the rendering is trimmed or padded with silence to the
 original's length; the original is never altered.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from udistil.errors import UdistilError
 from udistil.filters.base import Filter, Score, cut_language, teacher_text
 from udistil.filters.tts_render import SAMPLE_RATE, make_renderer
 
@@ -65,5 +68,10 @@ class PesqScore(Filter):
             elif not self.renderer.supports(lang):
                 out.append(Score.null(self.renderer.why_not(lang)))
             else:
-                out.append(pesq_wb(audio, self.renderer.render(text, lang, audio)))
+                try:
+                    rendered = self.renderer.render(text, lang, audio)
+                except UdistilError as e:
+                    out.append(Score.null(f"TTS could not render the pseudo-label: {e}"))
+                    continue
+                out.append(pesq_wb(audio, rendered))
         return out

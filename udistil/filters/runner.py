@@ -20,9 +20,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from udistil.data.audio import load_cut_audio
-from udistil.data.manifests import custom, read_cuts, write_cuts, write_json_atomic
+from udistil.data.manifests import custom, iter_cuts, write_cuts, write_json_atomic
 from udistil.errors import BadAudioError, UdistilError
 from udistil.filters.base import Filter, Score
+from udistil.parallel.fingerprint import fingerprint, model_identity
 from udistil.parallel.resumable import ResumableCutWriter
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,24 @@ def _load_audios(batch, nulls: dict[str, str]):
     return audios
 
 
+def _score_one_by_one(filt: Filter, cuts, audios, first_error: Exception) -> list[Score]:
+    """After a batch raised: score its cuts alone, so one bad cut costs one null.
+
+    When every cut of a batch of several fails alone too, the fault is not in the data
+    (a model that will not run, a bug): that error stops the shard instead of nulling it all.
+    """
+    scores, failures = [], 0
+    for cut, audio in zip(cuts, audios):
+        try:
+            scores.extend(filt.score([cut], [audio]))
+        except Exception as e:  # any failure inside a filter on this one cut's data
+            failures += 1
+            scores.append(Score.null(f"{filt.name} failed on this cut ({type(e).__name__}: {e})"))
+    if failures == len(cuts) and len(cuts) > 1:
+        raise first_error
+    return scores
+
+
 def _score_batch(filt: Filter, batch) -> tuple[list[Score], float]:
     t0 = time.perf_counter()
     nulls: dict[str, str] = {}
@@ -77,7 +96,11 @@ def _score_batch(filt: Filter, batch) -> tuple[list[Score], float]:
     usable = [i for i, cut in enumerate(batch) if cut.id not in nulls]
     scores = [Score.null(nulls.get(cut.id, "")) for cut in batch]
     if usable:
-        got = filt.score([batch[i] for i in usable], [audios[i] for i in usable])
+        cuts, arrays = [batch[i] for i in usable], [audios[i] for i in usable]
+        try:
+            got = filt.score(cuts, arrays)
+        except Exception as e:  # noqa: BLE001 - narrowed to the failing cut below
+            got = _score_one_by_one(filt, cuts, arrays, e)
         if len(got) != len(usable):
             raise RuntimeError(f"filter {filt.name} returned {len(got)} scores for {len(usable)} cuts")
         for i, s in zip(usable, got):
@@ -93,71 +116,129 @@ def _record(filt, batch, scores, seconds, nulls) -> None:
         _store(cut, filt.name, s, seconds * cut.duration / total_s)
 
 
-def _score_resumably(filters, cuts, out_path, nulls, overwrite) -> None:
-    if overwrite:
-        out_path.with_name(out_path.name + ".partial.jsonl").unlink(missing_ok=True)
-    writer = ResumableCutWriter(out_path)
+def _batches(in_path, size: int):
+    batch = []
+    for cut in iter_cuts(in_path):
+        batch.append(cut)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _score_resumably(filters, in_path, out_path, nulls, writer, totals) -> None:
+    """Stream the input in batches (memory bounded by a batch), appending finished cuts."""
     step = min(f.batch_size for f in filters)
     names = ",".join(f.name for f in filters)
-    try:
-        todo = [c for c in cuts if not writer.is_done(c.id)]
-        with tqdm(total=len(cuts), initial=len(cuts) - len(todo), desc=f"score {names}",
-                  unit="cut", mininterval=5) as bar:
-            for start in range(0, len(todo), step):
-                batch = todo[start:start + step]
-                for filt in filters:
-                    scores, seconds = _score_batch(filt, batch)
-                    _record(filt, batch, scores, seconds, nulls[filt.name])
-                for cut in batch:
-                    writer.add(cut)
-                bar.update(len(batch))
-        writer.finish(order=list(cuts.ids))
-    finally:
-        writer.close()
+    with tqdm(initial=len(writer.done), desc=f"score {names}", unit="cut", mininterval=5) as bar:
+        for batch in _batches(in_path, step):
+            totals["cuts"] += len(batch)
+            totals["audio_s"] += sum(c.duration for c in batch)
+            todo = [c for c in batch if not writer.is_done(c.id)]
+            if not todo:
+                continue
+            for filt in filters:
+                scores, seconds = _score_batch(filt, todo)
+                _record(filt, todo, scores, seconds, nulls[filt.name])
+            for cut in todo:
+                writer.add(cut)
+            bar.update(len(todo))
+    writer.finish(order=(c.id for c in iter_cuts(in_path)))
 
 
-def _score_whole_set(filt, cuts, out_path, nulls) -> None:
-    """Set-level filters (fusion) are cheap and depend on every cut: one piece, no partial file."""
-    batch = list(cuts)
-    scores, seconds = _score_batch(filt, batch)
-    _record(filt, batch, scores, seconds, nulls)
-    write_cuts(batch, out_path)
+def _light(cut):
+    """The cut with its list-valued custom fields (per-token statistics) dropped: what a
+    whole-set filter reads (score columns, language) at a fraction of the memory."""
+    sup = cut.supervisions[0]
+    sup.custom = {k: v for k, v in (sup.custom or {}).items() if not isinstance(v, list)}
+    return cut
 
 
-def score_cuts(filters: Filter | list[Filter], in_path, out_path, overwrite: bool = False) -> dict:
+def _score_whole_set(filt, in_path, out_path, nulls, totals) -> None:
+    """Set-level filters (fusion) depend on every cut: scored in one piece on light copies
+    of the cuts, then a second streaming pass writes the full cuts with their score."""
+    light = [_light(c) for c in iter_cuts(in_path)]
+    totals["cuts"], totals["audio_s"] = len(light), sum(c.duration for c in light)
+    scores, seconds = _score_batch(filt, light)
+    per_cut = {c.id: (s, seconds * c.duration / (totals["audio_s"] or 1.0)) for c, s in zip(light, scores)}
+    del light, scores
+
+    def scored():
+        for cut in iter_cuts(in_path):
+            score, cut_seconds = per_cut[cut.id]
+            if score.value is None:
+                nulls.add(cut.id, score.reason or "no reason given")
+            _store(cut, filt.name, score, cut_seconds)
+            yield cut
+    write_cuts(scored(), out_path)
+
+
+# Options that change how fast, never what is scored.
+_SPEED_ONLY = {"device", "num_threads", "model_batch_size", "batch_size", "in_path", "out", "overwrite",
+               "redo_stale", "verbose", "filter"}
+
+
+def scoring_fingerprint(filters: list[Filter] | dict[str, dict], in_path) -> dict:
+    """The input and each filter's result-changing options (filters, or {name: options}
+    before they are built); a model given as a local directory is identified by its files
+    (see udistil.parallel.fingerprint)."""
+    if not isinstance(filters, dict):
+        filters = {f.name: getattr(f, "options", {}) for f in filters}
+    options = {}
+    for name, built_with in filters.items():
+        opts = {}
+        for key, value in sorted(built_with.items()):
+            if key in _SPEED_ONLY:
+                continue
+            opts[key] = model_identity(value) if isinstance(value, str) and Path(value).is_dir() else value
+        options[name] = opts
+    return fingerprint([in_path], options=options)
+
+
+def score_cuts(filters: Filter | list[Filter], in_path, out_path, overwrite: bool = False,
+               redo_stale: bool = False) -> dict:
     """Score every cut of `in_path` with one filter (or several, in one pass) into `out_path`.
 
     Several filters share one read, one pass and one write, which matters for the cheap
-    ones (confidence, entropy, nll: the process start-up outweighs their work).
+    ones (confidence, entropy, nll: the process start-up outweighs their work).  The input
+    is streamed (except for whole-set filters), the output is locked while it is written,
+    and an output made from another input or with other filter options stops the run
+    (or is redone with redo_stale).
     Returns a summary dict (also written beside the output as <out>.stats.json).
     """
     filters = [filters] if isinstance(filters, Filter) else list(filters)
     if len(filters) > 1 and any(f.whole_set for f in filters):
         raise UdistilError("a whole-set filter (fusion) must be scored on its own, after the others")
     out_path = Path(out_path)
-    if out_path.exists() and not overwrite:
-        logger.info("%s exists; skipping (use --overwrite to redo)", out_path)
-        return {"skipped_existing": True}
-    cuts = read_cuts(in_path)
-    for filt in filters:
-        check = getattr(filt, "check_set", None)
-        if check is not None:
-            check(cuts, in_path)
-    nulls = {f.name: NullLog(f.name) for f in filters}
-    t0 = time.time()
-    if filters[0].whole_set:
-        _score_whole_set(filters[0], cuts, out_path, nulls[filters[0].name])
-    else:
-        _score_resumably(filters, cuts, out_path, nulls, overwrite)
+    fp = scoring_fingerprint(filters, in_path)
+    writer = ResumableCutWriter(out_path, fingerprint=fp, redo=redo_stale, overwrite=overwrite)
+    try:
+        if writer.finished:
+            logger.info("%s exists and matches its fingerprint; skipping (use --overwrite to redo)", out_path)
+            return {"skipped_existing": True}
+        for filt in filters:
+            check = getattr(filt, "check_set", None)
+            if check is not None:
+                check(iter_cuts(in_path), in_path)
+        nulls = {f.name: NullLog(f.name) for f in filters}
+        totals = {"cuts": 0, "audio_s": 0.0}
+        t0 = time.time()
+        if filters[0].whole_set:
+            _score_whole_set(filters[0], in_path, out_path, nulls[filters[0].name], totals)
+        else:
+            _score_resumably(filters, in_path, out_path, nulls, writer, totals)
+    finally:
+        writer.close()
     wall = time.time() - t0
-    summary = {"filters": [f.name for f in filters], "cuts": len(cuts), "wall_s": round(wall, 2),
-               "audio_s": round(sum(c.duration for c in cuts), 1),
+    summary = {"filters": [f.name for f in filters], "cuts": totals["cuts"], "wall_s": round(wall, 2),
+               "audio_s": round(totals["audio_s"], 1),
                "null": {f.name: sum(nulls[f.name].counts.values()) for f in filters},
                "null_reasons": {f.name: dict(nulls[f.name].counts) for f in filters}}
     write_json_atomic(summary, out_path.with_name(out_path.name + ".stats.json"))
     for filt in filters:
         counts = nulls[filt.name].counts
-        logger.info("%s: scored %d cuts with %s in %.1f s; %d null (%s)", out_path, len(cuts),
+        logger.info("%s: scored %d cuts with %s in %.1f s; %d null (%s)", out_path, totals["cuts"],
                     filt.describe(), wall, sum(counts.values()),
                     ", ".join(f"{r}: {n}" for r, n in counts.most_common()) or "none")
     return summary

@@ -22,9 +22,10 @@ import logging
 import math
 from pathlib import Path
 
-from udistil.data.manifests import read_cuts, write_cuts, write_json_atomic
+from udistil.data.manifests import iter_cuts, write_cuts, write_json_atomic
 from udistil.errors import UdistilError
 from udistil.filters.base import teacher_field, teacher_text
+from udistil.parallel.fingerprint import differences, fingerprint, fingerprint_path, read_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -62,21 +63,37 @@ def resolve_direction(filter_name: str) -> tuple[bool, float | None]:
 
 def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = None,
                 keep_fraction: float | None = None, keep_null: bool = False) -> dict:
+    """Two streaming passes: scores first (floats only), then the kept cuts; memory holds
+    the scores, never the cuts."""
     if threshold is not None and keep_fraction is not None:
         raise UdistilError("give --threshold or --keep-fraction, not both")
-    cuts = list(read_cuts(in_path))
-    with_text = [c for c in cuts if teacher_text(c)]
-    if not with_text:
+    # A selection is cheap and deterministic: kept when made from the same scores with the
+    # same rule, redone (never reused silently) otherwise.
+    fp = fingerprint([in_path], options={"filter": filter_name, "threshold": threshold,
+                                         "keep_fraction": keep_fraction, "keep_null": keep_null})
+    old = read_fingerprint(out_path)
+    if Path(out_path).exists() and old is not None and not differences(old, fp):
+        logger.info("%s exists and matches its fingerprint; skipping", out_path)
+        return {"skipped_existing": True}
+    values, has_text, durations = [], [], []
+    scored_any = False
+    for c in iter_cuts(in_path):
+        text = bool(teacher_text(c))
+        has_text.append(text)
+        durations.append(c.duration)
+        if text and filter_name != NO_FILTER:
+            values.append(teacher_field(c, filter_name))
+            scored_any = scored_any or filter_name in (c.supervisions[0].custom or {})
+    total, n_text = len(has_text), sum(has_text)
+    if not n_text:
         raise UdistilError(f"{in_path}: no cut has a pseudo-label (supervision.custom teacher_text); run stage 3")
     rule = "all cuts with a pseudo-label"
     if filter_name == NO_FILTER:
-        keep = [True] * len(with_text)
+        keep = [True] * n_text
         nulls = 0
     else:
         higher_is_worse, default = resolve_direction(filter_name)
-        values = [teacher_field(c, filter_name) for c in with_text]
-        if all(v is None for v in values) and not any(filter_name in (c.supervisions[0].custom or {})
-                                                      for c in with_text):
+        if all(v is None for v in values) and not scored_any:
             raise UdistilError(f"{in_path}: no cut has a {filter_name} score; run `udistil score {filter_name}` first")
         nulls = sum(v is None for v in values)
         if keep_fraction is not None:
@@ -89,21 +106,28 @@ def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = N
                 raise UdistilError(f"filter {filter_name} has no default threshold; give --threshold or --keep-fraction")
             keep = kept_by_threshold(values, higher_is_worse, threshold, keep_null)
             rule = f"{filter_name} {'<=' if higher_is_worse else '>='} {threshold:g}"
-    kept = [c for c, k in zip(with_text, keep) if k]
-    if not kept:
+    del values
+    # Per input cut: kept or not (cuts without a pseudo-label never are).
+    kept_flags, k = [], iter(keep)
+    for text in has_text:
+        kept_flags.append(next(k) if text else False)
+    n_kept = sum(kept_flags)
+    if not n_kept:
         raise UdistilError(f"{in_path}: selection '{rule}' keeps no cut; loosen the threshold")
-    write_cuts(kept, out_path)
+    fingerprint_path(out_path).unlink(missing_ok=True)
+    write_cuts((c for c, flag in zip(iter_cuts(in_path), kept_flags) if flag), out_path)
+    write_json_atomic(fp, fingerprint_path(out_path))
     stats = {
-        "filter": filter_name, "rule": rule, "kept": len(kept), "total": len(cuts),
-        "empty_pseudo_labels": len(cuts) - len(with_text),
+        "filter": filter_name, "rule": rule, "kept": n_kept, "total": total,
+        "empty_pseudo_labels": total - n_text,
         "null_scores": nulls, "null_kept": bool(keep_null),
-        "hours_kept": round(sum(c.duration for c in kept) / 3600, 4),
-        "hours_total": round(sum(c.duration for c in cuts) / 3600, 4),
+        "hours_kept": round(sum(d for d, f in zip(durations, kept_flags) if f) / 3600, 4),
+        "hours_total": round(sum(durations) / 3600, 4),
     }
     write_json_atomic(stats, Path(out_path).with_name("stats.json") if Path(out_path).name == "cuts.jsonl.gz"
                       else Path(str(out_path) + ".stats.json"))
     logger.info("select %s (%s): kept %d / %d cuts, %.2f / %.2f h; %d empty pseudo-labels, %d null scores %s",
-                filter_name, rule, len(kept), len(cuts), stats["hours_kept"], stats["hours_total"],
+                filter_name, rule, n_kept, total, stats["hours_kept"], stats["hours_total"],
                 stats["empty_pseudo_labels"], nulls, "kept" if keep_null else "dropped")
     return stats
 

@@ -15,6 +15,7 @@ import os
 import random
 import re
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +64,24 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _run_tag(world_size: int) -> str:
+    """A temp-dir suffix that is the same on every rank of one run and differs between two
+    runs, so a second run in the same exp/ never deletes the first one's half-written
+    checkpoint.  One process: its pid; under torchrun: the rendezvous (host:port is unique
+    while the run lives; the run id when torchrun gives one)."""
+    if world_size <= 1:
+        return f"{socket.gethostname()}-{os.getpid()}"
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if run_id and run_id != "none":
+        return run_id
+    return f"{os.environ.get('MASTER_ADDR', 'local')}-{os.environ.get('MASTER_PORT', '0')}"
+
+
 def save_checkpoint(exp_dir, step: int, state: dict, rank: int, world_size: int, barrier) -> Path:
     """Every rank writes its RNG file, rank 0 the state; rank 0 then renames the directory."""
     root = checkpoint_root(exp_dir)
     final = root / f"step-{step:07d}"
-    tmp = root / f".step-{step:07d}.tmp"
+    tmp = root / f".step-{step:07d}.tmp-{_run_tag(world_size)}"
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -91,9 +105,15 @@ def prune_checkpoints(exp_dir, keep: int) -> None:
 
 def load_checkpoint(path: Path, rank: int) -> tuple[dict, dict | None]:
     """(state, this rank's RNG state or None when the run had fewer ranks)."""
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    from udistil.errors import UdistilError
+
     rng_file = path / f"rng-rank{rank}.pt"
-    rng = torch.load(rng_file, weights_only=False) if rng_file.is_file() else None
+    try:
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+        rng = torch.load(rng_file, weights_only=False) if rng_file.is_file() else None
+    except Exception as e:  # truncated zip, garbage pickle, unreadable file
+        raise UdistilError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e)[:200]}); delete this "
+                           "directory to resume from the one before it") from e
     return state, rng
 
 

@@ -44,21 +44,41 @@ class DecodeResult:
     targets: list = field(default_factory=list)
 
 
-def find_repetition_loop(tokens: list[int], max_period: int = 32, min_repeats: int = 3,
-                         min_span: int = 24) -> int | None:
+def _loop_view(tokens: list[int], timestamp_begin: int | None) -> list[int]:
+    """Tokens as the loop detector compares them: every timestamp token is one symbol.
+
+    In timestamp mode a looping segment repeats its text while its timestamps keep rising
+    ("<|1.0|> ok <|2.0|><|2.0|> ok <|3.0|>..."), so exact comparison would never see it.
+    """
+    if timestamp_begin is None:
+        return tokens
+    return [-1 if t >= timestamp_begin else t for t in tokens]
+
+
+def find_repetition_loop(tokens: list[int], max_period: int | None = None, min_repeats: int = 3,
+                         min_span: int = 24, timestamp_begin: int | None = None) -> int | None:
     """Return the period of a loop at the end of `tokens`, or None.
 
     A loop is a unit of `period` tokens repeated back to back at least `min_repeats` times,
     covering at least `min_span` tokens: far longer than any natural repetition
-    ("ha ha ha"), and what Whisper produces when it hallucinates.
+    ("ha ha ha"), and what Whisper produces when it hallucinates.  Any period that fits
+    `min_repeats` times is looked for (max_period=None): a hallucinated sentence of 40
+    tokens said three times is as much a loop as "the the the".  With `timestamp_begin`
+    (timestamp mode), timestamp tokens all compare equal (see _loop_view).
     """
-    n = len(tokens)
-    for period in range(1, min(max_period, n // min_repeats) + 1):
+    view = _loop_view(tokens, timestamp_begin)
+    n = len(view)
+    longest = n // min_repeats if max_period is None else min(max_period, n // min_repeats)
+    last = view[-1] if view else None
+    for period in range(1, longest + 1):
+        # Cheap pre-check: a loop of this period repeats the last token one period back.
+        if view[n - 1 - period] != last:
+            continue
         repeats = max(min_repeats, -(-min_span // period))
         span = period * repeats
         if span > n:
             continue
-        tail = tokens[n - span:]
+        tail = view[n - span:]
         unit = tail[-period:]
         if all(tail[i] == unit[i % period] for i in range(span)):
             return period
@@ -122,10 +142,11 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
             res.tokens.append(token)
             res.logprobs.append(best_logprob[pos])
             res.entropies.append(entropy[pos])
-            period = find_repetition_loop(res.tokens) if detect_loops else None
+            ts_begin = rules.timestamp_begin if req.timestamps else None
+            period = find_repetition_loop(res.tokens, timestamp_begin=ts_begin) if detect_loops else None
             if period is not None:
                 # Keep one copy of the looping unit; the repeats carry no information.
-                cut = len(res.tokens) - period * (_count_repeats(res.tokens, period) - 1)
+                cut = len(res.tokens) - period * (_count_repeats(res.tokens, period, ts_begin) - 1)
                 del res.tokens[cut:], res.logprobs[cut:], res.entropies[cut:], res.targets[cut:]
                 res.stop = STOP_LOOP
             elif len(res.tokens) >= req.max_new_tokens:
@@ -144,9 +165,10 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
     return results
 
 
-def _count_repeats(tokens: list[int], period: int) -> int:
-    unit, count, end = tokens[-period:], 0, len(tokens)
-    while end - period >= 0 and tokens[end - period:end] == unit:
+def _count_repeats(tokens: list[int], period: int, timestamp_begin: int | None = None) -> int:
+    view = _loop_view(tokens, timestamp_begin)
+    unit, count, end = view[-period:], 0, len(view)
+    while end - period >= 0 and view[end - period:end] == unit:
         count += 1
         end -= period
     return count

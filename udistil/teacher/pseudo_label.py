@@ -21,9 +21,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from udistil.data.audio import audio_source_path, load_cut_audio
-from udistil.data.manifests import custom, read_cuts, supervision, write_json_atomic
-from udistil.errors import BadAudioError
+from udistil.data.manifests import custom, iter_cuts, supervision, write_json_atomic
+from udistil.errors import BadAudioError, UdistilError
 from udistil.models.identity import model_identity
+from udistil.parallel.fingerprint import fingerprint
 from udistil.parallel.resumable import ResumableCutWriter
 from udistil.teacher.kd_targets import TargetStore
 from udistil.teacher.transcriber import Transcriber
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 # Cuts loaded and decoded together: large enough to fill packed windows and batches,
 # small enough that a kill loses little.
 CHUNK_CUTS = 64
+# Cuts read ahead and sorted by duration; memory holds one window, whatever the corpus size.
+WINDOW_CUTS = 1024
 
 
 def cut_language(cut) -> str | None:
@@ -40,30 +43,52 @@ def cut_language(cut) -> str | None:
     return lang or None
 
 
-def iter_loaded_chunks(cuts, transcriber: Transcriber, writer: ResumableCutWriter, skips: Counter):
-    """Yield (cuts, audio arrays, languages) chunks in duration order, skipping bad cuts."""
-    todo = sorted((c for c in cuts if not writer.is_done(c.id)), key=lambda c: c.duration)
-    for start in range(0, len(todo), CHUNK_CUTS):
-        chunk, audios, langs = [], [], []
-        for cut in todo[start:start + CHUNK_CUTS]:
-            lang = cut_language(cut)
-            if not transcriber.supports(lang):
-                reason = f"language {lang!r} is not supported by the teacher"
-                logger.warning("skipping %s (cut %s): %s", audio_source_path(cut), cut.id, reason)
-                writer.skip(cut.id, reason)
-                skips["unsupported language"] += 1
-                continue
+def iter_chunks(in_path, window: int | None = None):
+    """Chunks of CHUNK_CUTS cuts, streamed: each window of `window` input cuts is sorted by
+    duration (similar lengths batch well) and cut into chunks.
+
+    A chunk depends only on the input, never on what an earlier run finished, so a resumed
+    run decodes every unfinished chunk with the same neighbours (packing!) as an
+    uninterrupted one and writes the same labels.
+    """
+    window = window or WINDOW_CUTS
+    batch = []
+    for cut in iter_cuts(in_path):
+        batch.append(cut)
+        if len(batch) == window:
+            yield from _sorted_chunks(batch)
+            batch = []
+    yield from _sorted_chunks(batch)
+
+
+def _sorted_chunks(cuts):
+    cuts = sorted(cuts, key=lambda c: c.duration)
+    for start in range(0, len(cuts), CHUNK_CUTS):
+        yield cuts[start:start + CHUNK_CUTS]
+
+
+def load_chunk(chunk, transcriber: Transcriber, writer: ResumableCutWriter):
+    """(cuts, audio arrays, languages) of a chunk's usable cuts; unusable ones are skipped
+    (recorded once: a cut already skipped by an earlier run is not recorded again)."""
+    cuts, audios, langs = [], [], []
+    for cut in chunk:
+        lang = cut_language(cut)
+        if not transcriber.supports(lang):
+            reason = f"language {lang!r} is not supported by the teacher"
+        else:
             try:
                 audio = load_cut_audio(cut)
             except BadAudioError as e:
-                logger.warning("skipping %s", e)
-                writer.skip(cut.id, e.reason)
-                skips[e.reason.split(" (")[0].split(";")[0]] += 1
+                reason = e.reason
+            else:
+                cuts.append(cut)
+                audios.append(audio)
+                langs.append(lang)
                 continue
-            chunk.append(cut)
-            audios.append(audio)
-            langs.append(lang)
-        yield chunk, audios, langs
+        if not writer.is_done(cut.id):
+            logger.warning("skipping %s (cut %s): %s", audio_source_path(cut), cut.id, reason)
+            writer.skip(cut.id, reason)
+    return cuts, audios, langs
 
 
 def store_transcript(cut, transcript, targets=None) -> None:
@@ -79,44 +104,67 @@ def store_transcript(cut, transcript, targets=None) -> None:
         targets.attach(cut, transcript.targets, transcript.tokens)
 
 
+def labelling_fingerprint(in_path, model, options, targets_dir=None) -> dict:
+    """What makes stage-3 labels what they are: the input, the teacher, the decoding options
+    (batch size and threads only change speed), and where their distillation targets live."""
+    from dataclasses import asdict
+
+    opts = {k: v for k, v in asdict(options).items() if k not in ("batch_size",)}
+    opts["targets_dir"] = str(targets_dir) if targets_dir is not None else None
+    return fingerprint([in_path], model=model, options=opts)
+
+
 def pseudo_label(in_path: str | Path, out_path: str | Path, transcriber: Transcriber,
-                 overwrite: bool = False, targets_dir: str | Path | None = None) -> dict:
+                 overwrite: bool = False, targets_dir: str | Path | None = None,
+                 redo_stale: bool = False) -> dict:
     """Label every cut of `in_path` into `out_path`; returns counts for the log.
 
     With `targets_dir` (and `transcriber.options.targets` set), the teacher's distillation
     targets are stored there and attached to each labelled cut (kd_targets.py).
+    Memory is bounded by a window of cuts (WINDOW_CUTS), not by the corpus.  A finished
+    or partial output made with another input, teacher or options stops the run (or is
+    redone with redo_stale); see udistil.parallel.fingerprint.
     """
     out_path = Path(out_path)
-    if out_path.exists() and not overwrite:
-        logger.info("%s exists; skipping (use --overwrite to redo)", out_path)
+    fp = labelling_fingerprint(in_path, transcriber.name, transcriber.options, targets_dir)
+    writer = ResumableCutWriter(out_path, fingerprint=fp, redo=redo_stale, overwrite=overwrite)
+    if writer.finished:
+        writer.close()
+        logger.info("%s exists and matches its fingerprint; skipping (use --overwrite to redo)", out_path)
         return {"skipped_existing": True}
-    cuts = read_cuts(in_path)
     store = None
     if targets_dir is not None:
         if transcriber.options.targets is None:
+            writer.close()
             raise ValueError("targets_dir needs DecodeOptions.targets")
         store = TargetStore(targets_dir, transcriber.options.targets,
                             model_identity(transcriber.model_dir), transcriber.name)
-    writer = ResumableCutWriter(out_path)
-    skips: Counter = Counter()
-    audio_s, t0 = 0.0, time.time()
+    audio_s, t0, total = 0.0, time.time(), 0
     try:
-        with tqdm(total=len(cuts), initial=len(writer.done) + len(writer.skipped),
+        with tqdm(initial=len(writer.done) + len(writer.skipped),
                   desc=f"pseudo-label {Path(in_path).name}", unit="cut", mininterval=5) as bar:
-            for chunk, audios, langs in iter_loaded_chunks(cuts, transcriber, writer, skips):
-                if chunk:
-                    for cut, transcript in zip(chunk, transcriber.transcribe(audios, langs)):
-                        store_transcript(cut, transcript, store)
-                        writer.add(cut)
-                    audio_s += sum(c.duration for c in chunk)
+            for chunk in iter_chunks(in_path):
+                total += len(chunk)
+                if all(writer.is_done(c.id) for c in chunk):
+                    continue
+                cuts, audios, langs = load_chunk(chunk, transcriber, writer)
+                if cuts:
+                    for cut, transcript in zip(cuts, transcriber.transcribe(audios, langs)):
+                        if not writer.is_done(cut.id):  # decoded again only as a neighbour
+                            store_transcript(cut, transcript, store)
+                            writer.add(cut)
+                    audio_s += sum(c.duration for c in cuts)
                 bar.n = len(writer.done) + len(writer.skipped)
                 bar.refresh()
-        writer.finish(order=list(cuts.ids))
+        if not writer.done:
+            raise NothingLabelledError(in_path, total, writer.skipped)
+        writer.finish(order=(c.id for c in iter_cuts(in_path)))
     finally:
         writer.close()
     wall = time.time() - t0
-    stops = Counter(custom(c).get("teacher_stop") for c in read_cuts(out_path))
-    summary = {"cuts": len(cuts), "labelled": len(writer.done), "skipped": dict(skips),
+    stops = Counter(custom(c).get("teacher_stop") for c in iter_cuts(out_path))
+    skips = Counter(_reason_kind(r) for r in writer.skipped.values())
+    summary = {"cuts": total, "labelled": len(writer.done), "skipped": dict(skips),
                "skipped_ids": dict(writer.skipped),
                "stops": dict(stops), "audio_s": round(audio_s, 1), "wall_s": round(wall, 1),
                "rtf_inverse": round(audio_s / wall, 2) if wall > 0 else None,
@@ -124,6 +172,23 @@ def pseudo_label(in_path: str | Path, out_path: str | Path, transcriber: Transcr
     # Beside the manifest, for the filter report (filter cost relative to labelling).
     write_json_atomic(summary, out_path.with_name(out_path.name + ".stats.json"))
     logger.info("%s: labelled %d of %d cuts (%s skipped: %s); stops %s; %.1f s audio in %.1f s",
-                out_path, len(writer.done), len(cuts), sum(skips.values()), dict(skips),
+                out_path, len(writer.done), total, sum(skips.values()), dict(skips),
                 dict(stops), audio_s, wall)
     return summary
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(" (")[0].split(";")[0]
+
+
+class NothingLabelledError(UdistilError):
+    """Every cut of a set was skipped: one line with the count and the reasons, no manifest."""
+
+    def __init__(self, in_path, total: int, skipped: dict[str, str]):
+        kinds = Counter(_reason_kind(r) for r in skipped.values())
+        first = next(iter(skipped), None)
+        super().__init__(
+            f"{in_path}: no cut could be labelled: {len(skipped)} of {total} skipped "
+            f"({', '.join(f'{k}: {n}' for k, n in kinds.most_common()) or 'empty input'})"
+            + (f"; e.g. cut {first}: {skipped[first]}" if first else "")
+            + "; relative audio paths are read relative to the manifest's directory")
