@@ -292,3 +292,27 @@ def test_kill_9_mid_training_then_resume_gives_the_same_loss_curve(tiny_whisper_
     assert done.returncode == 0, done.stderr[-2000:]
     full_exp, _ = uninterrupted
     assert losses(exp) == pytest.approx(losses(full_exp), rel=1e-6, abs=0)
+
+
+def test_best_export_is_swapped_by_one_rename_and_always_loadable(tiny_whisper_dir, tmp_path, monkeypatch):
+    """Every os.replace that touches EXP/best must leave it pointing at a complete model."""
+    from udistil.student.checkpoint import export_student
+
+    model, processor = load(tiny_whisper_dir)
+    best = tmp_path / "exp" / "best"
+    seen = []
+    real_replace = os.replace
+
+    def checked_replace(src, dst):
+        real_replace(src, dst)
+        if Path(dst) == best:
+            seen.append((best / "config.json").is_file() and (best / "model.safetensors").is_file())
+
+    monkeypatch.setattr(os, "replace", checked_replace)
+    export_student(model, processor, best, {"step": 3})
+    first_target = best.resolve()
+    export_student(model, processor, best, {"step": 7})
+    assert seen == [True, True]
+    assert best.is_symlink() and best.resolve().name == ".best-step-0000007"
+    assert not first_target.exists()  # the previous export is removed after the swap
+    assert json.loads((best / "udistil_training.json").read_text())["step"] == 7

@@ -214,3 +214,16 @@ def test_training_never_runs_the_teacher_and_a_resumed_run_reuses_the_stores(
     assert second["encoder_cache"]["loaded"] >= 4
     rows = [json.loads(x) for x in (tmp_path / "exp" / "log" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(math.isfinite(r["kl"]) for r in rows)
+
+
+def test_decoding_a_set_whose_every_cut_is_unusable_still_scores_it(tiny_whisper_dir, speak, tmp_path):
+    from udistil.evaluate.decode import decode_cuts
+
+    cut = make_cut(tmp_path, "gone", speak("hello"), "en", None)
+    cut.supervisions[0].text = "hello"
+    manifest = write_cuts([cut], tmp_path / "test.jsonl.gz")
+    Path(cut.recording.sources[0].source).unlink()
+    result = decode_cuts(manifest, tmp_path / "decode", Transcriber.from_spec(str(tiny_whisper_dir)))
+    assert result["wer"] == 100.0
+    row = json.loads((tmp_path / "decode" / "hyps.jsonl").read_text().splitlines()[0])
+    assert row["hyp"] == "" and "not found" in row["skipped"]

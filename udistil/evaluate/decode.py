@@ -13,7 +13,7 @@ from pathlib import Path
 
 from udistil.data.manifests import custom, read_cuts, supervision
 from udistil.evaluate.decode_outputs import WER_NAME, write_decode_dir
-from udistil.teacher.pseudo_label import pseudo_label
+from udistil.teacher.pseudo_label import NothingLabelledError, pseudo_label
 from udistil.teacher.transcriber import Transcriber
 
 logger = logging.getLogger(__name__)
@@ -26,11 +26,17 @@ def decode_cuts(in_path: str | Path, out_dir: str | Path, transcriber: Transcrib
         return {}
     t0 = time.time()
     labelled_path = out_dir / "cuts.jsonl.gz"
-    summary = pseudo_label(in_path, labelled_path, transcriber)
+    try:
+        summary = pseudo_label(in_path, labelled_path, transcriber)
+        labelled = {c.id: c for c in read_cuts(labelled_path)}
+    except NothingLabelledError as e:
+        # A test set none of whose cuts could be decoded still gets its score (every
+        # hypothesis empty, each row saying why): a model is never flattered by skipping.
+        logger.warning("%s", e)
+        summary, labelled = {"skipped_ids": e.skipped}, {}
     # Decoding time only (not scoring); a re-run that found the labels done reports ~0.
     wall = time.time() - t0
     skipped = summary.get("skipped_ids", {})
-    labelled = {c.id: c for c in read_cuts(labelled_path)}
     rows, audio_s = [], 0.0
     for cut in read_cuts(in_path):
         sup = supervision(cut)

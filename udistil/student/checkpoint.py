@@ -118,7 +118,28 @@ def load_checkpoint(path: Path, rank: int) -> tuple[dict, dict | None]:
 
 
 def export_student(student, processor, out_dir, info: dict) -> Path:
-    """Save the student as a transformers directory (loads in pipeline()), atomically."""
+    """Save the student as a transformers directory (loads in pipeline()), loadable at every instant.
+
+    `out_dir` (EXP/best) is a symbolic link to a complete directory `.best-step-N` beside it.
+    A new export is written in full under its own name, then the link is swapped with one
+    rename, so a reader (a decode, an export, pipeline()) never finds `best` missing or half
+    written; the previous directory is removed only after the swap.
+    """
     from udistil.student.init import save_model_dir
 
-    return save_model_dir(student, processor, out_dir, extra_json={"udistil_training.json": info})
+    out = Path(out_dir)
+    target = out.with_name(f".{out.name}-step-{int(info.get('step', 0)):07d}")
+    save_model_dir(student, processor, target, extra_json={"udistil_training.json": info})
+    previous = out.resolve() if out.is_symlink() else None
+    if out.exists() and not out.is_symlink():
+        # A real directory from an older layout: moved aside once, then the link takes over.
+        previous = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, previous)
+    link = out.with_name(f".{out.name}.link-{os.getpid()}")
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target.name)
+    os.replace(link, out)
+    if previous is not None and previous != target.resolve() and previous.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+    return out

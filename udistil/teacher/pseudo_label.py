@@ -185,6 +185,7 @@ class NothingLabelledError(UdistilError):
     """Every cut of a set was skipped: one line with the count and the reasons, no manifest."""
 
     def __init__(self, in_path, total: int, skipped: dict[str, str]):
+        self.skipped = dict(skipped)
         kinds = Counter(_reason_kind(r) for r in skipped.values())
         first = next(iter(skipped), None)
         super().__init__(
