@@ -30,12 +30,17 @@ def resolve_recording_paths(rec, manifest_dir: Path):
     The one rule for every stage (stage 2 reads recordings, later stages cuts, all through
     this function): a relative path in a manifest means "beside the manifest", wherever
     the stage runs from; stages write absolute paths, so the resolution happens once.
-    Commands and URLs are left alone.
+    Commands and URLs are left alone.  Some lhotse recipes (Common Voice) write paths relative
+    to the directory they ran in instead: when nothing is beside the manifest but the path
+    exists from the current directory, that is the file meant.
     """
     if rec is not None:
         for src in rec.sources:
             if src.type == "file" and not os.path.isabs(src.source):
-                src.source = str((Path(manifest_dir) / src.source).resolve())
+                beside = (Path(manifest_dir) / src.source).resolve()
+                if not beside.exists() and Path(src.source).exists():
+                    beside = Path(src.source).resolve()
+                src.source = str(beside)
     return rec
 
 
