@@ -226,4 +226,5 @@ def test_decoding_a_set_whose_every_cut_is_unusable_still_scores_it(tiny_whisper
     result = decode_cuts(manifest, tmp_path / "decode", Transcriber.from_spec(str(tiny_whisper_dir)))
     assert result["wer"] == 100.0
     row = json.loads((tmp_path / "decode" / "hyps.jsonl").read_text().splitlines()[0])
-    assert row["hyp"] == "" and "not found" in row["skipped"]
+    assert row["id"] == "gone" and row["hyp"] == ""
+    assert json.loads((tmp_path / "decode" / "wer.json").read_text())["skipped"] == 1
