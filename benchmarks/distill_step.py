@@ -95,6 +95,7 @@ def main(argv=None) -> dict:
                 freeze_encoder(student)
             students[name] = student.train()
         targets = StoredTargets(model_identity(teacher_dir), weights.temperature, args.cuts)
+        targets.check(cuts)
         live_batches = batches_for(cuts, processor, clip, None, args.batch_size, n_batches)
         stored_batches = batches_for(cuts, processor, clip, targets, args.batch_size, n_batches)
         paths["live-30s"] = (students["live-30s"], live_batches)

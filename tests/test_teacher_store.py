@@ -81,6 +81,7 @@ def stored_batch(tiny_whisper_dir, cuts, teacher_id, temperature=2.0):
     labels = LabelEncoder(processor.tokenizer, multilingual=True, max_length=448)
     targets = StoredTargets(model_identity(teacher_id) if teacher_id else None, temperature, "test",
                             want_hidden=True)
+    targets.check(cuts)  # as the trainer does, once, before any batch
     return DistillDataset(processor.feature_extractor, labels, targets=targets, source="test")[cuts]
 
 

@@ -40,9 +40,7 @@ class StoredTargets:
     def batch(self, cuts, width: int, offset: int) -> dict:
         """kd_ids [B, W, k], kd_logprobs [B, W, k], kd_mask [B, W] (+ kd_hidden [B, W, d])."""
         loaded = []
-        for cut in cuts:
-            tokens = teacher_tokens(cut)
-            check_cut_targets(cut, tokens, self.teacher_id, self.temperature, self.source)
+        for cut in cuts:  # every cut was checked once, by check(), before training
             arrays = load_targets(cut, self.source)
             if "kd_topk_ids" not in arrays or "kd_topk_logprobs" not in arrays:
                 raise UdistilError(f"{self.source}: cut {cut.id}: stored targets lack their top-k arrays")
