@@ -119,6 +119,24 @@ def test_stored_targets_give_the_live_teachers_kl_and_ce(tiny_whisper_dir, label
     assert torch.equal(batch["kd_ids"][mask][:, 0], live.logits[mask].argmax(-1))
 
 
+def test_a_store_labelled_from_a_relative_dir_reads_from_anywhere(tiny_whisper_dir, speak, tmp_path, monkeypatch):
+    """run.sh labels with relative paths (exp/teacher/...); a student trained from another
+    directory must still find the arrays."""
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    monkeypatch.chdir(recipe)
+    raw = write_cuts([make_cut(recipe, "r0", speak(TEXTS[1]), "en", None)], Path("raw.jsonl.gz"))
+    transcriber = Transcriber.from_spec(str(tiny_whisper_dir),
+                                        DecodeOptions(targets=TargetSpec(topk=8), budget_per_second=4))
+    pseudo_label(raw, Path("labelled.jsonl.gz"), transcriber, targets_dir=Path("exp/targets"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cuts = read_cuts(recipe / "labelled.jsonl.gz")
+    batch = stored_batch(tiny_whisper_dir, cuts, tiny_whisper_dir)
+    assert batch["kd_mask"].sum() >= 1
+
+
 def test_a_store_from_another_teacher_or_other_cuts_is_refused(tiny_whisper_dir, labelled, tmp_path):
     from udistil.models.tiny import build_tiny_whisper
 

@@ -82,7 +82,9 @@ class TargetStore:
             from udistil.data.manifests import write_json_atomic
 
             write_json_atomic(info, info_path)
-        self.writer = NumpyFilesWriter(str(self.directory))
+        # Absolute, like the audio paths the stages write: the labels are then readable from
+        # any directory (a student trained outside the recipe dir, a moved manifest).
+        self.writer = NumpyFilesWriter(str(self.directory.resolve()))
 
     def attach(self, cut, rows: list[tuple], tokens: list[int]) -> None:
         """Store `rows` (from TargetSpec.rows, one per step) and attach them to `cut`."""
