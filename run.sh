@@ -98,6 +98,17 @@ temperature=2.0
 # the largest gradient and optimizer state of a 2-layer decoder, and little to learn from a
 # few hundred clips.
 distill_opts="--freeze-embeddings"
+# GPUs and clusters (README "GPUs and clusters"; the CUDA path has not yet run on a GPU).
+# Stages 3, 4, 6 and 7: where models run: auto (cuda when a GPU is visible, else cpu), cpu or cuda.
+device=auto
+# Stages 3, 4 and 7: model precision: auto (float16 on cuda, float32 on cpu), float32, float16, bfloat16.
+dtype=auto
+# Stages 3, 4 and 7: GPUs each job asks the job runner for (--gpu N; 0 = none; the local runner ignores it).
+decode_gpus=0
+# Stage 6: GPUs per node for each student (--gpu N); above 1, torchrun starts one process per GPU.
+distill_gpus=0
+# Stage 6: nodes per student; above 1, utils/torchrun_slurm.sh starts torchrun on each (cmd_backend=slurm).
+distill_nodes=1
 # Stages 3-4: redo shards whose fingerprint (input, teacher, options) no longer matches,
 # instead of stopping with a message that names them.
 redo_stale=false
@@ -116,8 +127,17 @@ fi
 . "$udistil_root/path.sh"
 . "$udistil_root/cmd.sh"
 
+for n in decode_gpus distill_gpus distill_nodes; do
+  [[ ${!n} =~ ^[0-9]+$ ]] || { echo "run.sh: --${n//_/-} must be a whole number, not '${!n}'" >&2; exit 1; }
+done
+[ "$distill_nodes" -ge 1 ] || { echo "run.sh: --distill-nodes must be at least 1" >&2; exit 1; }
+
 mkdir -p exp/log
 redo_opt=""; [ "$redo_stale" = true ] && redo_opt="--redo-stale"
+# Where models run (the same for every stage that runs one), and the job runner's GPU request
+# for the decoding stages (nothing is asked for by default, so a CPU run is unchanged).
+device_opts=(--device "$device" --dtype "$dtype")
+decode_gpu_opts=(); [ "$decode_gpus" -gt 0 ] && decode_gpu_opts=(--gpu "$decode_gpus")
 # Parallel local jobs share the cores; more torch threads than cores only thrash.
 threads_per_job=$(( $(nproc) / nj )); [ "$threads_per_job" -ge 1 ] || threads_per_job=1
 teacher_dir=exp/models/teacher
@@ -180,9 +200,9 @@ stage2() {
 pseudo_label_set() {
   local in=$1 out=$2 dir=$3
   udistil split-cuts --in "$in" --nj "$nj" --out-dir "$dir/split$nj"
-  $decode_cmd JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
+  $decode_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
     udistil pseudo-label --model "$teacher_dir" --batch-size "$batch_size" --beam "$beam" \
-      --num-threads "$threads_per_job" $redo_opt \
+      --num-threads "$threads_per_job" "${device_opts[@]}" $redo_opt \
       --targets-dir "$dir/targets" --targets-temperature "$temperature" \
       --in "$dir/split$nj/cuts.JOB.jsonl.gz" --out "$dir/shards/cuts.JOB.jsonl.gz"
   udistil merge-cuts --out "$out" $(for j in $(seq "$nj"); do echo "$dir/shards/cuts.$j.jsonl.gz"; done)
@@ -229,8 +249,9 @@ score_set() {
   fi
   for f in $sharded; do
     udistil split-cuts --in "$cur" --nj "$nj" --out-dir "$dir/$f/split$nj"
-    $decode_cmd JOB=1:$nj "$dir/log/score_$f.JOB.log" \
-      udistil score "$f" --num-threads "$threads_per_job" --proxy "$proxy" --model "$teacher_dir" $redo_opt \
+    $decode_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/score_$f.JOB.log" \
+      udistil score "$f" --num-threads "$threads_per_job" --proxy "$proxy" --model "$teacher_dir" \
+        "${device_opts[@]}" $redo_opt \
         --in "$dir/$f/split$nj/cuts.JOB.jsonl.gz" --out "$dir/$f/shards/cuts.JOB.jsonl.gz"
     udistil merge-cuts --out "$dir/$f.jsonl.gz" $(for j in $(seq "$nj"); do echo "$dir/$f/shards/cuts.$j.jsonl.gz"; done)
     cur=$dir/$f.jsonl.gz
@@ -292,9 +313,28 @@ stage5() {
   done
 }
 
+# How stage 6 starts `udistil distill`: the job runner's request (--gpu, --nodes: conf/slurm.conf
+# maps them to sbatch options; the local runner ignores them) and the launcher: none for one
+# process, torchrun for several GPUs on one node, utils/torchrun_slurm.sh for several nodes.
+distill_launch() {
+  runner_opts=() launcher=()
+  [ "$distill_gpus" -gt 0 ] && runner_opts+=(--gpu "$distill_gpus")
+  if [ "$distill_nodes" -gt 1 ]; then
+    runner_opts+=(--nodes "$distill_nodes")
+    launcher=(torchrun_slurm.sh --nnodes "$distill_nodes")
+    [ "$distill_gpus" -gt 0 ] && launcher+=(--nproc-per-node "$distill_gpus")
+    launcher+=(--)
+  elif [ "$distill_gpus" -gt 1 ]; then
+    launcher=(torchrun --standalone --nnodes 1 --nproc_per_node "$distill_gpus" --no-python)
+  fi
+  return 0
+}
+
 stage6() {
   log "Stage 6: students ($students) distilled on: $train_filters"
-  local shape f exp
+  local shape f exp runner_opts launcher
+  distill_launch
+  [ ${#launcher[@]} -eq 0 ] || log "  each student: $distill_nodes node(s) x $distill_gpus GPU(s): ${launcher[*]}"
   for shape in $students; do
     [ -s exp/init_student_${shape}/config.json ] || \
       udistil make-student --teacher "$teacher_dir" --encoder-layers "${shape%-*}" \
@@ -306,8 +346,8 @@ stage6() {
         log "  $exp finished, skipping"; continue
       fi
       # --resume is safe on a fresh run and continues a killed one on the same loss curve.
-      $train_cmd $exp/log/distill.log \
-        udistil distill --teacher "$teacher_dir" --student exp/init_student_${shape} \
+      $train_cmd "${runner_opts[@]}" $exp/log/distill.log \
+        "${launcher[@]}" udistil distill --teacher "$teacher_dir" --student exp/init_student_${shape} \
           --train data/select/$f/cuts.jsonl.gz --dev exp/teacher/cuts_$dev_set.jsonl.gz --exp $exp \
           --batch-size "$distill_batch_size" --num-epochs "$distill_epochs" \
           ${distill_steps:+--max-steps $distill_steps} --lr "$distill_lr" \
@@ -315,7 +355,7 @@ stage6() {
           --encoder-cache exp/encoder_cache \
           --checkpoint-every 20 --alpha-ce "$alpha_ce" --alpha-kl "$alpha_kl" \
           --temperature "$temperature" ${distill_dev_cuts:+--max-dev-cuts $distill_dev_cuts} \
-          --resume $distill_opts
+          --device "$device" --resume $distill_opts
     done
   done
 }
@@ -324,8 +364,8 @@ decode_model() {
   local model=$1 dir=$2
   for part in $test_sets; do
     [ -s "$dir/decode_$part/wer.json" ] && { log "  $dir/decode_$part done, skipping"; continue; }
-    $decode_cmd "$dir/log/decode_$part.log" \
-      udistil decode --model "$model" --batch-size "$batch_size" --beam "$beam" \
+    $decode_cmd "${decode_gpu_opts[@]}" "$dir/log/decode_$part.log" \
+      udistil decode --model "$model" --batch-size "$batch_size" --beam "$beam" "${device_opts[@]}" \
         --in data/cuts_$part.jsonl.gz --out "$dir/decode_$part"
   done
 }
@@ -336,11 +376,12 @@ stage7() {
   local d
   if [ "$decode_init" = true ]; then
     for d in exp/init_student_*; do
-      [ -s "$d/config.json" ] && decode_model "$d" "$d"
+      if [ -s "$d/config.json" ]; then decode_model "$d" "$d"; fi
     done
   fi
+  # `if`, not `&&`: with no student (the glob left as is) the stage still succeeds.
   for d in exp/student_*/best; do
-    [ -s "$d/config.json" ] && decode_model "$d" "$(dirname "$d")"
+    if [ -s "$d/config.json" ]; then decode_model "$d" "$(dirname "$d")"; fi
   done
 }
 

@@ -134,5 +134,8 @@ def test_transcribe_refuses_bad_arguments(tmp_path, capsys, whisper_base_ct2_dir
     assert "no audio files" in capsys.readouterr().err
     assert main(["transcribe", "--model", str(whisper_base_ct2_dir), "--language", "xx", "x.wav"]) == 1
     assert "not supported" in capsys.readouterr().err
+    # No GPU here: the torch engine on cuda is refused with the reason, not run on the CPU.
     assert main(["transcribe", "--model", "packaged:whisper-base", "--device", "cuda", "x.wav"]) == 1
-    assert "CPU only" in capsys.readouterr().err
+    assert "no CUDA device" in capsys.readouterr().err
+    assert main(["transcribe", "--model", str(whisper_base_ct2_dir), "--dtype", "float16", "x.wav"]) == 1
+    assert "--compute-type" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Decoding options shared by pseudo-label and decode (one definition, one meaning)."""
 import torch
 
+from udistil.models.device import add_device_arguments
 from udistil.teacher.transcriber import DecodeOptions
 
 
@@ -20,6 +21,7 @@ def add_decode_arguments(parser):
                         help="token budget per second of audio (stops hallucination early)")
     parser.add_argument("--num-threads", type=int, default=0,
                         help="torch CPU threads (0 = torch default; run.sh sets cores / nj)")
+    add_device_arguments(parser)
 
 
 def decode_options(args) -> DecodeOptions:

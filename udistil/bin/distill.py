@@ -1,12 +1,15 @@
 """Distil a teacher Whisper into a student on pseudo-labelled cuts (stage 6).
 
-Runs as one process, or under `torchrun --nproc_per_node N` for DDP (gloo on CPUs).
+Runs as one process, or under `torchrun --nproc_per_node N` for DDP (NCCL on GPUs, one
+GPU per process, cuda:LOCAL_RANK; gloo on CPUs).
 The best student by dev loss is exported to EXP/best (a transformers directory).
 """
 from __future__ import annotations
 
 
 def add_arguments(parser):
+    from udistil.models.device import add_device_arguments
+
     io = parser.add_argument_group("models and data")
     io.add_argument("--teacher", required=True, help="teacher: hub id, local dir or packaged:NAME")
     io.add_argument("--student", required=True, help="student dir from `udistil make-student`")
@@ -45,8 +48,11 @@ def add_arguments(parser):
 
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=42)
+    add_device_arguments(run, dtype=False,
+                         device_help="auto: cuda when a GPU is visible (cuda:LOCAL_RANK under torchrun), "
+                         "else cpu; the weights stay float32, --precision sets the autocast")
     run.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                     help="auto: bf16 (or fp16) autocast on GPU, fp32 on CPU")
+                     help="autocast precision: auto = bf16 (or fp16) on GPU, fp32 on CPU")
     enc = run.add_mutually_exclusive_group()
     enc.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true", default=None,
                      help="do not train the student's encoder (default when it keeps all teacher layers)")
@@ -85,7 +91,8 @@ def run(args):
                            schedule=args.schedule, grad_accum=args.grad_accum,
                            max_grad_norm=args.max_grad_norm, num_epochs=args.num_epochs,
                            max_steps=args.max_steps),
-        run=RunOptions(seed=args.seed, precision=args.precision, checkpoint_every=args.checkpoint_every,
+        run=RunOptions(seed=args.seed, device=args.device, precision=args.precision,
+                       checkpoint_every=args.checkpoint_every,
                        keep_checkpoints=args.keep_checkpoints, valid_every=args.valid_every, max_dev_cuts=args.max_dev_cuts,
                        log_every=args.log_every, freeze_encoder=args.freeze_encoder,
                        share_encoder=args.share_encoder, stop_after_steps=args.stop_after_steps,

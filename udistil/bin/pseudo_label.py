@@ -1,5 +1,6 @@
 """Stage 3: teacher pseudo-labels with per-token log-probs and entropies (resumable)."""
 from udistil.bin._decode_args import add_decode_arguments, decode_options
+from udistil.models.device import placement_from_args
 from udistil.teacher.pseudo_label import pseudo_label
 from udistil.teacher.kd_targets import TargetSpec
 from udistil.teacher.transcriber import Transcriber
@@ -32,6 +33,7 @@ def run(args):
     from udistil.teacher.pseudo_label import labelling_fingerprint
 
     options = decode_options(args)
+    placement = placement_from_args(args)
     if args.targets_dir:
         import dataclasses
 
@@ -40,9 +42,10 @@ def run(args):
             keep_hidden=not args.no_targets_hidden))
     # Checked before loading the teacher: a finished, current shard costs no model load.
     if Path(args.out).exists() and not args.overwrite and check_or_write(
-            args.out, labelling_fingerprint(args.in_path, args.model, options, args.targets_dir), redo=args.redo_stale):
+            args.out, labelling_fingerprint(args.in_path, args.model, options, args.targets_dir,
+                                            placement.dtype), redo=args.redo_stale):
         print(f"{args.out} exists and matches its fingerprint; skipping")
         return 0
-    transcriber = Transcriber.from_spec(args.model, options)
+    transcriber = Transcriber.from_spec(args.model, options, placement.device, placement.dtype)
     pseudo_label(args.in_path, args.out, transcriber, overwrite=args.overwrite,
                  targets_dir=args.targets_dir, redo_stale=args.redo_stale)

@@ -1,5 +1,6 @@
 """Stage 4: add one label-free (or oracle) quality score per cut: udistil score FILTER --in --out."""
 from udistil.filters import FILTERS
+from udistil.models.device import add_device_arguments
 
 
 def add_arguments(parser):
@@ -16,7 +17,8 @@ def add_arguments(parser):
                         "options instead of stopping")
     parser.add_argument("--batch-size", type=int, default=0, help="cuts per scoring batch (0 = the filter's own)")
     parser.add_argument("--num-threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    parser.add_argument("--device", default="cpu", help="torch device for model-based filters")
+    add_device_arguments(parser, device_help="where model-based filters run (proxy_wer, consistency, "
+                         "nll with --nll-lm, pesq with xtts, sonar_sim): auto = cuda when a GPU is visible")
     g = parser.add_argument_group("proxy_wer")
     g.add_argument("--proxy", default="packaged:whisper-tiny.en",
                    help="proxy ASR: Whisper, SeamlessM4T-v2 or wav2vec2/MMS CTC (hub id, dir, packaged:NAME)")
@@ -57,11 +59,15 @@ def run(args):
 
     from udistil.filters import create_filter, filter_options
     from udistil.filters.runner import score_cuts, scoring_fingerprint
+    from udistil.models.device import placement_from_args
     from udistil.parallel.fingerprint import check_or_write
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     options = {k: v for k, v in vars(args).items() if k not in ("batch_size", "filter")}
+    # Only filters that run a model take these (create_filter passes what a filter accepts).
+    placement = placement_from_args(args)
+    options.update(device=str(placement.device), dtype=placement.dtype_name)
     names = [name for name in args.filter.split(",") if name]
     # Checked before any model loads: a finished, current output costs nothing.
     if Path(args.out).exists() and not args.overwrite and check_or_write(

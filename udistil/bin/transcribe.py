@@ -1,8 +1,8 @@
 """Transcribe audio files or directories (wav/flac/mp3/ogg, any length) with a model or an export."""
 from __future__ import annotations
 
+from udistil.models.device import add_device_arguments
 from udistil.teacher.transcriber import DecodeOptions
-from udistil.transcribe.engines import DEVICES
 from udistil.transcribe.output import FORMATS
 from udistil.transcribe.segments import SegmentOptions
 
@@ -18,8 +18,8 @@ def add_arguments(parser) -> None:
                         help="text: PATH<TAB>TEXT per file; jsonl: one object per file with segments; srt")
     parser.add_argument("--output-dir", default=None,
                         help="write one file per input here instead of stdout (needed for SRT of several files)")
-    parser.add_argument("--device", choices=DEVICES, default="auto",
-                        help="cuda needs a CTranslate2 export; the torch engine is CPU only")
+    add_device_arguments(parser, dtype_help="torch engine precision: auto = float16 on cuda, float32 "
+                         "on cpu (a CTranslate2 export uses --compute-type instead)")
     parser.add_argument("--compute-type", default="default",
                         help="CTranslate2 compute type: default (as exported), int8, int8_float32, "
                              "int8_float16, float16, bfloat16, float32")
@@ -38,7 +38,7 @@ def run(args) -> int:
 
     return run_transcribe(
         args.paths, args.model, language=args.language, fmt=args.fmt, output_dir=args.output_dir,
-        device=args.device, compute_type=args.compute_type, threads=args.num_threads,
+        device=args.device, dtype=args.dtype, compute_type=args.compute_type, threads=args.num_threads,
         options=DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=True,
                               budget_per_second=args.budget_per_second),
         segment_options=SegmentOptions(max_seconds=args.max_segment), progress=not args.no_progress)

@@ -60,6 +60,11 @@ class Filter:
         """
         raise NotImplementedError
 
+    @classmethod
+    def runs_model(cls, options: dict) -> bool:
+        """Whether this filter, built with `options`, runs a model (so its --dtype matters)."""
+        return "model" in cls.needs
+
     def describe(self) -> str:
         direction = "higher = worse" if self.higher_is_worse else "higher = better"
         return f"{self.name} ({direction}; {'label-free' if self.label_free else 'needs references'})"

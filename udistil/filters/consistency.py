@@ -50,7 +50,8 @@ class Consistency(Filter):
     batch_size = 32
 
     def __init__(self, model: str | None = None, perturb: str = "speed", speed_factor: float = 1.1,
-                 noise_snr: float = 10.0, beam: int = 4, model_batch_size: int = 8, transcriber=None):
+                 noise_snr: float = 10.0, beam: int = 4, model_batch_size: int = 8, device: str = "cpu",
+                 dtype: str | None = None, transcriber=None):
         from udistil.teacher.transcriber import DecodeOptions, Transcriber
 
         if perturb not in PERTURBATIONS:
@@ -60,7 +61,7 @@ class Consistency(Filter):
                                "e.g. exp/models/teacher)")
         self.perturb, self.speed_factor, self.noise_snr = perturb, speed_factor, noise_snr
         options = DecodeOptions(batch_size=model_batch_size, beam=beam if perturb == "beam" else 1)
-        self.transcriber = transcriber or Transcriber.from_spec(model, options)
+        self.transcriber = transcriber or Transcriber.from_spec(model, options, device, dtype)
 
     def perturbed(self, cut, audio: np.ndarray) -> np.ndarray:
         if self.perturb == "speed":

@@ -21,16 +21,19 @@ from udistil.filters.token_stats import _TokenStatistic
 class CausalLMScorer:
     """Per-token negative log-likelihoods of texts under a transformers causal LM."""
 
-    def __init__(self, spec: str, device: str = "cpu"):
+    def __init__(self, spec: str, device: str = "cpu", dtype: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from udistil.models.device import resolve_dtype
         from udistil.models.spec import resolve_model
 
         path = resolve_model(spec)
+        device = torch.device(device)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=resolve_dtype(dtype, device)).to(device).eval()
         except Exception as e:  # transformers raises many types for a wrong directory
             raise UdistilError(f"{path}: cannot load a causal language model for --nll-lm "
                                f"({type(e).__name__}: {e})") from e
@@ -59,11 +62,15 @@ class NegativeLogLikelihood(_TokenStatistic):
     # The same point as confidence 0.5, in log space: -log(0.5) = 0.69 nats per token.
     default_threshold = math.log(2)
 
-    def __init__(self, nll_lm: str | None = None, device: str = "cpu"):
-        self.lm = CausalLMScorer(nll_lm, device) if nll_lm else None
+    def __init__(self, nll_lm: str | None = None, device: str = "cpu", dtype: str | None = None):
+        self.lm = CausalLMScorer(nll_lm, device, dtype) if nll_lm else None
         if self.lm is not None:
             self.needs = ("teacher", "model")
             self.batch_size = 16
+
+    @classmethod
+    def runs_model(cls, options: dict) -> bool:
+        return bool(options.get("nll_lm"))
 
     def summarise(self, values):
         return -sum(values) / len(values)

@@ -43,11 +43,21 @@ def iso639_3(language: str | None) -> str | None:
     return base if len(base) == 3 else _ISO639_3.get(base)
 
 
+def _placement(device, dtype):
+    """(torch.device, torch.dtype) of a filter's device and dtype options (models/device.py)."""
+    import torch
+
+    from udistil.models.device import resolve_dtype
+
+    device = torch.device(device)
+    return device, resolve_dtype(dtype, device)
+
+
 class WhisperProxy:
-    def __init__(self, spec: str, batch_size: int = 8):
+    def __init__(self, spec: str, batch_size: int = 8, device: str = "cpu", dtype: str | None = None):
         from udistil.teacher.transcriber import DecodeOptions, Transcriber
 
-        self.transcriber = Transcriber.from_spec(spec, DecodeOptions(batch_size=batch_size))
+        self.transcriber = Transcriber.from_spec(spec, DecodeOptions(batch_size=batch_size), *_placement(device, dtype))
         self.name = str(spec)
 
     def supports(self, language):
@@ -63,13 +73,12 @@ class WhisperProxy:
 class SeamlessProxy:
     """SeamlessM4Tv2ForSpeechToText, speech in, text in the cut's own language out."""
 
-    def __init__(self, path: str, device: str = "cpu"):
-        import torch
+    def __init__(self, path: str, device: str = "cpu", dtype: str | None = None):
         from transformers import AutoProcessor, SeamlessM4Tv2ForSpeechToText
 
+        self.device, self.dtype = _placement(device, dtype)
         self.processor = AutoProcessor.from_pretrained(path)
-        self.model = SeamlessM4Tv2ForSpeechToText.from_pretrained(path, dtype=torch.float32).to(device).eval()
-        self.device = device
+        self.model = SeamlessM4Tv2ForSpeechToText.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         self.name = path
         lang_ids = getattr(self.model.generation_config, "text_decoder_lang_to_code_id", None) or {}
         self.languages = set(lang_ids)
@@ -83,8 +92,9 @@ class SeamlessProxy:
     def transcribe(self, audios, language):
         import torch
 
+        # Features to the model's device and dtype (only floating tensors change dtype).
         inputs = self.processor(audios=list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt",
-                                padding=True).to(self.device)
+                                padding=True).to(self.device, dtype=self.dtype)
         with torch.inference_mode():
             tokens = self.model.generate(**inputs, tgt_lang=iso639_3(language), num_beams=1, do_sample=False)
         return [t.strip() for t in self.processor.batch_decode(tokens, skip_special_tokens=True)]
@@ -94,13 +104,13 @@ class CtcProxy:
     """wav2vec2-style CTC.  MMS checkpoints carry one vocabulary + adapter per language;
     other CTC models cover the languages given by --proxy-languages."""
 
-    def __init__(self, path: str, languages: list[str] | None = None, device: str = "cpu"):
-        import torch
+    def __init__(self, path: str, languages: list[str] | None = None, device: str = "cpu",
+                 dtype: str | None = None):
         from transformers import AutoModelForCTC, AutoProcessor
 
+        self.device, self.dtype = _placement(device, dtype)
         self.processor = AutoProcessor.from_pretrained(path)
-        self.model = AutoModelForCTC.from_pretrained(path, dtype=torch.float32).to(device).eval()
-        self.device = device
+        self.model = AutoModelForCTC.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         self.name = path
         vocab = getattr(self.processor.tokenizer, "vocab", None)
         # MMS tokenizers hold {language: {token: id}}; a plain one {token: id}.
@@ -131,14 +141,16 @@ class CtcProxy:
 
         self._switch(iso639_3(language))
         inputs = self.processor(list(audios), sampling_rate=SAMPLE_RATE, return_tensors="pt",
-                                padding=True).to(self.device)
+                                padding=True).to(self.device, dtype=self.dtype)
         with torch.inference_mode():
             logits = self.model(**inputs).logits
         return [t.strip() for t in self.processor.batch_decode(logits.argmax(-1))]
 
 
-def load_proxy(spec: str, languages: list[str] | None = None, batch_size: int = 8, device: str = "cpu"):
-    """The proxy model for `spec` (hub id, local dir, packaged:whisper-tiny.en)."""
+def load_proxy(spec: str, languages: list[str] | None = None, batch_size: int = 8, device: str = "cpu",
+               dtype: str | None = None):
+    """The proxy model for `spec` (hub id, local dir, packaged:whisper-tiny.en) on `device`
+    in `dtype` (None: the device's default, models/device.py)."""
     from udistil.models.spec import resolve_model
 
     path = resolve_model(spec)
@@ -147,11 +159,11 @@ def load_proxy(spec: str, languages: list[str] | None = None, batch_size: int = 
     architectures = " ".join(config.get("architectures") or [])
     try:
         if kind == "whisper":
-            return WhisperProxy(spec, batch_size)
+            return WhisperProxy(spec, batch_size, device, dtype)
         if kind.startswith("seamless_m4t"):
-            return SeamlessProxy(path, device)
+            return SeamlessProxy(path, device, dtype)
         if "ForCTC" in architectures or kind in ("wav2vec2", "wav2vec2-bert", "hubert", "data2vec-audio"):
-            return CtcProxy(path, languages, device)
+            return CtcProxy(path, languages, device, dtype)
     except UdistilError:
         raise
     except Exception as e:  # transformers raises many types for a mismatched directory

@@ -24,11 +24,12 @@ class ProxyWer(Filter):
     batch_size = 32
 
     def __init__(self, proxy: str = DEFAULT_PROXY, proxy_languages: list[str] | None = None,
-                 model_batch_size: int = 8, device: str = "cpu", proxy_model=None):
+                 model_batch_size: int = 8, device: str = "cpu", dtype: str | None = None,
+                 proxy_model=None):
         from udistil.filters.proxy_models import load_proxy
 
         # `proxy_model` lets a caller share one loaded model between several filters.
-        self.proxy = proxy_model or load_proxy(proxy, proxy_languages, model_batch_size, device)
+        self.proxy = proxy_model or load_proxy(proxy, proxy_languages, model_batch_size, device, dtype)
 
     def score(self, cuts, audios):
         out: list[Score | None] = [None] * len(cuts)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from udistil.data.audio import load_cut_audio
 from udistil.data.manifests import custom, iter_cuts, write_cuts, write_json_atomic
 from udistil.errors import BadAudioError, UdistilError
+from udistil.filters import filter_class
 from udistil.filters.base import Filter, Score
 from udistil.parallel.fingerprint import fingerprint, model_identity
 from udistil.parallel.resumable import ResumableCutWriter
@@ -190,6 +191,9 @@ def scoring_fingerprint(filters: list[Filter] | dict[str, dict], in_path) -> dic
         opts = {}
         for key, value in sorted(built_with.items()):
             if key in _SPEED_ONLY:
+                continue
+            if key == "dtype" and (value in (None, "float32") or not filter_class(name).runs_model(built_with)):
+                # float32 is the CPU default: scores made before --dtype keep their fingerprint.
                 continue
             opts[key] = model_identity(value) if isinstance(value, str) and Path(value).is_dir() else value
         options[name] = opts

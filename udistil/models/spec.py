@@ -1,7 +1,8 @@
 """Model arguments: a hub id, a local transformers directory, or `packaged:<name>`.
 
 `resolve_model` turns any of them into a local directory; `load_whisper` loads it for
-inference (float32 on CPU, eval mode, Whisper generation settings present).  Packaged
+inference (on a device, in a dtype: models/device.py; eval mode, Whisper generation
+settings present).  Packaged
 models are converted once into the model cache and reused.
 """
 from __future__ import annotations
@@ -104,15 +105,19 @@ def ensure_whisper_generation_config(model, tokenizer) -> None:
             setattr(current, key, getattr(defaults, key))
 
 
-def load_whisper(spec, device: str = "cpu", dtype=None, cache_dir=None):
-    """(model, processor) for `spec`; float32 on CPU, eval mode, generation settings complete."""
+def load_whisper(spec, device="cpu", dtype=None, cache_dir=None):
+    """(model, processor) for `spec` on `device` in `dtype`, eval mode, generation settings complete.
+
+    dtype None (or "auto") is the device's default: float32 on the CPU, float16 on CUDA;
+    float16 on the CPU is refused (models/device.py holds the rule)."""
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+    from udistil.models.device import dtype_name, resolve_dtype
+
+    device = torch.device(device)
+    dtype = resolve_dtype(dtype if dtype is None or isinstance(dtype, str) else dtype_name(dtype), device)
     path = Path(resolve_model(spec, cache_dir=cache_dir))
-    if dtype is None or str(device).startswith("cpu"):
-        # fp16 weights are slow and inaccurate on CPU; always compute in float32 there.
-        dtype = torch.float32
     try:
         model = WhisperForConditionalGeneration.from_pretrained(str(path), dtype=dtype)
     except Exception as e:  # transformers raises OSError/ValueError/SafetensorError/RuntimeError

@@ -30,6 +30,7 @@ class OptimOptions:
 @dataclass
 class RunOptions:
     seed: int = 42
+    device: str = "auto"            # auto (cuda when visible, else cpu) | cpu | cuda (models/device.py)
     precision: str = "auto"         # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
     checkpoint_every: int = 100     # optimizer steps
     keep_checkpoints: int = 2

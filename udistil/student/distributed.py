@@ -48,16 +48,29 @@ class DistEnv:
         return self.device if self.device.type == "cuda" else torch.device("cpu")
 
 
-def init_distributed() -> DistEnv:
+def process_device(device: str = "auto", local_rank: int = 0) -> torch.device:
+    """This process's device for a --device choice: cuda:LOCAL_RANK (one GPU per torchrun
+    process) or cpu; "cuda" without a visible GPU is an error (models/device.py)."""
+    from udistil.errors import UdistilError
+    from udistil.models.device import resolve_device
+
+    kind = resolve_device(device).type
+    if kind != "cuda":
+        return torch.device("cpu")
+    if local_rank >= torch.cuda.device_count():
+        raise UdistilError(f"process with LOCAL_RANK {local_rank} has no GPU of its own: "
+                           f"{torch.cuda.device_count()} visible; start at most that many per node")
+    return torch.device("cuda", local_rank)
+
+
+def init_distributed(device: str = "auto") -> DistEnv:
     """Read torchrun's environment; a plain `python` run is world size 1 on cuda:0 or cpu."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
+    device = process_device(device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistEnv(rank, world_size, local_rank, device)

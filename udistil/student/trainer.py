@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 def train(config: DistillConfig) -> dict:
     """Run (or resume) a distillation; returns the summary also written to EXP/training_summary.json."""
-    env = init_distributed()
+    env = init_distributed(config.run.device)
     try:
         return Trainer(config, env).fit()
     finally:

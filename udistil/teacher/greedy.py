@@ -110,10 +110,12 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
         raise ValueError("greedy_decode needs prompts of equal length; group requests by prompt")
     results = [DecodeResult() for _ in requests]
     active = list(range(len(requests)))  # request indices still decoding, in batch order
-    rows = torch.tensor([r.encoder_row for r in requests])
+    # Every tensor made here lives on the model's device (the encoder output's).
+    device = encoder_hidden.device
+    rows = torch.tensor([r.encoder_row for r in requests], device=device)
     encoder_states = encoder_hidden.index_select(0, rows)
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-    input_ids = torch.tensor([r.prompt for r in requests])
+    input_ids = torch.tensor([r.prompt for r in requests], device=device)
     decoder, proj_out = model.get_decoder(), model.get_output_embeddings()
     while active:
         hidden = decoder(input_ids=input_ids, encoder_hidden_states=encoder_states, cache=cache,
@@ -156,7 +158,7 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
         if len(keep) < len(active):
             if not keep:
                 break
-            keep_idx = torch.tensor(keep)
+            keep_idx = torch.tensor(keep, device=device)
             cache.batch_select_indices(keep_idx)
             encoder_states = encoder_states.index_select(0, keep_idx)
             best = best.index_select(0, keep_idx)
@@ -179,8 +181,9 @@ def detect_languages(model, encoder_hidden: torch.Tensor, rows: list[int], rules
     """Whisper's language identification: one decoder step after <|startoftranscript|>."""
     if not rows:
         return []
-    states = encoder_hidden.index_select(0, torch.tensor(rows))
-    input_ids = torch.full((len(rows), 1), rules.start_of_transcript)
+    device = encoder_hidden.device
+    states = encoder_hidden.index_select(0, torch.tensor(rows, device=device))
+    input_ids = torch.full((len(rows), 1), rules.start_of_transcript, device=device)
     hidden = model.get_decoder()(input_ids=input_ids, encoder_hidden_states=states,
                                  use_cache=False).last_hidden_state[:, -1]
     logits = model.get_output_embeddings()(hidden).float()

@@ -104,13 +104,21 @@ def store_transcript(cut, transcript, targets=None) -> None:
         targets.attach(cut, transcript.targets, transcript.tokens)
 
 
-def labelling_fingerprint(in_path, model, options, targets_dir=None) -> dict:
+def labelling_fingerprint(in_path, model, options, targets_dir=None, dtype=None) -> dict:
     """What makes stage-3 labels what they are: the input, the teacher, the decoding options
-    (batch size and threads only change speed), and where their distillation targets live."""
+    (batch size, threads and device only change speed), the teacher's precision, and where
+    their distillation targets live.
+
+    The precision is recorded only when it is not float32 (the CPU default), so labels made
+    before --dtype existed keep their fingerprint; float16 labels from a GPU do differ."""
     from dataclasses import asdict
+
+    from udistil.models.device import dtype_name
 
     opts = {k: v for k, v in asdict(options).items() if k not in ("batch_size",)}
     opts["targets_dir"] = str(targets_dir) if targets_dir is not None else None
+    if dtype is not None and dtype_name(dtype) != "float32":
+        opts["dtype"] = dtype_name(dtype)
     return fingerprint([in_path], model=model, options=opts)
 
 
@@ -126,7 +134,8 @@ def pseudo_label(in_path: str | Path, out_path: str | Path, transcriber: Transcr
     redone with redo_stale); see udistil.parallel.fingerprint.
     """
     out_path = Path(out_path)
-    fp = labelling_fingerprint(in_path, transcriber.name, transcriber.options, targets_dir)
+    fp = labelling_fingerprint(in_path, transcriber.name, transcriber.options, targets_dir,
+                               dtype=getattr(transcriber, "dtype", None))
     writer = ResumableCutWriter(out_path, fingerprint=fp, redo=redo_stale, overwrite=overwrite)
     if writer.finished:
         writer.close()

@@ -35,6 +35,7 @@ class TokenRules:
 
     @classmethod
     def from_model(cls, model) -> "TokenRules":
+        """The rules of `model`, their masks on the model's device (the logits' device)."""
         gen = model.generation_config
         vocab = model.config.vocab_size
         missing = [k for k in ("decoder_start_token_id", "eos_token_id", "no_timestamps_token_id")
@@ -46,14 +47,15 @@ class TokenRules:
         lang_to_id = {k.strip("<|>"): v for k, v in (getattr(gen, "lang_to_id", None) or {}).items()}
         task_to_id = getattr(gen, "task_to_id", None) or {}
         no_ts = gen.no_timestamps_token_id
-        suppress = torch.zeros(vocab, dtype=torch.bool)
+        device = model.device
+        suppress = torch.zeros(vocab, dtype=torch.bool, device=device)
         for tok in gen.suppress_tokens or []:
             if tok < vocab:
                 suppress[tok] = True
         # Control tokens (start, language, task, lm, prev, nospeech, notimestamps) sit
         # between end-of-text and the first timestamp; none of them is ever output text.
         suppress[eot + 1:no_ts + 1] = True
-        at_begin = torch.zeros(vocab, dtype=torch.bool)
+        at_begin = torch.zeros(vocab, dtype=torch.bool, device=device)
         for tok in getattr(gen, "begin_suppress_tokens", None) or []:
             if tok < vocab:
                 at_begin[tok] = True
@@ -78,7 +80,7 @@ class TokenRules:
         return language in (None, "en")
 
     def language_ids(self) -> torch.Tensor:
-        return torch.tensor(sorted(self.lang_to_id.values()))
+        return torch.tensor(sorted(self.lang_to_id.values()), device=self.suppress.device)
 
     def id_to_language(self, token_id: int) -> str:
         for lang, tid in self.lang_to_id.items():
@@ -107,7 +109,7 @@ class TokenRules:
         if stamped:
             # When the timestamps together are likelier than any single text token, emit one
             # (one batched log-softmax rather than one per row: this runs at every step).
-            rows = torch.tensor(stamped)
+            rows = torch.tensor(stamped, device=logits.device)
             logprobs = torch.log_softmax(logits[rows], dim=-1)
             tb = self.timestamp_begin
             force = torch.logsumexp(logprobs[:, tb:], dim=-1) > logprobs[:, :tb].max(dim=-1).values

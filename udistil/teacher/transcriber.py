@@ -105,11 +105,21 @@ class Transcriber:
                       "encode_s": 0.0, "decode_s": 0.0}
 
     @classmethod
-    def from_spec(cls, spec: str, options: DecodeOptions | None = None) -> "Transcriber":
+    def from_spec(cls, spec: str, options: DecodeOptions | None = None, device="cpu",
+                  dtype=None) -> "Transcriber":
+        """Load `spec` on `device` in `dtype` (None: the device's default, models/device.py)."""
         from udistil.models.spec import load_whisper
 
-        model, processor = load_whisper(spec)
+        model, processor = load_whisper(spec, device=device, dtype=dtype)
         return cls(model, processor, options, name=str(spec))
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
 
     def supports(self, language: str | None) -> bool:
         return self.rules.supports(language)
@@ -147,7 +157,9 @@ class Transcriber:
         """Encoder states of a batch, at the longest clip's context under the model's rule."""
         t0 = time.perf_counter()
         positions = max(self.context_positions(a) for a in audios)
-        features = log_mel(self.processor.feature_extractor, audios, positions).to(self.model.dtype)
+        # Features are computed on the CPU; they go to the model's device and dtype.
+        features = log_mel(self.processor.feature_extractor, audios, positions).to(
+            device=self.model.device, dtype=self.model.dtype)
         hidden = encode_context(self.model.get_encoder(), features, positions)
         self.stats["encoder_passes"] += len(audios)
         self.stats["encoder_positions"] += len(audios) * positions
@@ -269,7 +281,8 @@ class Transcriber:
 
     @torch.inference_mode()
     def _score_tokens(self, encoder_row, prompt, body, stop) -> DecodeResult:
-        ids = torch.tensor([prompt + body + [self.rules.end_of_text]])
+        device = encoder_row.device
+        ids = torch.tensor([prompt + body + [self.rules.end_of_text]], device=device)
         hidden = self.model.get_decoder()(input_ids=ids, encoder_hidden_states=encoder_row,
                                           use_cache=False).last_hidden_state[0]
         logits = self.model.get_output_embeddings()(hidden).float()
@@ -279,7 +292,8 @@ class Transcriber:
         rows = logprobs[first:first + len(body)]
         probs = rows.exp()
         entropy = -(probs * rows.masked_fill(probs == 0, 0.0)).sum(-1)
-        chosen = rows.gather(1, torch.tensor(body, dtype=torch.long)[:, None])[:, 0] if body else rows[:0, 0]
+        chosen = (rows.gather(1, torch.tensor(body, dtype=torch.long, device=device)[:, None])[:, 0]
+                  if body else rows[:0, 0])
         targets = []
         if self.options.targets is not None:
             # The body's rows, and the end token's when the beam ended on it.

@@ -2,7 +2,8 @@
 
 - `TorchEngine`: any model spec (hub id, transformers directory, packaged:NAME) through the
   pipeline's own `Transcriber` (greedy loop with per-clip token budgets and repetition-loop
-  stops; the model's audio-context rule).  CPU only: that loop keeps its tensors on the CPU.
+  stops; the model's audio-context rule), on --device in --dtype (models/device.py; the
+  CUDA path has not yet run on a GPU).
 - `CT2Engine`: a CTranslate2 directory (from `udistil export`, or any faster-whisper model)
   through `ctranslate2.models.Whisper.generate`, on the CPU or a GPU.  When the export
   records a clip audio context, each batch is given only the mel frames the rule asks for
@@ -25,7 +26,6 @@ from udistil.teacher.transcriber import MAX_TARGET_TOKENS, DecodeOptions, balanc
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def _token_budget(options: DecodeOptions, seconds: float) -> int:
@@ -37,13 +37,12 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, spec: str, options: DecodeOptions, device: str = "auto"):
+    def __init__(self, spec: str, options: DecodeOptions, device: str = "auto", dtype: str = "auto"):
+        from udistil.models.device import Placement
         from udistil.teacher.transcriber import Transcriber
 
-        if device == "cuda":
-            raise UdistilError("the torch engine runs on the CPU only; for a GPU, export the model "
-                               "(`udistil export`) and transcribe with the export directory")
-        self.transcriber = Transcriber.from_spec(spec, options)
+        placement = Placement.resolve(device, dtype)
+        self.transcriber = Transcriber.from_spec(spec, options, placement.device, placement.dtype)
         self.rules = self.transcriber.rules
 
     @property
@@ -164,15 +163,22 @@ class CT2Engine:
 
 
 def open_engine(model: str, options: DecodeOptions, device: str = "auto", compute_type: str = "default",
-                threads: int = 0):
-    """The engine for `model`: a CTranslate2 directory, or any model spec for the torch engine."""
+                threads: int = 0, dtype: str = "auto"):
+    """The engine for `model`: a CTranslate2 directory, or any model spec for the torch engine.
+
+    --device means the same for both (models/device.py; CTranslate2 resolves "auto" itself);
+    the precision is --compute-type for CTranslate2 and --dtype for the torch engine."""
+    from udistil.models.device import DEVICES
     from udistil.models.export import is_ctranslate2_dir
 
     if device not in DEVICES:
         raise UdistilError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
     if is_ctranslate2_dir(model):
+        if dtype not in (None, "auto"):
+            raise UdistilError(f"--dtype {dtype} applies to the torch engine; {model} is a CTranslate2 "
+                               "export: choose its precision with --compute-type")
         return CT2Engine(model, options, device=device, compute_type=compute_type, threads=threads)
     if compute_type != "default":
         raise UdistilError(f"--compute-type {compute_type} applies to a CTranslate2 export; {model} runs "
-                           "in the torch engine (float32 on the CPU)")
-    return TorchEngine(model, options, device=device)
+                           "in the torch engine (choose its precision with --dtype)")
+    return TorchEngine(model, options, device=device, dtype=dtype)

@@ -145,7 +145,7 @@ def _transcribe_group(group: list[_Loaded], engine, language: str | None) -> lis
 
 
 def run_transcribe(paths, model: str, language=None, fmt="text", output_dir=None, device="auto",
-                   compute_type="default", threads: int = 0, options=None,
+                   compute_type="default", threads: int = 0, options=None, dtype: str = "auto",
                    segment_options: SegmentOptions = SegmentOptions(), progress: bool = True) -> int:
     """Open the engine for `model`, transcribe `paths`; exit status 1 when any file failed."""
     from udistil.teacher.transcriber import DecodeOptions
@@ -159,7 +159,7 @@ def run_transcribe(paths, model: str, language=None, fmt="text", output_dir=None
 
         torch.set_num_threads(threads)
     engine = open_engine(model, options or DecodeOptions(pack=True), device=device,
-                         compute_type=compute_type, threads=threads)
+                         compute_type=compute_type, threads=threads, dtype=dtype)
     summary = transcribe_paths(paths, engine, language=language, fmt=fmt, output_dir=output_dir,
                                segment_options=segment_options, progress=progress)
     if summary.failed:
