@@ -50,11 +50,9 @@ mini_test_size=40
 # Mini corpus: random seed.
 mini_seed=1234
 # Stage 4: label-free filters to score (fusion and, with references, oracle_wer always follow).
-# Left out because they cost more than they earn on the mini dev set, where fusion of the cheap
-# scores already separates bad pseudo-labels (AUROC 1.000): consistency (a second decoding,
-# ~0.7x stage 3), pesq (espeak renderings: AUROC below chance) and proxy_wer (a second model's
-# decoding, 0.35x stage 3, AUROC 0.877, English only with the packaged proxy).  Add them by name.
-filters="confidence entropy nll nll_sum worst_window tail_nll entropy_window word_nll language_confidence hallucination"
+# consistency (a second decoding, ~0.7x stage 3) and pesq (espeak renderings: AUROC below chance
+# on the mini dev set) cost more than they earn here; add them back by name.
+filters="confidence entropy nll nll_sum worst_window tail_nll entropy_window word_nll language_confidence hallucination proxy_wer"
 # Stage 4: proxy ASR for proxy_wer (the paper: facebook/seamless-m4t-v2-large).
 proxy=packaged:whisper-tiny.en
 # Stage 5: fraction kept by filters that have no natural threshold (nll_sum, sonar_sim, word_nll, ...).
