@@ -287,29 +287,14 @@ stage4() {
 
 stage5() {
   log "Stage 5: one training subset per filter under data/select/"
-  # No skip here: `udistil select` keeps a subset made from the same scores with the same
-  # rule (its fingerprint) and redoes one whose scores or rule changed.
-  local f rule in=exp/scores/cuts_$train_set.jsonl.gz
-  load_filter_table
-  for f in none $filters fusion oracle_wer; do
-    if [ $f = oracle_wer ] && [ ! -s exp/scores/$train_set/oracle_wer.jsonl.gz ]; then
-      log "  no references for $train_set: no supervised baseline"; continue
-    fi
-    rule=""
-    for t in $select_thresholds; do [ "${t%%:*}" = "$f" ] && rule="--threshold ${t#*:}"; done
-    # Filters without a natural (default) threshold are compared at a fixed kept fraction;
-    # the others use their own default, which `udistil select` reads from the filter.
-    if [ $f != none ] && [ -z "$rule" ] && [ "$(filter_field "$f" default_threshold)" = none ]; then
-      rule="--keep-fraction $select_keep_fraction"
-    fi
-    if [ $f = none ]; then
-      udistil select --filter none --in "$in" --out data/select/none/cuts.jsonl.gz
-    else
-      # One filter keeping nothing (its reason is printed) must not stop the other subsets.
-      udistil select --filter $f $rule --in "$in" --out data/select/$f/cuts.jsonl.gz \
-        || log "  WARNING: no data/select/$f (see the message above); students skip it"
-    fi
-  done
+  # One process for every subset (process start-up dominated this stage). No skip here:
+  # `udistil select` keeps a subset made from the same scores with the same rule (its
+  # fingerprint) and redoes one whose scores or rule changed. Each filter's rule: its entry in
+  # select_thresholds, else its own default threshold, else select_keep_fraction. A filter
+  # that keeps nothing (or oracle_wer without references) is reported; students skip it.
+  udistil select --filters "none $filters fusion oracle_wer" --thresholds "$select_thresholds" \
+    --fallback-keep-fraction "$select_keep_fraction" \
+    --in exp/scores/cuts_$train_set.jsonl.gz --out-dir data/select
 }
 
 # How stage 6 starts `udistil distill`: the job runner's request (--gpu, --nodes: conf/slurm.conf

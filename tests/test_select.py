@@ -67,3 +67,44 @@ def test_no_filter_and_cli(scored, tmp_path, capsys):
     assert main(["select", "--filter", "proxy_wer", "--threshold", "5", "--in", str(scored),
                  "--out", str(tmp_path / "x.jsonl.gz")]) == 1  # keeps nothing: a clear error
     assert main(["select", "--filter", "nll_sum", "--in", str(scored), "--out", str(tmp_path / "y.jsonl.gz")]) == 1
+
+
+def test_stage5_sweep_in_one_process(scored, tmp_path, capsys):
+    out_dir = tmp_path / "select"
+    assert main(["select", "--filters", "none proxy_wer nll_sum confidence oracle_wer",
+                 "--thresholds", "confidence:0.65", "--fallback-keep-fraction", "0.4",
+                 "--in", str(scored), "--out-dir", str(out_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert len(read_cuts(out_dir / "none" / "cuts.jsonl.gz")) == 5
+    # proxy_wer: its own default threshold (80), as `--filter proxy_wer` alone would keep.
+    assert sorted(read_cuts(out_dir / "proxy_wer" / "cuts.jsonl.gz").ids) == ["c0", "c2", "c5"]
+    # confidence: the user's threshold, not the filter's default.
+    assert sorted(read_cuts(out_dir / "confidence" / "cuts.jsonl.gz").ids) == ["c0", "c3", "c5"]
+    # nll_sum has no default threshold, but no cut has an nll_sum score either; oracle_wer has
+    # no references here: both are reported and skipped, and the others still written.
+    assert not (out_dir / "nll_sum").exists() and not (out_dir / "oracle_wer").exists()
+    assert "WARNING: no" in printed and "oracle_wer" in printed and "nll_sum" in printed
+    # A rerun on the same scores with the same rules keeps every subset.
+    assert main(["select", "--filters", "none proxy_wer confidence", "--thresholds", "confidence:0.65",
+                 "--in", str(scored), "--out-dir", str(out_dir)]) == 0
+    assert capsys.readouterr().out.count("exists, skipping") == 3
+
+
+def test_stage5_sweep_fallback_fraction_and_bad_input(scored, tmp_path):
+    from udistil.select.selection import parse_thresholds, rule_for
+
+    assert rule_for("nll_sum", {}, 0.3) == {"keep_fraction": 0.3}
+    assert rule_for("proxy_wer", {}, 0.3) == {}
+    assert rule_for("proxy_wer", {"proxy_wer": 60.0}, 0.3) == {"threshold": 60.0}
+    assert parse_thresholds("oracle_wer:80 proxy_wer:70.5") == {"oracle_wer": 80.0, "proxy_wer": 70.5}
+    for bad in ("proxy_wer", "proxy_wer:high", ":80"):
+        with pytest.raises(UdistilError, match="FILTER:VALUE"):
+            parse_thresholds(bad)
+    out_dir = tmp_path / "select"
+    # A misspelt filter or a threshold for a filter not selected stops before anything is written.
+    assert main(["select", "--filters", "none proxy_wr", "--in", str(scored), "--out-dir", str(out_dir)]) == 1
+    assert main(["select", "--filters", "none", "--thresholds", "proxy_wer:80",
+                 "--in", str(scored), "--out-dir", str(out_dir)]) == 1
+    assert not out_dir.exists()
+    # Nothing selectable at all is an error.
+    assert main(["select", "--filters", "oracle_wer", "--in", str(scored), "--out-dir", str(out_dir)]) == 1

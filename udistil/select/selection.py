@@ -132,6 +132,58 @@ def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = N
     return stats
 
 
+def parse_thresholds(spec: str) -> dict[str, float]:
+    """'oracle_wer:80 proxy_wer:80' -> {'oracle_wer': 80.0, 'proxy_wer': 80.0}."""
+    thresholds = {}
+    for item in spec.split():
+        name, sep, value = item.partition(":")
+        try:
+            thresholds[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise UdistilError(f"threshold '{item}': expected FILTER:VALUE (e.g. proxy_wer:80)")
+    return thresholds
+
+
+def rule_for(filter_name: str, thresholds: dict[str, float], fallback_fraction: float) -> dict:
+    """The selection rule of one filter in a stage-5 sweep: the user's threshold if given,
+    else the filter's own default threshold, else (no natural threshold: nll_sum, sonar_sim,
+    ...) the fallback kept fraction, so those filters are compared at equal data size."""
+    if filter_name == NO_FILTER:
+        return {}
+    if filter_name in thresholds:
+        return {"threshold": thresholds[filter_name]}
+    _, default = resolve_direction(filter_name)
+    return {} if default is not None else {"keep_fraction": fallback_fraction}
+
+
+def select_each(in_path, out_dir, filter_names, thresholds: dict[str, float] | None = None,
+                fallback_fraction: float = 0.5, keep_null: bool = False) -> dict[str, dict | str]:
+    """Stage 5 in one process: `out_dir/<filter>/cuts.jsonl.gz` for every filter.
+
+    A filter that cannot select (no scores, e.g. oracle_wer on an unlabelled set, or a rule
+    that keeps nothing) is reported by its message and skipped; the others still run.
+    Returns filter -> stats dict, or -> the error message of a skipped filter."""
+    thresholds = thresholds or {}
+    unknown = sorted(set(thresholds) - set(filter_names))
+    if unknown:
+        raise UdistilError(f"thresholds given for filters not selected: {', '.join(unknown)}")
+    for name in filter_names:  # a misspelt filter is the user's error, not a skipped subset
+        if name != NO_FILTER:
+            resolve_direction(name)
+    results: dict[str, dict | str] = {}
+    for name in filter_names:
+        try:
+            rule = rule_for(name, thresholds, fallback_fraction)
+            results[name] = select_cuts(in_path, Path(out_dir) / name / "cuts.jsonl.gz", name,
+                                        keep_null=keep_null, **rule)
+        except UdistilError as e:
+            logger.warning("no %s/%s: %s", out_dir, name, e)
+            results[name] = str(e)
+    return results
+
+
 def default_selection_fraction(values, higher_is_worse, threshold) -> float:
     """Fraction of cuts a threshold keeps (for comparing other filters at equal size)."""
     kept = kept_by_threshold(values, higher_is_worse, threshold)
