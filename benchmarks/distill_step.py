@@ -66,6 +66,7 @@ def main(argv=None) -> dict:
     from udistil.student.encoder_cache import EncoderCache, encoder_identity
     from udistil.student.forward import DistillForward, StudentForward, freeze_encoder
     from udistil.student.init import build_student, spread_layer_ids
+    from udistil.student.optim import make_optimizer
     from udistil.student.loss import LossWeights, StoredTeacher, distillation_loss, topk_kl
     from udistil.student.stored_targets import StoredTargets
 
@@ -132,8 +133,8 @@ def main(argv=None) -> dict:
             optimizer.zero_grad(set_to_none=True)
             return time.perf_counter() - t0
 
-        optimizers = {name: torch.optim.AdamW([p for p in paths[name][0].parameters() if p.requires_grad], lr=1e-5)
-                      for name in paths}
+        # The trainer's optimizer for every path, so the ratio is the forward/backward's.
+        optimizers = {name: make_optimizer(paths[name][0], lr=1e-5, weight_decay=0.0) for name in paths}
         times = {name: [] for name in paths}
         for i in range(n_batches):
             for name in paths:

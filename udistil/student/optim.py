@@ -32,8 +32,10 @@ def make_optimizer(model, lr: float, weight_decay: float):
         (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    # foreach: one multi-tensor update instead of a Python loop over parameters (also on CPU).
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, foreach=True)
+    # fused: one kernel per parameter group, on CPU as on CUDA.  On the 2-core CPU it updates
+    # whisper-base's 42M parameters of a 3-2 student in ~0.1 s, where foreach took ~1.5 s and
+    # the per-parameter loop ~0.7 s: most of a clip-context step (benchmarks/distill_step.py).
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, fused=True)
 
 
 def make_scheduler(optimizer, warmup: int, total: int, schedule: str):
