@@ -15,7 +15,8 @@ What is real and what is faked (say so when quoting the figures):
     Whisper, to show what a model adds (its weights and one batch, not the corpus);
   * stage 4: `udistil score confidence,entropy,nll,hallucination` (statistics filters, the
     streaming runner) and `udistil score fusion` (a whole-set filter: it holds every cut);
-  * stage 5: `udistil select` by threshold (two streaming passes).
+  * stage 5: `udistil select --filters`, every subset in one process (two streaming passes
+    per subset).
 Each step runs in its own process; its peak RSS is that process's ru_maxrss (os.wait4).
 The parent imports nothing heavy (Linux counts a child's pre-exec RSS, i.e. the parent's,
 in its ru_maxrss), so the manifests are made in a child too.
@@ -176,9 +177,9 @@ def main() -> None:
         ("stage 4, fusion (whole set)",
          udistil + ["score", "fusion", "--in", str(work / "out_s4.jsonl.gz"),
                     "--out", str(work / "out_s4_fusion.jsonl.gz")]),
-        ("stage 5, select by threshold",
-         udistil + ["select", "--filter", "confidence", "--in", str(work / "out_s4.jsonl.gz"),
-                    "--out", str(work / "out_s5" / "cuts.jsonl.gz")]),
+        ("stage 5, every subset (one process)",
+         udistil + ["select", "--filters", "none confidence entropy nll hallucination fusion",
+                    "--in", str(work / "out_s4_fusion.jsonl.gz"), "--out-dir", str(work / "out_s5")]),
     ]
     results = []
     for name, cmd in steps:
