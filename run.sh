@@ -108,7 +108,7 @@ decode_gpus=0
 distill_gpus=0
 # Stage 6: nodes per student; above 1, utils/torchrun_slurm.sh starts torchrun on each (cmd_backend=slurm).
 distill_nodes=1
-# Stages 3-4: redo shards whose fingerprint (input, teacher, options) no longer matches,
+# Stages 3, 4 and 7: redo outputs whose fingerprint (input, model, options) no longer matches,
 # instead of stopping with a message that names them.
 redo_stale=false
 # Skip tools/install.sh (when you manage the environment yourself).
@@ -346,11 +346,12 @@ stage6() {
 
 decode_model() {
   local model=$1 dir=$2
+  # No skip here: `udistil decode` keeps a finished decode of the same model, input and options
+  # (its fingerprint) and stops on one made otherwise (--redo-stale true: redoes it).
   for part in $test_sets; do
-    [ -s "$dir/decode_$part/wer.json" ] && { log "  $dir/decode_$part done, skipping"; continue; }
     $decode_cmd "${decode_gpu_opts[@]}" "$dir/log/decode_$part.log" \
       udistil decode --model "$model" --batch-size "$batch_size" --beam "$beam" "${device_opts[@]}" \
-        --in data/cuts_$part.jsonl.gz --out "$dir/decode_$part"
+        $redo_opt --in data/cuts_$part.jsonl.gz --out "$dir/decode_$part"
   done
 }
 

@@ -202,6 +202,30 @@ def test_decoding_a_clip_context_student_encodes_fewer_positions(tiny_whisper_di
     assert json.loads((clip_student / "config.json").read_text())["udistil_audio_context"]["rule"] == "clip"
 
 
+def test_a_finished_decode_is_reused_only_for_the_same_model(tiny_whisper_dir, clip_student, labelled):
+    """Stage 7 reruns keep a decode of the same model, input and options; a decode folder
+    made by another model (a student trained again) stops the run, naming the folder, and
+    --redo-stale redoes it."""
+    from udistil.bin.main import main
+    from udistil.evaluate.decode import decode_cuts
+    from udistil.parallel.fingerprint import StaleOutputError
+
+    raw = labelled["root"] / "raw.jsonl.gz"
+    out = labelled["root"] / "decode_reuse"
+    first = decode_cuts(raw, out, Transcriber.from_spec(str(tiny_whisper_dir)))
+    assert first["n"] == len(read_cuts(raw))
+    stamp = (out / "wer.json").stat().st_mtime_ns
+    assert decode_cuts(raw, out, Transcriber.from_spec(str(tiny_whisper_dir))) == {}  # reused
+    assert (out / "wer.json").stat().st_mtime_ns == stamp
+    with pytest.raises(StaleOutputError, match="decode_reuse.*model changed"):
+        decode_cuts(raw, out, Transcriber.from_spec(str(clip_student)))
+    assert (out / "wer.json").stat().st_mtime_ns == stamp  # nothing lost by the refusal
+    assert main(["decode", "--model", str(clip_student), "--in", str(raw), "--out", str(out)]) == 1
+    assert main(["decode", "--model", str(clip_student), "--in", str(raw), "--out", str(out),
+                 "--redo-stale"]) == 0
+    assert json.loads((out / "wer.json").read_text())["model"] == Transcriber.from_spec(str(clip_student)).name
+
+
 def test_training_never_runs_the_teacher_and_a_resumed_run_reuses_the_stores(
         tiny_whisper_dir, clip_student, labelled, tmp_path, monkeypatch):
     import udistil.models.spec as spec

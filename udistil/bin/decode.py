@@ -9,9 +9,12 @@ def add_arguments(parser):
     add_decode_arguments(parser)
     parser.add_argument("--in", dest="in_path", required=True, help="CutSet to decode")
     parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--redo-stale", action="store_true",
+                        help="redo a decode (finished or partial) made by another model, input or options; "
+                        "without it such a folder stops the run with a message naming it")
 
 
 def run(args):
     placement = placement_from_args(args)
     transcriber = Transcriber.from_spec(args.model, decode_options(args), placement.device, placement.dtype)
-    decode_cuts(args.in_path, args.out, transcriber)
+    decode_cuts(args.in_path, args.out, transcriber, redo_stale=args.redo_stale)

@@ -13,21 +13,47 @@ from pathlib import Path
 
 from udistil.data.manifests import custom, read_cuts, supervision
 from udistil.evaluate.decode_outputs import WER_NAME, write_decode_dir
-from udistil.teacher.pseudo_label import NothingLabelledError, pseudo_label
+from udistil.parallel.fingerprint import StaleOutputError, differences, read_fingerprint, remove_output
+from udistil.teacher.pseudo_label import NothingLabelledError, labelling_fingerprint, pseudo_label
 from udistil.teacher.transcriber import Transcriber
 
 logger = logging.getLogger(__name__)
 
 
-def decode_cuts(in_path: str | Path, out_dir: str | Path, transcriber: Transcriber) -> dict:
+def finished_decode_is_current(in_path, out_dir: Path, transcriber: Transcriber, redo_stale: bool) -> bool:
+    """True when out_dir holds a finished decode of this input by this model with these
+    options (its labels' fingerprint says so).  A finished decode made otherwise (a student
+    trained again, another --beam, another test set) stops the run with a message naming it,
+    or with `redo_stale` is removed, never reused silently."""
+    if not (out_dir / WER_NAME).exists():
+        return False
+    labelled_path = out_dir / "cuts.jsonl.gz"
+    fp = labelling_fingerprint(in_path, transcriber.name, transcriber.options,
+                               dtype=getattr(transcriber, "dtype", None))
+    old = read_fingerprint(labelled_path)
+    if old is not None and not differences(old, fp):
+        return True
+    why = "; ".join(differences(old, fp)) if old is not None else "it has no fingerprint"
+    if not redo_stale:
+        raise StaleOutputError(f"{out_dir}: a finished decode made from another model, input or options "
+                               f"({why}); rerun with --redo-stale, or delete {out_dir}, to redo it")
+    logger.warning("%s: stale decode (%s); decoding again", out_dir, why)
+    for name in (WER_NAME, "hyps.jsonl", "per_utt.txt"):
+        (out_dir / name).unlink(missing_ok=True)
+    remove_output(labelled_path)
+    return False
+
+
+def decode_cuts(in_path: str | Path, out_dir: str | Path, transcriber: Transcriber,
+                redo_stale: bool = False) -> dict:
     out_dir = Path(out_dir)
-    if (out_dir / WER_NAME).exists():
-        logger.info("%s exists; skipping", out_dir / WER_NAME)
+    if finished_decode_is_current(in_path, out_dir, transcriber, redo_stale):
+        logger.info("%s exists and matches its fingerprint; skipping", out_dir / WER_NAME)
         return {}
     t0 = time.time()
     labelled_path = out_dir / "cuts.jsonl.gz"
     try:
-        summary = pseudo_label(in_path, labelled_path, transcriber)
+        summary = pseudo_label(in_path, labelled_path, transcriber, redo_stale=redo_stale)
         labelled = {c.id: c for c in read_cuts(labelled_path)}
     except NothingLabelledError as e:
         # A test set none of whose cuts could be decoded still gets its score (every

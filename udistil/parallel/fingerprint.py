@@ -74,8 +74,10 @@ def model_identity(model: str | os.PathLike | None) -> dict | None:
     if not path.is_dir():
         return {"spec": str(model)}
     files = {}
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = str(f.relative_to(path))
+    # Top-level files only: a model folder is flat (weights, config, tokenizer), and what a
+    # run keeps under it (an init student's decode_*/ and log/) must not change its identity.
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        rel = f.name
         if f.suffix in _WEIGHT_SUFFIXES:
             files[rel] = {"size": f.stat().st_size, "edges_sha256": _sha256(f, limit=_EDGE)}
         elif f.suffix == ".json" and f.stat().st_size < (16 << 20):
