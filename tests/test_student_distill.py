@@ -316,3 +316,32 @@ def test_best_export_is_swapped_by_one_rename_and_always_loadable(tiny_whisper_d
     assert best.is_symlink() and best.resolve().name == ".best-step-0000007"
     assert not first_target.exists()  # the previous export is removed after the swap
     assert json.loads((best / "udistil_training.json").read_text())["step"] == 7
+
+
+def test_decoder_dropout_is_set_for_training_only(tiny_whisper_dir, tmp_path):
+    """--dropout reaches every rate of the decoder (two train-mode passes differ, eval passes
+    agree) and leaves config.json, hence the export, as it was."""
+    from udistil.errors import UdistilError
+    from udistil.student.trainer import set_decoder_dropout
+
+    model, _ = load(tiny_whisper_dir)
+    assert model.config.dropout == 0.0
+    decoder = model.model.decoder
+    n_layers = len(decoder.layers)
+    # Per layer: the layer's dropout and activation_dropout, and its two attentions'; plus the decoder's own.
+    assert set_decoder_dropout(decoder, 0.3) == 4 * n_layers + 1
+    states = torch.randn(1, 20, model.config.d_model)
+    ids = torch.tensor([[50258, 50259, 50359, 50363, 440, 1002]])
+
+    def run():
+        return decoder(input_ids=ids, encoder_hidden_states=states).last_hidden_state
+
+    decoder.train()
+    torch.manual_seed(0)
+    a = run()
+    assert not torch.allclose(a, run())
+    decoder.eval()
+    assert torch.equal(run(), run())
+    assert model.config.dropout == 0.0 and model.config.attention_dropout == 0.0
+    with pytest.raises(UdistilError, match="--dropout"):
+        set_decoder_dropout(decoder, 1.0)

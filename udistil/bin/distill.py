@@ -29,6 +29,9 @@ def add_arguments(parser):
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--lr", type=float, default=1e-4)
     optim.add_argument("--weight-decay", type=float, default=0.0)
+    optim.add_argument("--dropout", type=float, default=0.0,
+                       help="dropout in the student's decoder while training (residual, attention and "
+                       "feed-forward; whisper's own configs have 0); the exported model is unchanged")
     optim.add_argument("--warmup-steps", type=int, default=50)
     optim.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="linear")
     optim.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
@@ -90,7 +93,7 @@ def run(args):
         optim=OptimOptions(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
                            schedule=args.schedule, grad_accum=args.grad_accum,
                            max_grad_norm=args.max_grad_norm, num_epochs=args.num_epochs,
-                           max_steps=args.max_steps),
+                           max_steps=args.max_steps, dropout=args.dropout),
         run=RunOptions(seed=args.seed, device=args.device, precision=args.precision,
                        checkpoint_every=args.checkpoint_every,
                        keep_checkpoints=args.keep_checkpoints, valid_every=args.valid_every, max_dev_cuts=args.max_dev_cuts,

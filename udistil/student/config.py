@@ -25,6 +25,7 @@ class OptimOptions:
     max_grad_norm: float = 1.0
     num_epochs: int = 10
     max_steps: int | None = None    # optimizer steps; default num_epochs x batches per epoch
+    dropout: float = 0.0            # decoder dropout while training (whisper's configs have 0)
 
 
 @dataclass

@@ -63,6 +63,24 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
         raise UdistilError(f"unknown --precision {precision!r}; choose auto, fp32, bf16 or fp16") from None
 
 
+def set_decoder_dropout(decoder, p: float) -> int:
+    """Set every dropout rate of a HF Whisper decoder (its modules read `dropout`,
+    `activation_dropout` and, in attention, `dropout` as floats at each forward) to p, for
+    training only: config.json, hence the exported model, keeps its own.  Returns how many
+    rates were set (a transformers version that renamed them would set none: an error)."""
+    if not 0.0 <= p < 1.0:
+        raise UdistilError(f"--dropout must be in [0, 1) (got {p})")
+    changed = 0
+    for module in decoder.modules():
+        for attr in ("dropout", "activation_dropout"):
+            if isinstance(getattr(module, attr, None), float):
+                setattr(module, attr, p)
+                changed += 1
+    if not changed:
+        raise UdistilError("--dropout: this transformers version's Whisper decoder has no dropout rates to set")
+    return changed
+
+
 class Trainer:
     def __init__(self, config: DistillConfig, env: DistEnv):
         from udistil.data.manifests import read_cuts
@@ -87,6 +105,8 @@ class Trainer:
             self.teacher = self.teacher.to(env.device, torch.float32).eval().requires_grad_(False)
         self.student, self.processor = load_whisper(config.student)
         self.student = self.student.to(env.device, torch.float32)
+        if config.optim.dropout:
+            set_decoder_dropout(self.student.model.decoder, config.optim.dropout)
         self.context = AudioContext.of(self.student)
         self._choose_encoder_mode(teacher_dir)
         self._train_mode()
