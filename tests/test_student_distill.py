@@ -345,3 +345,30 @@ def test_decoder_dropout_is_set_for_training_only(tiny_whisper_dir, tmp_path):
     assert model.config.dropout == 0.0 and model.config.attention_dropout == 0.0
     with pytest.raises(UdistilError, match="--dropout"):
         set_decoder_dropout(decoder, 1.0)
+
+
+def test_weight_average_gives_the_dev_loss_and_export_and_survives_a_resume(
+        tiny_whisper_dir, student_dir, corpus, uninterrupted, tmp_path):
+    """--average-decay: the same training curve as without it (the live weights train), a
+    different dev loss and best/ (the averaged weights), and a resumed run ends with the
+    uninterrupted run's average."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from udistil.student.trainer import train
+
+    def config(exp, **run):
+        c = distill_config(tiny_whisper_dir, student_dir, corpus, exp, **run)
+        return replace(c, optim=replace(c.optim, average_decay=0.5))
+
+    full_exp, full_summary = uninterrupted
+    averaged = train(config(tmp_path / "avg_full"))
+    assert losses(tmp_path / "avg_full") == pytest.approx(losses(full_exp), rel=1e-6, abs=0)
+    assert averaged["best_dev_loss"] != pytest.approx(full_summary["best_dev_loss"], rel=1e-6)
+    train(config(tmp_path / "avg_resumed", stop_after_steps=4))
+    resumed = train(config(tmp_path / "avg_resumed", resume=True))
+    assert resumed["best_dev_loss"] == pytest.approx(averaged["best_dev_loss"], rel=1e-6)
+    a = load_file(str(tmp_path / "avg_full" / "best" / "model.safetensors"))
+    b = load_file(str(tmp_path / "avg_resumed" / "best" / "model.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

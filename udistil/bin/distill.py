@@ -29,6 +29,10 @@ def add_arguments(parser):
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--lr", type=float, default=1e-4)
     optim.add_argument("--weight-decay", type=float, default=0.0)
+    optim.add_argument("--average-decay", type=float, default=0.0,
+                       help="keep an exponential moving average of the trained weights with this decay "
+                       "(e.g. 0.99: about the last 100 steps); the dev loss and the exported best/ use "
+                       "it (icefall's averaged model); 0 = off")
     optim.add_argument("--dropout", type=float, default=0.0,
                        help="dropout in the student's decoder while training (residual, attention and "
                        "feed-forward; whisper's own configs have 0); the exported model is unchanged")
@@ -93,7 +97,8 @@ def run(args):
         optim=OptimOptions(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
                            schedule=args.schedule, grad_accum=args.grad_accum,
                            max_grad_norm=args.max_grad_norm, num_epochs=args.num_epochs,
-                           max_steps=args.max_steps, dropout=args.dropout),
+                           max_steps=args.max_steps, dropout=args.dropout,
+                           average_decay=args.average_decay),
         run=RunOptions(seed=args.seed, device=args.device, precision=args.precision,
                        checkpoint_every=args.checkpoint_every,
                        keep_checkpoints=args.keep_checkpoints, valid_every=args.valid_every, max_dev_cuts=args.max_dev_cuts,

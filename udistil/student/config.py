@@ -26,6 +26,7 @@ class OptimOptions:
     num_epochs: int = 10
     max_steps: int | None = None    # optimizer steps; default num_epochs x batches per epoch
     dropout: float = 0.0            # decoder dropout while training (whisper's configs have 0)
+    average_decay: float = 0.0      # EMA of the weights for dev loss and export (0 = off; averaging.py)
 
 
 @dataclass

@@ -114,6 +114,11 @@ class Trainer:
         self.dtype = autocast_dtype(run.precision, env.device)
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
         self.optimizer = make_optimizer(self.student, config.optim.lr, config.optim.weight_decay)
+        self.average = None
+        if config.optim.average_decay:
+            from udistil.student.averaging import WeightAverage
+
+            self.average = WeightAverage(self.student, config.optim.average_decay)
 
         tokenizer = self.processor.tokenizer
         gen = self.student.generation_config
@@ -258,6 +263,11 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.average is not None:
+            if "average" not in state:
+                raise UdistilError(f"{path}: has no weight average; resume without --average-decay, "
+                                   "or start a new --exp")
+            self.average.load_state_dict(state["average"])
         self.step, self.epoch = state["step"], state["epoch"]
         self.batches_done, self.best_dev_loss = state["batches_done"], state["best_dev_loss"]
         self.skipped = Counter(state.get("skipped", {}))
@@ -395,6 +405,8 @@ class Trainer:
             if not sync:
                 continue
             grad_norm = self._optimizer_step()
+            if self.average is not None:
+                self.average.update(unwrap(self.student))
             micro = 0
             self.step += 1
             progress.update(1)
@@ -424,7 +436,14 @@ class Trainer:
             self._checkpoint()
 
     def _validate(self) -> float:
-        """Token-weighted dev loss over all ranks; exports EXP/best when it improves."""
+        """Token-weighted dev loss over all ranks; exports EXP/best when it improves.  With a
+        weight average, both use the averaged weights."""
+        if self.average is None:
+            return self._validate_weights()
+        with self.average.swapped_in(unwrap(self.student)):
+            return self._validate_weights()
+
+    def _validate_weights(self) -> float:
         self.student.eval()
         totals = Counter()
         self.dev_loader.sampler.set_epoch(0)
@@ -465,6 +484,8 @@ class Trainer:
                  "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
                  "best_dev_loss": self.best_dev_loss, "skipped": dict(self.skipped),
                  "config": self.config.to_dict()}
+        if self.average is not None:
+            state["average"] = self.average.state_dict()
         ckpt.save_checkpoint(self.exp, self.step, state, self.env.rank, self.env.world_size,
                              self.env.barrier)
         if self.env.is_main:
