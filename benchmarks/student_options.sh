@@ -7,14 +7,16 @@
 # with run.sh's stage-6 settings except the options given (they come last, so they win),
 # then decodes the English cuts of test_clean and appends one line to
 # RUN_DIR/exp_options/results.txt: the options, the best dev loss (label-free: choose on this)
-# and the English test_clean WER (report it; do not choose on it).  E.g. the learning-rate
+# and the English test_clean WER (report it; do not choose on it).  `--student DIR` among the
+# options trains another initialisation (e.g. `udistil make-student ... --decoder-layer-ids
+# 0,3,5`); the encoder cache is shared when its encoder and context are.  E.g. the learning-rate
 # sweep behind run.sh's distill_lr:
 #
 #   for lr in 1e-4 2e-4 5e-4 1e-3; do
 #     benchmarks/student_options.sh /path/to/run lr$lr none --lr $lr
 #   done
 set -euo pipefail
-[ $# -ge 3 ] || { sed -n 2,16p "$0" >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n 2,18p "$0" >&2; exit 2; }
 run_dir=$1 name=$2 filter=$3
 shift 3
 . "$(cd "$(dirname "$0")/.." && pwd)/path.sh"
