@@ -16,7 +16,7 @@
 #     benchmarks/student_options.sh /path/to/run lr$lr none --lr $lr
 #   done
 set -euo pipefail
-[ $# -ge 3 ] || { sed -n 2,18p "$0" >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n 2,17p "$0" >&2; exit 2; }
 run_dir=$1 name=$2 filter=$3
 shift 3
 . "$(cd "$(dirname "$0")/.." && pwd)/path.sh"
