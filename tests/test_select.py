@@ -84,10 +84,16 @@ def test_stage5_sweep_in_one_process(scored, tmp_path, capsys):
     # no references here: both are reported and skipped, and the others still written.
     assert not (out_dir / "nll_sum").exists() and not (out_dir / "oracle_wer").exists()
     assert "WARNING: no" in printed and "oracle_wer" in printed and "nll_sum" in printed
-    # A rerun on the same scores with the same rules keeps every subset.
-    assert main(["select", "--filters", "none proxy_wer confidence", "--thresholds", "confidence:0.65",
+    # A subset that a new rule can no longer make is removed, not left for stage 6 to train on.
+    assert main(["select", "--filters", "none proxy_wer", "--thresholds", "proxy_wer:5",
                  "--in", str(scored), "--out-dir", str(out_dir)]) == 0
-    assert capsys.readouterr().out.count("exists, skipping") == 3
+    assert not (out_dir / "proxy_wer" / "cuts.jsonl.gz").exists()
+    assert not (out_dir / "proxy_wer" / "stats.json").exists()
+    assert "was removed" in capsys.readouterr().out
+    # A rerun on the same scores with the same rules keeps every subset.
+    assert main(["select", "--filters", "none confidence", "--thresholds", "confidence:0.65",
+                 "--in", str(scored), "--out-dir", str(out_dir)]) == 0
+    assert capsys.readouterr().out.count("exists, skipping") == 2
 
 
 def test_stage5_sweep_fallback_fraction_and_bad_input(scored, tmp_path):

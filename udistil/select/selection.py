@@ -25,7 +25,8 @@ from pathlib import Path
 from udistil.data.manifests import iter_cuts, write_cuts, write_json_atomic
 from udistil.errors import UdistilError
 from udistil.filters.base import teacher_field, teacher_text
-from udistil.parallel.fingerprint import differences, fingerprint, fingerprint_path, read_fingerprint
+from udistil.parallel.fingerprint import (differences, fingerprint, fingerprint_path, read_fingerprint,
+                                         remove_output)
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,13 @@ def select_each(in_path, out_dir, filter_names, thresholds: dict[str, float] | N
             results[name] = select_cuts(in_path, Path(out_dir) / name / "cuts.jsonl.gz", name,
                                         keep_null=keep_null, **rule)
         except UdistilError as e:
+            # A subset left from an earlier run would no longer follow this rule or these
+            # scores; stage 6 trains on whatever subset exists, so it goes (cheap to remake).
+            stale = Path(out_dir) / name / "cuts.jsonl.gz"
+            if stale.exists():
+                remove_output(stale)
+                (stale.parent / "stats.json").unlink(missing_ok=True)
+                e = UdistilError(f"{e} (the earlier {stale} was removed)")
             logger.warning("no %s/%s: %s", out_dir, name, e)
             results[name] = str(e)
     return results
