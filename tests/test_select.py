@@ -114,3 +114,12 @@ def test_stage5_sweep_fallback_fraction_and_bad_input(scored, tmp_path):
     assert not out_dir.exists()
     # Nothing selectable at all is an error.
     assert main(["select", "--filters", "oracle_wer", "--in", str(scored), "--out-dir", str(out_dir)]) == 1
+
+
+def test_a_single_selection_that_keeps_nothing_removes_the_old_subset(scored, tmp_path):
+    out = tmp_path / "select" / "proxy_wer" / "cuts.jsonl.gz"
+    select_cuts(scored, out, "proxy_wer")
+    assert out.exists() and (out.parent / "stats.json").exists()
+    with pytest.raises(UdistilError, match="keeps no cut.*was removed"):
+        select_cuts(scored, out, "proxy_wer", threshold=5)
+    assert not out.exists() and not (out.parent / "stats.json").exists()

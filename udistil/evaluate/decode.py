@@ -12,12 +12,14 @@ import time
 from pathlib import Path
 
 from udistil.data.manifests import custom, read_cuts, supervision
-from udistil.evaluate.decode_outputs import WER_NAME, write_decode_dir
+from udistil.evaluate.decode_outputs import HYPS_NAME, PER_UTT_NAME, WER_NAME, write_decode_dir
 from udistil.parallel.fingerprint import StaleOutputError, differences, read_fingerprint, remove_output
 from udistil.teacher.pseudo_label import NothingLabelledError, labelling_fingerprint, pseudo_label
 from udistil.teacher.transcriber import Transcriber
 
 logger = logging.getLogger(__name__)
+
+LABELS_NAME = "cuts.jsonl.gz"  # the decoded cuts (stage-3 format), beside hyps.jsonl and wer.json
 
 
 def finished_decode_is_current(in_path, out_dir: Path, transcriber: Transcriber, redo_stale: bool) -> bool:
@@ -27,7 +29,7 @@ def finished_decode_is_current(in_path, out_dir: Path, transcriber: Transcriber,
     or with `redo_stale` is removed, never reused silently."""
     if not (out_dir / WER_NAME).exists():
         return False
-    labelled_path = out_dir / "cuts.jsonl.gz"
+    labelled_path = out_dir / LABELS_NAME
     fp = labelling_fingerprint(in_path, transcriber.name, transcriber.options,
                                dtype=getattr(transcriber, "dtype", None))
     old = read_fingerprint(labelled_path)
@@ -38,7 +40,7 @@ def finished_decode_is_current(in_path, out_dir: Path, transcriber: Transcriber,
         raise StaleOutputError(f"{out_dir}: a finished decode made from another model, input or options "
                                f"({why}); rerun with --redo-stale, or delete {out_dir}, to redo it")
     logger.warning("%s: stale decode (%s); decoding again", out_dir, why)
-    for name in (WER_NAME, "hyps.jsonl", "per_utt.txt"):
+    for name in (WER_NAME, HYPS_NAME, PER_UTT_NAME):
         (out_dir / name).unlink(missing_ok=True)
     remove_output(labelled_path)
     return False
@@ -51,7 +53,7 @@ def decode_cuts(in_path: str | Path, out_dir: str | Path, transcriber: Transcrib
         logger.info("%s exists and matches its fingerprint; skipping", out_dir / WER_NAME)
         return {}
     t0 = time.time()
-    labelled_path = out_dir / "cuts.jsonl.gz"
+    labelled_path = out_dir / LABELS_NAME
     try:
         summary = pseudo_label(in_path, labelled_path, transcriber, redo_stale=redo_stale)
         labelled = {c.id: c for c in read_cuts(labelled_path)}

@@ -62,6 +62,24 @@ def resolve_direction(filter_name: str) -> tuple[bool, float | None]:
     return cls.higher_is_worse, cls.default_threshold
 
 
+def stats_path(out_path) -> Path:
+    """data/select/<filter>/cuts.jsonl.gz -> its stats.json; any other name -> <name>.stats.json."""
+    out_path = Path(out_path)
+    return out_path.with_name("stats.json") if out_path.name == "cuts.jsonl.gz" \
+        else Path(str(out_path) + ".stats.json")
+
+
+def nothing_selected(out_path, message: str) -> UdistilError:
+    """A subset left from an earlier run would not follow today's scores or rule, and stage 6
+    trains on whatever subset exists: remove it (cheap to remake) and say so."""
+    out_path = Path(out_path)
+    if out_path.exists():
+        remove_output(out_path)
+        stats_path(out_path).unlink(missing_ok=True)
+        message += f" (the earlier {out_path} was removed)"
+    return UdistilError(message)
+
+
 def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = None,
                 keep_fraction: float | None = None, keep_null: bool = False) -> dict:
     """Two streaming passes: scores first (floats only), then the kept cuts; memory holds
@@ -87,7 +105,8 @@ def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = N
             scored_any = scored_any or filter_name in (c.supervisions[0].custom or {})
     total, n_text = len(has_text), sum(has_text)
     if not n_text:
-        raise UdistilError(f"{in_path}: no cut has a pseudo-label (supervision.custom teacher_text); run stage 3")
+        raise nothing_selected(out_path, f"{in_path}: no cut has a pseudo-label (supervision.custom "
+                                         "teacher_text); run stage 3")
     rule = "all cuts with a pseudo-label"
     if filter_name == NO_FILTER:
         keep = [True] * n_text
@@ -95,7 +114,8 @@ def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = N
     else:
         higher_is_worse, default = resolve_direction(filter_name)
         if all(v is None for v in values) and not scored_any:
-            raise UdistilError(f"{in_path}: no cut has a {filter_name} score; run `udistil score {filter_name}` first")
+            raise nothing_selected(out_path, f"{in_path}: no cut has a {filter_name} score; "
+                                             f"run `udistil score {filter_name}` first")
         nulls = sum(v is None for v in values)
         if keep_fraction is not None:
             keep = kept_by_fraction(values, higher_is_worse, keep_fraction, keep_null)
@@ -114,7 +134,7 @@ def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = N
         kept_flags.append(next(k) if text else False)
     n_kept = sum(kept_flags)
     if not n_kept:
-        raise UdistilError(f"{in_path}: selection '{rule}' keeps no cut; loosen the threshold")
+        raise nothing_selected(out_path, f"{in_path}: selection '{rule}' keeps no cut; loosen the threshold")
     fingerprint_path(out_path).unlink(missing_ok=True)
     write_cuts((c for c, flag in zip(iter_cuts(in_path), kept_flags) if flag), out_path)
     write_json_atomic(fp, fingerprint_path(out_path))
@@ -125,8 +145,7 @@ def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = N
         "hours_kept": round(sum(d for d, f in zip(durations, kept_flags) if f) / 3600, 4),
         "hours_total": round(sum(durations) / 3600, 4),
     }
-    write_json_atomic(stats, Path(out_path).with_name("stats.json") if Path(out_path).name == "cuts.jsonl.gz"
-                      else Path(str(out_path) + ".stats.json"))
+    write_json_atomic(stats, stats_path(out_path))
     logger.info("select %s (%s): kept %d / %d cuts, %.2f / %.2f h; %d empty pseudo-labels, %d null scores %s",
                 filter_name, rule, n_kept, total, stats["hours_kept"], stats["hours_total"],
                 stats["empty_pseudo_labels"], nulls, "kept" if keep_null else "dropped")
@@ -180,13 +199,6 @@ def select_each(in_path, out_dir, filter_names, thresholds: dict[str, float] | N
             results[name] = select_cuts(in_path, Path(out_dir) / name / "cuts.jsonl.gz", name,
                                         keep_null=keep_null, **rule)
         except UdistilError as e:
-            # A subset left from an earlier run would no longer follow this rule or these
-            # scores; stage 6 trains on whatever subset exists, so it goes (cheap to remake).
-            stale = Path(out_dir) / name / "cuts.jsonl.gz"
-            if stale.exists():
-                remove_output(stale)
-                (stale.parent / "stats.json").unlink(missing_ok=True)
-                e = UdistilError(f"{e} (the earlier {stale} was removed)")
             logger.warning("no %s/%s: %s", out_dir, name, e)
             results[name] = str(e)
     return results
