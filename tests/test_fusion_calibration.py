@@ -82,6 +82,43 @@ def test_a_language_without_enough_dev_clips_uses_the_pooled_fit(tmp_path):
     assert set(fusion.weights) == {"yo"}
 
 
+def test_a_language_with_few_bad_dev_clips_takes_its_best_single_filter(tmp_path):
+    # Mini dev English: 2 bad clips of 18, and only English has a proxy.  Pooled weights are
+    # learnt on the other language, where confidence tracks quality; in the sparse language
+    # only proxy_wer does, so the pooled fit would rank its clips by noise.
+    rng = np.random.default_rng(8)
+    dev, _ = constructed(200, seed=8, lang="sw")
+    for c in dev:
+        c.supervisions[0].custom.pop("proxy_wer")
+    sparse_bad = np.zeros(18, dtype=bool)
+    sparse_bad[[3, 11]] = True
+    sparse = []
+    for i, is_bad in enumerate(sparse_bad):
+        cols = {"teacher_text": WRONG if is_bad else REF,
+                # Confident where it is wrong, in this language (a teacher sure of its English).
+                "confidence": float(0.9 if is_bad else rng.uniform(0.3, 0.9)),
+                "consistency": float(rng.uniform(0, 100)), "pesq": float(rng.uniform(1, 4)),
+                "proxy_wer": float(90 if is_bad else rng.uniform(0, 40))}
+        c = MonoCut(id=f"en-{i}", start=0, duration=2.0, channel=0, recording=None)
+        c.supervisions = [SupervisionSegment(c.id, c.id, 0, 2.0, text=REF, language="en", custom=cols)]
+        sparse.append(c)
+    write_cuts(dev + sparse, tmp_path / "dev.jsonl.gz")
+    calibration = fit_fusion(tmp_path / "dev.jsonl.gz", tmp_path / "cal.json")
+    block = calibration["languages"]["en"]
+    assert block["sparse"] and block["choice"] == "single:proxy_wer"
+    fusion = create_filter("fusion", calibration=str(tmp_path / "cal.json"))
+    fused = [s.value for s in fusion.score(sparse, [None] * len(sparse))]
+    assert fusion.weights == {"en": {"proxy_wer": 1.0}}
+    assert auroc(fused, sparse_bad) == 1.0
+    # The pooled fit, which the sparse language used before, ranks it worse: the case bites.
+    pooled = dict(calibration["languages"]["*"])
+    calibration["languages"]["en"] = {**block, "choice": None}
+    (tmp_path / "pooled.json").write_text(json.dumps(calibration))
+    pooled_fusion = create_filter("fusion", calibration=str(tmp_path / "pooled.json"))
+    assert auroc([s.value for s in pooled_fusion.score(sparse, [None] * len(sparse))], sparse_bad) < 0.9
+    assert pooled["choice"] != "single:proxy_wer"
+
+
 def test_fit_fusion_and_score_from_the_command_line(tmp_path):
     dev, _ = constructed(120, seed=5)
     pool, bad = constructed(80, seed=6)

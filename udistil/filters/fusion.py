@@ -232,5 +232,5 @@ class Fusion(Filter):
             self.weights[lang] = {c: round(w, 3) for c, w in block["weights"].items() if w}
             logger.info("fusion (calibrated on %s) %s: %s%s; weights %s", self.calibration["dev"], lang or "?",
                         block["choice"], "" if key == lang else " (pooled fit: the dev set lacks this language "
-                        "or has too few good or bad clips in it)", self.weights[lang])
+                        "or has only good or only bad clips in it)", self.weights[lang])
         return [Score.null("no component score for this cut") if v is None else Score(v) for v in fused]

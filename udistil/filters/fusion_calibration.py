@@ -8,7 +8,8 @@ already): the calibration is fitted there, on true WER > 80, and then applied to
 unlabelled pool with no labels.  It is never fitted on a test split.
 
 The calibration, per language of the dev set (plus "*", pooled, for languages the dev
-set lacks or has too few good or bad clips of):
+set lacks or has only good or only bad clips of; a language with a few of one kind,
+under MIN_PER_CLASS, takes its best single filter: see choose_sparse):
   1. features: each component, oriented higher = worse, as its percentile within the dev
      values of that language (the dev values are stored, as quantiles).  Every filter
      then has one scale, absolute levels carry over from dev to the pool, and a cut's
@@ -152,6 +153,29 @@ def choose(x, y, components) -> dict:
             "dev_auroc": auroc(s, y.astype(bool))}
 
 
+def choose_sparse(x, y, components, pooled_auroc: dict[str, float | None]) -> dict:
+    """A language with a few good or bad dev clips (fewer than MIN_PER_CLASS): its best single.
+
+    Cross-validation needs MIN_PER_CLASS of each; below that a fitted combination is noise,
+    and the pooled fit ranks this language's clips with weights learnt on the others (mini
+    dev English, 2 bad of 18: the pooled logistic 0.81 against proxy_wer's 0.97 alone).
+    One filter, the one that separates this language's few bad clips best (ties: the better
+    pooled AUROC), is the least that can be learnt from them; Platt scaling on the
+    language's clips keeps its prior.
+    """
+    in_language = [auroc(x[:, j], y.astype(bool)) or 0.5 for j in range(len(components))]
+    best = max(range(len(components)),
+               key=lambda j: (round(in_language[j], 6), pooled_auroc.get(components[j]) or 0.5, -j))
+    w = np.zeros(len(components))
+    w[best] = 1.0
+    a, b = fit_logistic(x[:, best][:, None], y, l2=1e-3)
+    return {"choice": f"single:{components[best]}", "sparse": True,
+            "weights": {c: float(v) for c, v in zip(components, w)},
+            "slope": max(float(a[0]), 1e-3), "intercept": b,
+            "cv_auroc": {f"single:{c}": round(v, 4) for c, v in zip(components, in_language)},
+            "dev_auroc": in_language[best]}
+
+
 # ---- data ----------------------------------------------------------------------------------
 def oriented_column(cuts, name) -> list[float | None]:
     from udistil.filters import filter_class
@@ -180,7 +204,8 @@ def features(columns: dict[str, list], reference: dict[str, list[float]], compon
     return x
 
 
-def fit_block(cuts, true_bad: np.ndarray, components: list[str]) -> dict:
+def fit_block(cuts, true_bad: np.ndarray, components: list[str],
+              pooled_auroc: dict[str, float | None] | None = None) -> dict:
     columns = {c: oriented_column(cuts, c) for c in components}
     # A component no dev cut of this block has (wordfreq has no Swahili) is left out here.
     usable = [c for c in components if any(v is not None for v in columns[c])]
@@ -190,10 +215,15 @@ def fit_block(cuts, true_bad: np.ndarray, components: list[str]) -> dict:
              "component_auroc": {c: auroc([v for v in columns[c] if v is not None],
                                           [b for v, b in zip(columns[c], true_bad) if v is not None])
                                  for c in usable}}
-    if not usable or min(true_bad.sum(), (~true_bad).sum()) < MIN_PER_CLASS:
+    fewest = min(true_bad.sum(), (~true_bad).sum())
+    if not usable or fewest == 0:
         block["choice"] = None
         return block
-    block.update(choose(features(columns, reference, usable), true_bad.astype(float), usable))
+    x = features(columns, reference, usable)
+    if fewest < MIN_PER_CLASS:
+        block.update(choose_sparse(x, true_bad.astype(float), usable, pooled_auroc or {}))
+        return block
+    block.update(choose(x, true_bad.astype(float), usable))
     return block
 
 
@@ -220,17 +250,19 @@ def fit_fusion(dev_path, out_path, components: list[str] | None = None) -> dict:
     languages = sorted({cut_language(c) or "" for c in cuts})
     calibration = {"version": VERSION, "dev": str(dev_path), "bad_wer": BAD_WER, "components": names,
                    "languages": {}}
+    pooled = fit_block(cuts, bad, names)
     for lang in languages:
         idx = [i for i, c in enumerate(cuts) if (cut_language(c) or "") == lang]
-        calibration["languages"][lang] = fit_block([cuts[i] for i in idx], bad[idx], names)
-    calibration["languages"][POOLED] = fit_block(cuts, bad, names)
-    if calibration["languages"][POOLED]["choice"] is None:
+        calibration["languages"][lang] = fit_block([cuts[i] for i in idx], bad[idx], names,
+                                                   pooled_auroc=pooled["component_auroc"])
+    calibration["languages"][POOLED] = pooled
+    if calibration["languages"][POOLED]["choice"] is None or calibration["languages"][POOLED].get("sparse"):
         raise UdistilError(f"{dev_path}: the dev set has fewer than {MIN_PER_CLASS} good or bad pseudo-labels "
                            f"({int(bad.sum())} of {len(bad)} bad); fusion cannot be calibrated on it")
     write_json_atomic(calibration, out_path)
     for lang, block in calibration["languages"].items():
         logger.info("fit-fusion %s: %d dev cuts, %d bad; %s (cv AUROC %s)", lang, block["n"], block["bad"],
-                    block.get("choice") or "too few good/bad clips: uses the pooled fit",
+                    block.get("choice") or "only good or only bad clips: uses the pooled fit",
                     block.get("cv_auroc", {}).get(block.get("choice"), "-"))
     return calibration
 
@@ -241,7 +273,12 @@ def summary_lines(calibration: dict) -> list[str]:
     for lang, block in calibration["languages"].items():
         head = f"{lang}: {block['n']} dev cuts, {block['bad']} with WER > {calibration['bad_wer']:g}"
         if not block.get("choice"):
-            lines.append(f"{head}: too few good or bad clips; fusion uses the pooled ({POOLED}) fit")
+            lines.append(f"{head}: only good or only bad clips; fusion uses the pooled ({POOLED}) fit")
+            continue
+        if block.get("sparse"):
+            lines.append(f"{head}: too few to cross-validate a combination; the best single filter "
+                         f"within the language, {block['choice'][len('single:'):]} (dev AUROC "
+                         f"{block['dev_auroc']:.3f})")
             continue
         cv = block["cv_auroc"]
         singles = {n: v for n, v in cv.items() if n.startswith("single:")}
