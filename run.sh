@@ -104,7 +104,7 @@ distill_opts="--freeze-embeddings"
 device=auto
 # Stages 3, 4 and 7: model precision: auto (float16 on cuda, float32 on cpu), float32, float16, bfloat16.
 dtype=auto
-# Stages 3, 4 and 7: GPUs each job asks the job runner for (--gpu N; 0 = none; the local runner ignores it).
+# Stages 3, 4 and 7: GPUs each job asks the job runner for (--gpu N; 0 = none; locally, N GPUs of its own).
 decode_gpus=0
 # Stage 6: GPUs per node for each student (--gpu N); above 1, torchrun starts one process per GPU.
 distill_gpus=0
@@ -300,7 +300,8 @@ stage5() {
 }
 
 # How stage 6 starts `udistil distill`: the job runner's request (--gpu, --nodes: conf/slurm.conf
-# maps them to sbatch options; the local runner ignores them) and the launcher: none for one
+# maps them to sbatch options; the local runner gives each job --gpu N GPUs of its own and
+# ignores --nodes) and the launcher: none for one
 # process, torchrun for several GPUs on one node, utils/torchrun_slurm.sh for several nodes.
 distill_launch() {
   runner_opts=() launcher=()

@@ -198,3 +198,36 @@ def test_backends_that_do_not_import_say_so():
     except Exception:
         with pytest.raises(UdistilError, match="coqui-tts"):
             create_filter("pesq", tts="xtts")
+
+
+def test_sonar_encoders_get_the_stage_device_and_dtype(monkeypatch):
+    """SONAR does not install here (fairseq2n); its pipelines are stood in for, to check what
+    udistil hands them: --dtype reaches both encoders, and the cosine is computed in float32."""
+    import torch
+
+    from lhotse import MonoCut
+
+    import udistil.filters.sonar_sim as sonar_sim
+
+    built = []
+
+    class FakePipeline:
+        def __init__(self, **kwargs):
+            built.append(kwargs)
+            self.dtype = kwargs["dtype"]
+
+        def predict(self, inputs, batch_size, source_lang=None):
+            # The same unit vector for speech and text: cosine 1, computed from the encoders' dtype.
+            return torch.ones(len(inputs), 4, dtype=self.dtype)
+
+    monkeypatch.setattr(sonar_sim, "import_sonar", lambda: (FakePipeline, FakePipeline))
+    filt = create_filter("sonar_sim", device="cpu", dtype="bfloat16")
+    assert filt.options["dtype"] == "bfloat16"
+    cut = MonoCut(id="sw-1", start=0, duration=1.0, channel=0, recording=None)
+    cut.supervisions = [SupervisionSegment("sw-1", "sw-1", 0, 1.0, language="sw",
+                                           custom={"teacher_text": "habari ya asubuhi"})]
+    scores = filt.score([cut], [np.zeros(16000, np.float32)])
+    assert [b["dtype"] for b in built] == [torch.bfloat16, torch.bfloat16]
+    assert scores[0].value == pytest.approx(1.0)
+    with pytest.raises(UdistilError, match="float16 is not supported on the CPU"):
+        create_filter("sonar_sim", device="cpu", dtype="float16")

@@ -62,3 +62,45 @@ def test_run_local_fails_if_any_job_fails_and_names_its_log(tmp_path, repo_root)
     assert out.returncode == 1
     assert "x.2.log" in out.stderr and "1 / 3 jobs failed" in out.stderr
     assert "# Ended (code 1)" in (tmp_path / "x.2.log").read_text()
+
+
+def _gpu_jobs(tmp_path, repo_root, gpus_per_job, visible, jobs=6):
+    """Run `jobs` jobs with --gpu under CUDA_VISIBLE_DEVICES=visible; each records what it got."""
+    import os
+
+    runner = repo_root / "utils" / "run_local.py"
+    record = 'echo "$CUDA_VISIBLE_DEVICES $(date +%s.%N)" > {d}/gpu.JOB; sleep 0.4; date +%s.%N >> {d}/gpu.JOB'
+    out = run([str(runner), "--gpu", str(gpus_per_job), f"JOB=1:{jobs}", str(tmp_path / "log" / "g.JOB.log"),
+               "bash", "-c", record.format(d=tmp_path)],
+              env=dict(os.environ, CUDA_VISIBLE_DEVICES=visible))
+    got = []
+    for j in range(1, jobs + 1) if out.returncode == 0 else []:
+        lines = (tmp_path / f"gpu.{j}").read_text().split("\n")
+        first = lines[0].split(" ")
+        got.append((first[0], float(first[1]), float(lines[1])))
+    return out, got
+
+
+def test_run_local_gives_each_job_gpus_of_its_own(tmp_path, repo_root):
+    out, got = _gpu_jobs(tmp_path, repo_root, 1, "3,5,7")
+    assert out.returncode == 0, out.stderr
+    assert {gpu for gpu, _, _ in got} <= {"3", "5", "7"} and len(got) == 6
+    for i, (gpu_a, start_a, end_a) in enumerate(got):  # jobs that ran at once never share a GPU
+        for gpu_b, start_b, end_b in got[i + 1:]:
+            if start_a < end_b and start_b < end_a:
+                assert gpu_a != gpu_b
+    assert "# CUDA_VISIBLE_DEVICES=" in (tmp_path / "log" / "g.1.log").read_text()
+
+    out, got = _gpu_jobs(tmp_path, repo_root, 2, "0,1,2", jobs=3)
+    assert out.returncode == 0, out.stderr
+    assert all(len(set(gpu.split(","))) == 2 for gpu, _, _ in got)
+    spans = sorted((start, end) for _, start, end in got)  # 3 GPUs hold one 2-GPU job at a time
+    assert all(later[0] >= earlier[1] - 0.05 for earlier, later in zip(spans, spans[1:]))
+
+
+def test_run_local_gpu_requests_it_cannot_meet(tmp_path, repo_root):
+    out, _ = _gpu_jobs(tmp_path, repo_root, 4, "0,1,2", jobs=2)
+    assert out.returncode != 0 and "--gpu 4" in out.stderr and "(3: 0,1,2)" in out.stderr
+    out, got = _gpu_jobs(tmp_path, repo_root, 1, "", jobs=2)  # no GPU: the jobs run as on a CPU box
+    assert out.returncode == 0, out.stderr
+    assert [gpu for gpu, _, _ in got] == ["", ""]

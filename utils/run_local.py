@@ -9,22 +9,31 @@ replaced by the job index.  Each job runs as its own process with stdout and std
 own log (with the command line, start and end time, and exit code, as run.pl writes them).
 Jobs run in parallel up to --max-jobs-run (default: all).  The exit status is non-zero if
 any job failed, and the failed jobs' logs are named on stderr.  Resource options that only
-mean something to a cluster backend (--mem, --gpu, --num-threads, --time) are accepted and
+mean something to a cluster backend (--mem, --num-threads, --time) are accepted and
 ignored, so the same stage line works with either backend.
+
+--gpu N places jobs on this machine's GPUs: each job gets N of them of its own, through
+CUDA_VISIBLE_DEVICES, and waits until N are free, so jobs never share a GPU and never
+all land on GPU 0.  The GPUs are those CUDA_VISIBLE_DEVICES lists when it is set, else
+those `nvidia-smi -L` lists.  With no GPU visible the option is ignored (the jobs run as
+they would without it: `--device auto` then means the CPU); asking for more GPUs per job
+than the machine has is an error before any job starts.
 """
 import os
 import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-CLUSTER_ONLY_OPTIONS = {"--mem", "--gpu", "--num-threads", "--time", "--nodes", "--config"}
+CLUSTER_ONLY_OPTIONS = {"--mem", "--num-threads", "--time", "--nodes", "--config"}
 
 
 def parse(argv):
     max_jobs = None
+    gpus_per_job = 0
     while argv and argv[0].startswith("--"):
         opt = argv.pop(0)
         if "=" in opt:
@@ -33,11 +42,48 @@ def parse(argv):
             value = argv.pop(0)
         else:
             sys.exit(f"run_local.py: option {opt} needs a value")
-        if opt == "--max-jobs-run":
-            max_jobs = int(value)
+        if opt in ("--max-jobs-run", "--gpu"):
+            if not value.isdigit():
+                sys.exit(f"run_local.py: {opt} needs a whole number, not '{value}'")
+            if opt == "--max-jobs-run":
+                max_jobs = int(value)
+            else:
+                gpus_per_job = int(value)
         elif opt not in CLUSTER_ONLY_OPTIONS:
             sys.exit(f"run_local.py: unknown option {opt}")
-    return (*parse_job_array(argv, "run_local.py", __doc__), max_jobs)
+    return (*parse_job_array(argv, "run_local.py", __doc__), max_jobs, gpus_per_job)
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids jobs may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [m.group(1) for m in re.finditer(r"^GPU (\d+):", out, flags=re.M)]
+
+
+class GpuPool:
+    """Hands out `per_job` GPU ids to each job; a job waits until that many are free."""
+
+    def __init__(self, gpus: list[str], per_job: int):
+        self.free = list(gpus)
+        self.per_job = per_job
+        self.changed = threading.Condition()
+
+    def take(self) -> list[str]:
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.free) >= self.per_job)
+            taken, self.free = self.free[:self.per_job], self.free[self.per_job:]
+            return taken
+
+    def give_back(self, gpus: list[str]) -> None:
+        with self.changed:
+            self.free.extend(gpus)
+            self.changed.notify_all()
 
 
 def parse_job_array(argv, prog, usage):
@@ -73,26 +119,42 @@ def command_line(command, jobvar, index) -> str:
     return args[0] if len(args) == 1 else shlex.join(args)
 
 
-def run_job(jobvar, index, logfile, command):
+def run_job(jobvar, index, logfile, command, gpu_pool: GpuPool | None = None):
     logfile = substitute(logfile, jobvar, index)
     cmdline = command_line(command, jobvar, index)
     os.makedirs(os.path.dirname(logfile) or ".", exist_ok=True)
+    gpus = gpu_pool.take() if gpu_pool else []
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(gpus)) if gpus else None
     start = time.time()
     with open(logfile, "w") as log:
-        log.write(f"# {cmdline}\n# Started at {time.ctime()}\n#\n")
+        log.write(f"# {cmdline}\n# Started at {time.ctime()}\n")
+        if gpus:
+            log.write(f"# CUDA_VISIBLE_DEVICES={','.join(gpus)}\n")
+        log.write("#\n")
         log.flush()
-        rc = subprocess.call(["bash", "-c", cmdline], stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL)
+        try:
+            rc = subprocess.call(["bash", "-c", cmdline], stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, env=env)
+        finally:
+            if gpus:
+                gpu_pool.give_back(gpus)
         elapsed = time.time() - start
         log.write(f"# Accounting: time={elapsed:.0f} threads=1\n# Ended (code {rc}) at {time.ctime()}, elapsed time {elapsed:.0f} seconds\n")
     return index, rc, logfile
 
 
 def main():
-    jobvar, first, last, logfile, command, max_jobs = parse(sys.argv[1:])
+    jobvar, first, last, logfile, command, max_jobs, gpus_per_job = parse(sys.argv[1:])
     indices = list(range(first, last + 1))
+    gpu_pool = None
+    if gpus_per_job:
+        gpus = visible_gpus()
+        if gpus and gpus_per_job > len(gpus):
+            sys.exit(f"run_local.py: --gpu {gpus_per_job} asks for more GPUs per job than this machine "
+                     f"shows ({len(gpus)}: {','.join(gpus)})")
+        gpu_pool = GpuPool(gpus, gpus_per_job) if gpus else None
     with ThreadPoolExecutor(max_workers=max_jobs or len(indices)) as pool:
-        results = list(pool.map(lambda i: run_job(jobvar, i, logfile, command), indices))
+        results = list(pool.map(lambda i: run_job(jobvar, i, logfile, command, gpu_pool), indices))
     failed = [(i, rc, log) for i, rc, log in results if rc != 0]
     if failed:
         for i, rc, log in failed:

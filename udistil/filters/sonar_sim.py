@@ -55,14 +55,19 @@ class SonarSimilarity(Filter):
     default_threshold = None
     batch_size = 16
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", dtype: str | None = None):
         import torch
+
+        from udistil.models.device import resolve_dtype
 
         speech_pipeline, text_pipeline = import_sonar()
         self.device = torch.device(device)
+        # Both encoders run in the stage's --dtype (float16 on a GPU by default), as the teacher does.
+        self.dtype = resolve_dtype(dtype, device)
         self._speech_pipeline = speech_pipeline
         self.speech_encoders: dict[str, object] = {}
-        self.text_encoder = text_pipeline(encoder=TEXT_ENCODER, tokenizer=TEXT_ENCODER, device=self.device)
+        self.text_encoder = text_pipeline(encoder=TEXT_ENCODER, tokenizer=TEXT_ENCODER, device=self.device,
+                                          dtype=self.dtype)
 
     def supports(self, language) -> bool:
         return iso639_3(language) in SPEECH_ENCODER_LANGUAGES
@@ -70,7 +75,7 @@ class SonarSimilarity(Filter):
     def speech_encoder(self, lang3: str):
         if lang3 not in self.speech_encoders:
             self.speech_encoders[lang3] = self._speech_pipeline(
-                encoder=f"sonar_speech_encoder_{lang3}", device=self.device)
+                encoder=f"sonar_speech_encoder_{lang3}", device=self.device, dtype=self.dtype)
         return self.speech_encoders[lang3]
 
     def score(self, cuts, audios):
