@@ -119,7 +119,7 @@ def command_line(command, jobvar, index) -> str:
     return args[0] if len(args) == 1 else shlex.join(args)
 
 
-def run_job(jobvar, index, logfile, command, gpu_pool: GpuPool | None = None):
+def run_job(jobvar, index, logfile, command, gpu_pool=None):
     logfile = substitute(logfile, jobvar, index)
     cmdline = command_line(command, jobvar, index)
     os.makedirs(os.path.dirname(logfile) or ".", exist_ok=True)

@@ -163,7 +163,9 @@ def choose_sparse(x, y, components, pooled_auroc: dict[str, float | None]) -> di
     pooled AUROC), is the least that can be learnt from them; Platt scaling on the
     language's clips keeps its prior.
     """
-    in_language = [auroc(x[:, j], y.astype(bool)) or 0.5 for j in range(len(components))]
+    # None (a constant column) counts as chance; 0.0 is a real, inverted AUROC and stays.
+    in_language = [a if (a := auroc(x[:, j], y.astype(bool))) is not None else 0.5
+                   for j in range(len(components))]
     best = max(range(len(components)),
                key=lambda j: (round(in_language[j], 6), pooled_auroc.get(components[j]) or 0.5, -j))
     w = np.zeros(len(components))
