@@ -124,3 +124,15 @@ def test_cli_writes_the_manifests(tmp_path):
     assert rc == 0
     assert len(read_jsonl_gz(tmp_path / "m" / "mini_supervisions_train.jsonl.gz")) == 3
     assert len(list((tmp_path / "wav" / "test_noisy").glob("*.wav"))) == 3
+
+
+def test_the_train_size_does_not_change_the_test_or_dev_clips():
+    from udistil.data.mini_corpus import plan_corpus, split_plans
+
+    small = plan_corpus(split_plans(240, 40, 40), seed=1234)
+    large = plan_corpus(split_plans(480, 40, 40), seed=1234)
+    for split in ("dev", "test_clean", "test_noisy"):
+        assert small[split] == large[split], split
+    assert small["train"] != large["train"][:len(small["train"])]
+    other_seed = plan_corpus(split_plans(240, 40, 40), seed=1235)
+    assert other_seed["test_clean"] != small["test_clean"]

@@ -5,7 +5,8 @@ and it must make the paper's point visible: the teacher's pseudo-labels should r
 perfect (clean English) to garbage (Arabic under 0 dB babble), so the label-free filters
 have something to separate.
 
-What varies per utterance, all drawn from one seeded generator:
+What varies per utterance, drawn from seeded generators (one per split, so a split's draws
+do not depend on the other splits' sizes):
 - the sentence (local/sentences/{ar,sw,en}.txt, written for this recipe),
 - the espeak voice variant (+m1, +f2, +klatt, ...), the speaking rate and the pitch,
 - additive noise: none, white, or babble (a sum of other utterances of the same split)
@@ -180,6 +181,19 @@ def plan_split(plan: SplitPlan, pools, rng: np.random.Generator) -> list[Utteran
     return utterances
 
 
+def plan_corpus(plans: list[SplitPlan], seed: int, sentences_dir=DEFAULT_SENTENCES_DIR) -> dict[str, list[Utterance]]:
+    """Every split's utterances, drawn without synthesising anything.
+
+    The sentence partition comes from `seed`; each split then draws from its own generator,
+    seeded by `seed` and the split's name, so one split's size never changes another's
+    draws: `--num-train 480` keeps the test and dev clips of `--num-train 240`, and
+    comparisons across train sizes are on the same test set.
+    """
+    pools = partition_sentences(load_sentences(sentences_dir), np.random.default_rng(seed))
+    return {plan.name: plan_split(plan, pools, np.random.default_rng([seed, *plan.name.encode()]))
+            for plan in plans}
+
+
 def speak(utt: Utterance) -> np.ndarray:
     """Clean espeak audio for one utterance, re-spoken faster if it would exceed the clip limit."""
     samples = synthesize(utt.text, voice=utt.voice, speed=utt.speed, pitch=utt.pitch)
@@ -256,10 +270,8 @@ def prepare_mini_corpus(out_dir, wav_dir=None, num_train: int = 240, num_dev: in
     if min(num_train, num_dev, num_test) < 1:
         raise UdistilError("--num-train, --num-dev and --num-test must each be at least 1")
     start = time.time()
-    rng = np.random.default_rng(seed)
-    pools = partition_sentences(load_sentences(sentences_dir), rng)
     plans = split_plans(num_train, num_dev, num_test)
-    utterances = {plan.name: plan_split(plan, pools, rng) for plan in plans}
+    utterances = plan_corpus(plans, seed, sentences_dir)
     everything = [u for plan in plans for u in utterances[plan.name]]
 
     # espeak-ng runs as a subprocess, so threads overlap it well despite the GIL.
