@@ -12,14 +12,12 @@ import time
 from pathlib import Path
 
 from udistil.data.manifests import custom, read_cuts, supervision
-from udistil.evaluate.decode_outputs import HYPS_NAME, PER_UTT_NAME, WER_NAME, write_decode_dir
+from udistil.evaluate.decode_outputs import HYPS_NAME, LABELS_NAME, PER_UTT_NAME, WER_NAME, write_decode_dir
 from udistil.parallel.fingerprint import StaleOutputError, differences, read_fingerprint, remove_output
 from udistil.teacher.pseudo_label import NothingLabelledError, labelling_fingerprint, pseudo_label
 from udistil.teacher.transcriber import Transcriber
 
 logger = logging.getLogger(__name__)
-
-LABELS_NAME = "cuts.jsonl.gz"  # the decoded cuts (stage-3 format), beside hyps.jsonl and wer.json
 
 
 def finished_decode_is_current(in_path, out_dir: Path, transcriber: Transcriber, redo_stale: bool) -> bool:

@@ -27,6 +27,7 @@ from udistil.evaluate.scoring import align_words, score_pairs
 HYPS_NAME = "hyps.jsonl"
 WER_NAME = "wer.json"
 PER_UTT_NAME = "per_utt.txt"
+LABELS_NAME = "cuts.jsonl.gz"  # the decoded cuts (stage-3 format), written by evaluate/decode.py
 ROW_KEYS = ("id", "lang", "ref", "hyp")
 _EMPTY_TOKEN = "***"
 

@@ -62,10 +62,14 @@ def resolve_direction(filter_name: str) -> tuple[bool, float | None]:
     return cls.higher_is_worse, cls.default_threshold
 
 
+# A subset's file under data/select/<filter>/ (stage 6 reads it by this name).
+SUBSET_NAME = "cuts.jsonl.gz"
+
+
 def stats_path(out_path) -> Path:
     """data/select/<filter>/cuts.jsonl.gz -> its stats.json; any other name -> <name>.stats.json."""
     out_path = Path(out_path)
-    return out_path.with_name("stats.json") if out_path.name == "cuts.jsonl.gz" \
+    return out_path.with_name("stats.json") if out_path.name == SUBSET_NAME \
         else Path(str(out_path) + ".stats.json")
 
 
@@ -196,7 +200,7 @@ def select_each(in_path, out_dir, filter_names, thresholds: dict[str, float] | N
     for name in filter_names:
         try:
             rule = rule_for(name, thresholds, fallback_fraction)
-            results[name] = select_cuts(in_path, Path(out_dir) / name / "cuts.jsonl.gz", name,
+            results[name] = select_cuts(in_path, Path(out_dir) / name / SUBSET_NAME, name,
                                         keep_null=keep_null, **rule)
         except UdistilError as e:
             logger.warning("no %s/%s: %s", out_dir, name, e)
