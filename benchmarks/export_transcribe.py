@@ -13,13 +13,16 @@
    same text, and the WER of each against the references.  faster-whisper pads the log-mel
    features of a short clip with zeros, where Whisper (and transformers, and so `udistil
    decode`) pads the audio with silence before the log-mel; the CTranslate2 engine row
-   isolates the export from that difference.
+   isolates the export from that difference, and so does faster-whisper itself given each clip
+   padded with silence to 30 s beforehand (the way to call it when parity matters).
 2. Long form.  English clips of the mini corpus are joined with 0.5-2 s gaps into a file of
    about five minutes.  `udistil transcribe` (torch engine, and the int8 export in the
    CTranslate2 engine), faster-whisper's BatchedInferencePipeline (int8 export, batch 8, its
    bundled Silero VAD; beam 5, its default, and beam 1), and the clips decoded one by one
    (CTranslate2 int8 and torch engines) are timed on it (model loading excluded) and scored against the joined
-   references.
+   references.  `udistil transcribe` runs twice: with its default (pauses inside a segment
+   shortened, as the pipeline's VAD drops them) and with --keep-pauses; each row gives its
+   number of 30 s windows.
 
 3. Speed again: `udistil transcribe` (CTranslate2 int8) and BatchedInferencePipeline (int8,
    beam 1) alternately, `--speed-repeats` times each, on the same file.
@@ -99,13 +102,18 @@ def udistil_decode(model, cuts_path, out_dir, threads):
     return {"hyps": {r["id"]: r["hyp"] for r in rows}, "stops": stops, "wall_s": wall}
 
 
-def faster_whisper_clips(ct2_dir, compute_type, clips, threads):
+def faster_whisper_clips(ct2_dir, compute_type, clips, threads, pad_audio=False):
+    """faster-whisper on each clip; with pad_audio, the clip is first padded with silence to
+    30 s, as Whisper pads it, so faster-whisper never pads the log-mel features itself."""
     from faster_whisper import WhisperModel
 
     model = WhisperModel(str(ct2_dir), device="cpu", compute_type=compute_type, cpu_threads=threads)
     hyps, t0 = {}, time.perf_counter()
     for clip in clips:
-        segments, _ = model.transcribe(clip["audio"], language=clip["lang"], beam_size=1, temperature=0.0,
+        audio = clip["audio"]
+        if pad_audio:
+            audio = np.pad(audio, (0, max(0, 30 * SAMPLE_RATE - len(audio))))
+        segments, _ = model.transcribe(audio, language=clip["lang"], beam_size=1, temperature=0.0,
                                        vad_filter=False, without_timestamps=True,
                                        condition_on_previous_text=False, no_speech_threshold=None)
         hyps[clip["id"]] = " ".join(s.text.strip() for s in segments).strip()
@@ -146,7 +154,7 @@ def timed(fn):
     return text, round(time.perf_counter() - t0, 2)
 
 
-def udistil_transcribe_long(model, wav, threads, compute_type="default", max_segment=30.0):
+def udistil_transcribe_long(model, wav, threads, compute_type="default", max_segment=30.0, drop_pauses=True):
     from udistil.teacher.transcriber import DecodeOptions
     from udistil.transcribe.engines import open_engine
     from udistil.transcribe.runner import transcribe_paths
@@ -164,7 +172,8 @@ def udistil_transcribe_long(model, wav, threads, compute_type="default", max_seg
             pass
 
     _, wall = timed(lambda: transcribe_paths([wav], engine, language="en", fmt="jsonl", stream=Sink(),
-                                             segment_options=SegmentOptions(max_seconds=max_segment),
+                                             segment_options=SegmentOptions(max_seconds=max_segment,
+                                                                             drop_pauses=drop_pauses),
                                              progress=False))
     row = json.loads(out[0])
     return {"hyp": row["text"], "wall_s": wall, "segments": len(row["segments"])}
@@ -264,6 +273,8 @@ def parity_part(args, results, test_clips, f32, i8):
               for q, d in (("float32", f32), ("int8", i8))}
     fw = {q: results.run(f"faster_whisper_{q}", lambda q=q, d=d: faster_whisper_clips(d, q, test_clips, args.threads))
           for q, d in (("float32", f32), ("int8", i8))}
+    fw_padded = results.run("faster_whisper_float32_audio_padded", lambda: faster_whisper_clips(
+        f32, "float32", test_clips, args.threads, pad_audio=True))
     ids = [c["id"] for c in test_clips]
     langs = [c["lang"] for c in test_clips]
     refs = [c["ref"] for c in test_clips]
@@ -274,6 +285,13 @@ def parity_part(args, results, test_clips, f32, i8):
         "same_text_pct": round(100 * sum(same) / len(same), 1),
         "same_text_pct_where_udistil_stopped_at_eot": round(100 * sum(same[i] for i in ended) / max(1, len(ended)), 1),
         "clips_stopped_by_budget_or_loop": len(ids) - len(ended),
+        "audio_padded_same_text_pct": round(100 * sum(
+            normalised(ours[i], lang) == normalised(fw_padded["hyps"][i], lang)
+            for i, lang in zip(ids, langs)) / len(ids), 1),
+        "audio_padded_same_text_pct_where_udistil_stopped_at_eot": round(100 * sum(
+            normalised(ours[ids[k]], langs[k]) == normalised(fw_padded["hyps"][ids[k]], langs[k])
+            for k in ended) / max(1, len(ended)), 1),
+        "wer_fw_float32_audio_padded": round(wer(refs, [fw_padded["hyps"][i] for i in ids], langs), 2),
         "ct2_engine_same_text_pct": round(100 * sum(
             normalised(ours[i], lang) == normalised(engine["float32"]["hyps"][i], lang)
             for i, lang in zip(ids, langs)) / len(ids), 1),
@@ -312,6 +330,8 @@ def long_part(args, results, test_clips, i8):
     systems = {
         "udistil_transcribe_ct2_int8": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads),
         "batched_pipeline_int8_beam1": lambda: batched_pipeline_long(i8, long_wav, args.threads, 1),
+        "udistil_transcribe_ct2_int8_keep_pauses": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
+                                                                                   drop_pauses=False),
         "clip_by_clip_ct2_int8": lambda: clip_by_clip(str(i8), pieces, args.threads),
         "batched_pipeline_int8_beam5": lambda: batched_pipeline_long(i8, long_wav, args.threads, 5),
         "udistil_transcribe_torch": lambda: udistil_transcribe_long(args.model, long_wav, args.threads),
@@ -321,7 +341,8 @@ def long_part(args, results, test_clips, i8):
     for name, fn in systems.items():
         r = results.run(f"long_{name}", fn)
         table[name] = {"audio_s_per_s": round(long["seconds"] / r["wall_s"], 2),
-                       "wer": round(wer([long["ref"]], [r["hyp"]], ["en"]), 2), "wall_s": r["wall_s"]}
+                       "wer": round(wer([long["ref"]], [r["hyp"]], ["en"]), 2), "wall_s": r["wall_s"],
+                       **({"windows": r["segments"]} if "segments" in r else {})}
     return {"file_s": long["seconds"], "clips": long["clips"], **table}
 
 

@@ -48,21 +48,36 @@ def test_segments_cut_long_audio_at_pauses(long_speech):
     from udistil.transcribe.segments import SegmentOptions, split_at_pauses
 
     audio, _ = long_speech
-    assert split_at_pauses(audio[:16000 * 20]) == [(0, 16000 * 20)]  # short: the file as it is
-    for max_seconds in (30.0, 12.0):
-        spans = split_at_pauses(audio, SegmentOptions(max_seconds=max_seconds))
-        assert len(spans) >= 2
-        assert all(0 < end - start <= max_seconds * 16000 for start, end in spans)
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
-        # Every cut lies in a pause: the audio around each boundary is silent.
-        for _, end in spans[:-1]:
-            assert np.abs(audio[end - 800:end + 800]).max() < 1e-3
-        # No speech is lost.
-        loud = np.flatnonzero(np.abs(audio) > 1e-3)
-        covered = np.zeros(len(audio), bool)
-        for start, end in spans:
-            covered[start:end] = True
-        assert covered[loud].all()
+    assert [s.pieces for s in split_at_pauses(audio[:16000 * 20])] == [((0, 16000 * 20),)]  # short: as it is
+    loud = np.flatnonzero(np.abs(audio) > 1e-3)
+    windows = {}
+    for drop_pauses in (True, False):
+        for max_seconds in (30.0, 12.0):
+            segments = split_at_pauses(audio, SegmentOptions(max_seconds=max_seconds, drop_pauses=drop_pauses))
+            windows[drop_pauses, max_seconds] = len(segments)
+            assert len(segments) >= (1 if (drop_pauses, max_seconds) == (True, 30.0) else 2)
+            assert all(0 < s.num_samples <= max_seconds * 16000 for s in segments)
+            assert all(len(s.audio(audio)) == s.num_samples for s in segments)
+            pieces = [p for s in segments for p in s.pieces]
+            assert all(a[1] < b[0] for a, b in zip(pieces, pieces[1:]))  # in order, apart
+            if not drop_pauses:
+                assert all(len(s.pieces) == 1 for s in segments)
+            # Every cut lies in a pause: the audio around each boundary is silent.
+            for _, end in pieces[:-1]:
+                assert np.abs(audio[end - 800:end + 800]).max() < 1e-3
+            # No speech is lost.
+            covered = np.zeros(len(audio), bool)
+            for start, end in pieces:
+                covered[start:end] = True
+            assert covered[loud].all()
+            if drop_pauses:
+                # What is dropped is the long pauses: within a segment, no silence outlasts 2 x 0.2 s.
+                for s in segments:
+                    quiet = np.abs(s.audio(audio)) < 1e-3
+                    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(int), [0]])))
+                    assert (edges[1::2] - edges[::2]).max() <= 0.42 * 16000
+    # The 32 s file holds about 27 s of speech: one window once its 0.6-1.4 s pauses are shortened.
+    assert windows[True, 30.0] == 1 < windows[False, 30.0]
 
 
 @pytest.mark.slow
@@ -71,7 +86,7 @@ def test_transcribe_long_file_to_srt(long_speech, whisper_base_ct2_dir, tmp_path
     wav = tmp_path / "long.wav"
     sf.write(str(wav), audio, 16000)
     rc = main(["transcribe", "--model", str(whisper_base_ct2_dir), "--format", "srt", "--language", "en",
-               "--max-segment", "15", str(wav)])
+               "--max-segment", "10", str(wav)])
     out = capsys.readouterr().out
     assert rc == 0
     cues = re.findall(r"(\d+)\n(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)\n(.+)\n", out)

@@ -27,6 +27,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
     parser.add_argument("--max-segment", type=float, default=SegmentOptions.max_seconds,
                         help="longest segment in seconds when a long file is cut at its pauses (<= 30)")
+    parser.add_argument("--keep-pauses", action="store_true",
+                        help="decode each segment of a long file with its pauses (by default pauses "
+                             "longer than twice 0.2 s are shortened, so a window holds more speech)")
     parser.add_argument("--budget-per-second", type=float, default=DecodeOptions.budget_per_second,
                         help="token budget per second of audio (stops hallucination early)")
     parser.add_argument("--num-threads", type=int, default=0, help="CPU threads (0 = library default)")
@@ -41,4 +44,4 @@ def run(args) -> int:
         device=args.device, dtype=args.dtype, compute_type=args.compute_type, threads=args.num_threads,
         options=DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=True,
                               budget_per_second=args.budget_per_second),
-        segment_options=SegmentOptions(max_seconds=args.max_segment), progress=not args.no_progress)
+        segment_options=SegmentOptions(max_seconds=args.max_segment, drop_pauses=not args.keep_pauses), progress=not args.no_progress)

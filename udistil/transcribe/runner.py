@@ -23,7 +23,7 @@ import numpy as np
 from udistil.errors import BadAudioError, UdistilError
 from udistil.transcribe.audio_files import find_audio_files, read_audio
 from udistil.transcribe.output import EXTENSIONS, FileTranscript, Segment, render
-from udistil.transcribe.segments import SAMPLE_RATE, SegmentOptions, split_at_pauses
+from udistil.transcribe.segments import SAMPLE_RATE, SegmentOptions, SpeechSegment, split_at_pauses
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class RunSummary:
 class _Loaded:
     path: Path
     samples: np.ndarray
-    spans: list[tuple[int, int]]
+    segments: list[SpeechSegment]
 
 
 class OutputSink:
@@ -87,7 +87,7 @@ def _groups(files: list[Path], options: SegmentOptions, group_files: int, group_
             bar.update(1)
             continue
         group.append(_Loaded(path, samples, split_at_pauses(samples, options)))
-        if len(group) >= group_files or sum(len(g.spans) for g in group) >= group_segments:
+        if len(group) >= group_files or sum(len(g.segments) for g in group) >= group_segments:
             yield group
             group = []
     if group:
@@ -124,21 +124,21 @@ def transcribe_paths(paths, engine, language: str | None = None, fmt: str = "tex
 
 
 def _transcribe_group(group: list[_Loaded], engine, language: str | None) -> list[FileTranscript]:
-    with_speech = [g for g in group if g.spans]
+    with_speech = [g for g in group if g.segments]
     if language is not None:
         languages = [language] * len(with_speech)
     else:
-        languages = engine.detect_languages([g.samples[slice(*g.spans[0])] for g in with_speech])
+        languages = engine.detect_languages([g.segments[0].audio(g.samples) for g in with_speech])
     file_language = {id(g): lang for g, lang in zip(with_speech, languages)}
     clips, owners = [], []
     for g in with_speech:
-        for start, end in g.spans:
-            clips.append(g.samples[start:end])
+        for segment in g.segments:
+            clips.append(segment.audio(g.samples))
             owners.append(file_language[id(g)])
     texts = iter(engine.transcribe(clips, owners) if clips else [])
     out = []
     for g in group:
-        segments = [Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, next(texts)) for start, end in g.spans]
+        segments = [Segment(s.start / SAMPLE_RATE, s.end / SAMPLE_RATE, next(texts)) for s in g.segments]
         out.append(FileTranscript(os.fspath(g.path), len(g.samples) / SAMPLE_RATE,
                                   file_language.get(id(g), language or ""), segments))
     return out

@@ -8,17 +8,22 @@ it is.  A longer file is cut at pauses, never inside a word when a pause can be 
    its noise floor (10th percentile) to its speech level (95th percentile), and never more
    than 40 dB under the speech level, so clean and noisy files both split at their pauses;
 3. a pause is at least `min_pause` seconds of quiet frames; the speech between pauses forms
-   regions;
-4. regions are grouped into segments of at most `max_seconds`: when a stretch is too long it
-   is cut at its longest pause that leaves at least two thirds of `max_seconds` before the
-   cut (the last possible pause when there is none), so segments are long (Whisper's encoder
-   costs the same for 10 s as for 30 s) and end where the speaker paused longest; speech
-   with no pause at all for `max_seconds` is cut at its quietest 10 ms frame;
-5. each segment keeps up to `pad` seconds of the pauses around it (never past the middle of a
-   pause), so word edges are not clipped; pauses longer than that are left out.
+   regions; speech with no pause at all for a whole segment is cut at its quietest 10 ms frame;
+4. each region keeps up to `pad` seconds of the pauses around it (never past the middle of a
+   pause), so word edges are not clipped;
+5. with `drop_pauses` (the default) a segment is its padded regions joined end to end, so a
+   long pause costs nothing and a 30 s window holds 30 s of speech (faster-whisper's batched
+   pipeline drops silence the same way, with a VAD); without it a segment is the whole
+   stretch of the file from its first region to its last;
+6. regions are grouped into segments of at most `max_seconds` of kept audio: when the
+   speech goes on too long, the segment ends at the longest pause that leaves it at least
+   two thirds of `max_seconds` (the last possible pause when there is none), so segments
+   are long (Whisper's encoder costs the same for 10 s as for 30 s) and end where the
+   speaker paused longest.
 
-Segments do not overlap, so their texts are simply joined; a file with no speech at all
-gives no segment and an empty text.
+A segment is a list of pieces of the file; its time span runs from the start of its first
+piece to the end of its last, and the spans of successive segments do not overlap, so their
+texts are simply joined.  A file with no speech at all gives no segment and an empty text.
 """
 from __future__ import annotations
 
@@ -35,6 +40,31 @@ class SegmentOptions:
     max_seconds: float = 30.0
     min_pause: float = 0.3
     pad: float = 0.2
+    drop_pauses: bool = True
+
+
+@dataclass(frozen=True)
+class SpeechSegment:
+    """[start, end) sample ranges of the file, decoded as one clip joined end to end."""
+
+    pieces: tuple[tuple[int, int], ...]
+
+    @property
+    def start(self) -> int:
+        return self.pieces[0][0]
+
+    @property
+    def end(self) -> int:
+        return self.pieces[-1][1]
+
+    @property
+    def num_samples(self) -> int:
+        return sum(end - start for start, end in self.pieces)
+
+    def audio(self, samples: np.ndarray) -> np.ndarray:
+        if len(self.pieces) == 1:
+            return samples[self.start:self.end]
+        return np.concatenate([samples[start:end] for start, end in self.pieces])
 
 
 def frame_levels(samples: np.ndarray) -> np.ndarray:
@@ -73,45 +103,77 @@ def speech_regions(levels: np.ndarray, min_pause_frames: int) -> list[tuple[int,
     return regions
 
 
-def _group(regions: list[tuple[int, int]], max_frames: int, levels: np.ndarray) -> list[tuple[int, int]]:
-    """Group consecutive regions into spans of at most max_frames, cutting at long pauses."""
-    out: list[tuple[int, int]] = []
-    while regions:
-        start = regions[0][0]
-        if regions[-1][1] - start <= max_frames:
-            out.append((start, regions[-1][1]))
-            break
-        # Cut after region k (the pause between k and k+1) if the left part fits.
-        fits = [k for k in range(len(regions) - 1) if regions[k][1] - start <= max_frames]
-        if not fits:
-            # One region longer than max_frames: cut at its quietest frame in the last 2/3.
+def _cut_long_regions(regions: list[tuple[int, int]], max_frames: int,
+                      levels: np.ndarray) -> list[tuple[int, int]]:
+    """Regions longer than max_frames cut at their quietest frame in each stretch's last 2/3."""
+    out = []
+    for start, end in regions:
+        while end - start > max_frames:
             lo = start + max_frames // 3
             cut = lo + int(np.argmin(levels[lo:start + max_frames]))
             out.append((start, cut))
-            regions = [(cut, regions[0][1])] + regions[1:]
-            continue
-        long_enough = [k for k in fits if regions[k][1] - start >= 2 * max_frames // 3] or [fits[-1]]
-        k = max(long_enough, key=lambda k: regions[k + 1][0] - regions[k][1])
-        out.append((start, regions[k][1]))
-        regions = regions[k + 1:]
+            start = cut
+        out.append((start, end))
     return out
 
 
-def split_at_pauses(samples: np.ndarray, options: SegmentOptions = SegmentOptions()) -> list[tuple[int, int]]:
-    """[start, end) sample ranges of the segments of `samples` (see the module doc)."""
+def _padded(regions: list[tuple[int, int]], pad: int, num_frames: int) -> list[tuple[int, int]]:
+    """Each region with up to `pad` frames of the pauses around it, never past a pause's middle."""
+    out = []
+    for i, (start, end) in enumerate(regions):
+        lo = max(start - pad, (regions[i - 1][1] + start + 1) // 2 if i else 0)
+        hi = min(end + pad, (end + regions[i + 1][0]) // 2 if i + 1 < len(regions) else num_frames)
+        out.append((lo, hi))
+    return out
+
+
+def _group(pieces: list[tuple[int, int]], gaps: list[int], max_frames: int,
+           drop_pauses: bool) -> list[list[tuple[int, int]]]:
+    """Consecutive pieces grouped into segments of at most max_frames of kept audio.
+
+    gaps[k] is the pause between the speech of piece k and of piece k+1 (the cut is chosen at
+    the longest one)."""
+    def kept(first: int, last: int) -> int:
+        if drop_pauses:
+            return sum(end - start for start, end in pieces[first:last + 1])
+        return pieces[last][1] - pieces[first][0]
+
+    out, first = [], 0
+    while first < len(pieces):
+        last = first
+        while last + 1 < len(pieces) and kept(first, last + 1) <= max_frames:
+            last += 1
+        if last + 1 < len(pieces):
+            long_enough = [k for k in range(first, last + 1) if kept(first, k) >= 2 * max_frames // 3]
+            last = max(long_enough or [last], key=lambda k: gaps[k])
+        out.append(pieces[first:last + 1])
+        first = last + 1
+    return out
+
+
+def split_at_pauses(samples: np.ndarray, options: SegmentOptions = SegmentOptions()) -> list[SpeechSegment]:
+    """The segments of `samples` (see the module doc)."""
     n = len(samples)
     if n <= options.max_seconds * SAMPLE_RATE:
-        return [(0, n)]
+        return [SpeechSegment(((0, n),))]
     levels = frame_levels(samples)
-    regions = speech_regions(levels, max(1, int(round(options.min_pause * SAMPLE_RATE / FRAME))))
-    max_frames = int(options.max_seconds * SAMPLE_RATE / FRAME) - 2 * int(options.pad * SAMPLE_RATE / FRAME)
-    spans = _group(regions, max_frames, levels)
     pad = int(options.pad * SAMPLE_RATE / FRAME)
+    max_frames = int(options.max_seconds * SAMPLE_RATE / FRAME)
+    regions = speech_regions(levels, max(1, int(round(options.min_pause * SAMPLE_RATE / FRAME))))
+    regions = _cut_long_regions(regions, max_frames - 2 * pad, levels)
+    gaps = [b[0] - a[1] for a, b in zip(regions, regions[1:])]
     segments = []
-    for i, (start, end) in enumerate(spans):
-        before = spans[i - 1][1] if i else 0
-        after = spans[i + 1][0] if i + 1 < len(spans) else len(levels)
-        lo = max(start - pad, (before + start + 1) // 2 if i else 0)
-        hi = min(end + pad, (end + after) // 2 if i + 1 < len(spans) else len(levels))
-        segments.append((lo * FRAME, n if i + 1 == len(spans) and hi == len(levels) else hi * FRAME))
+    for group in _group(_padded(regions, pad, len(levels)), gaps, max_frames, options.drop_pauses):
+        if not options.drop_pauses:
+            group = [(group[0][0], group[-1][1])]
+        merged: list[tuple[int, int]] = []
+        for start, end in group:  # pieces that touch (a cut inside speech, a short pause) are one
+            if merged and merged[-1][1] >= start:
+                merged[-1] = (merged[-1][0], end)
+            else:
+                merged.append((start, end))
+        pieces = [(start * FRAME, end * FRAME) for start, end in merged]
+        if merged[-1][1] == len(levels):  # the samples after the last whole frame
+            pieces[-1] = (pieces[-1][0], n)
+        segments.append(SpeechSegment(tuple(pieces)))
     return segments
