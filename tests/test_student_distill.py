@@ -372,3 +372,27 @@ def test_weight_average_gives_the_dev_loss_and_export_and_survives_a_resume(
     a = load_file(str(tmp_path / "avg_full" / "best" / "model.safetensors"))
     b = load_file(str(tmp_path / "avg_resumed" / "best" / "model.safetensors"))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_export_every_epoch_leaves_a_loadable_student_per_epoch(tiny_whisper_dir, student_dir, corpus,
+                                                                uninterrupted, tmp_path):
+    """--export-every-epoch: EXP/epochs/epoch-NNN after each epoch, with the dev loss of that
+    step, and the training curve untouched by the extra dev passes."""
+    from safetensors.torch import load_file
+
+    from udistil.student.trainer import train
+
+    full_exp, _ = uninterrupted
+    exp = tmp_path / "exp_epochs"
+    summary = train(distill_config(tiny_whisper_dir, student_dir, corpus, exp, export_every_epoch=True))
+    assert summary["steps"] == 6 and summary["epoch"] == 2  # 3 batches an epoch
+    assert losses(exp) == pytest.approx(losses(full_exp), rel=1e-6, abs=0)
+    dev = {row["step"]: row["dev_loss"] for row in map(json.loads, (exp / "log" / "dev.jsonl").read_text().splitlines())}
+    for epoch, step in ((1, 3), (2, 6)):
+        info = json.loads((exp / "epochs" / f"epoch-{epoch:03d}" / "udistil_training.json").read_text())
+        assert (info["epoch"], info["step"]) == (epoch, step)
+        assert info["dev_loss"] == pytest.approx(dev[step])
+    first = load_file(str(exp / "epochs" / "epoch-001" / "model.safetensors"))
+    last = load_file(str(exp / "epochs" / "epoch-002" / "model.safetensors"))
+    assert any(not torch.equal(first[k], last[k]) for k in first)
+    assert load(exp / "epochs" / "epoch-002")[0].config.decoder_layers == 1

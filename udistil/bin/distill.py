@@ -76,6 +76,9 @@ def add_arguments(parser):
                           "projection) nor its position embedding: a much cheaper step for a small decoder")
     run.add_argument("--checkpoint-every", type=int, default=100, help="optimizer steps")
     run.add_argument("--keep-checkpoints", type=int, default=2)
+    run.add_argument("--export-every-epoch", action="store_true",
+                     help="also export the student after each epoch to EXP/epochs/epoch-NNN (with its dev "
+                          "loss), to decode a learning curve (benchmarks/learning_curve.sh)")
     run.add_argument("--valid-every", type=int, default=100, help="optimizer steps between dev losses")
     run.add_argument("--max-dev-cuts", type=int, default=None,
                      help="use only the first N dev cuts for the dev loss (a dev pass is costly on a CPU)")
@@ -101,7 +104,8 @@ def run(args):
                            average_decay=args.average_decay),
         run=RunOptions(seed=args.seed, device=args.device, precision=args.precision,
                        checkpoint_every=args.checkpoint_every,
-                       keep_checkpoints=args.keep_checkpoints, valid_every=args.valid_every, max_dev_cuts=args.max_dev_cuts,
+                       keep_checkpoints=args.keep_checkpoints, export_every_epoch=args.export_every_epoch,
+                       valid_every=args.valid_every, max_dev_cuts=args.max_dev_cuts,
                        log_every=args.log_every, freeze_encoder=args.freeze_encoder,
                        share_encoder=args.share_encoder, stop_after_steps=args.stop_after_steps,
                        encoder_cache=args.encoder_cache, freeze_embeddings=args.freeze_embeddings,

@@ -36,6 +36,7 @@ class RunOptions:
     precision: str = "auto"         # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
     checkpoint_every: int = 100     # optimizer steps
     keep_checkpoints: int = 2
+    export_every_epoch: bool = False  # EXP/epochs/epoch-NNN after each epoch (learning curves)
     valid_every: int = 100          # optimizer steps; dev loss is also computed at the end
     max_dev_cuts: int | None = None  # first N usable dev cuts only (a dev pass is costly on a CPU)
     log_every: int = 1

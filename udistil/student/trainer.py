@@ -342,6 +342,8 @@ class Trainer:
             if finished_epoch:
                 self.epoch += 1
                 self.batches_done = 0
+                if run.export_every_epoch:
+                    self._export_epoch()
         progress.close()
         # Done when the step budget is spent, or (without --max-steps) every epoch was run:
         # later epochs may form a batch fewer than the first one, which set total_steps.
@@ -376,6 +378,7 @@ class Trainer:
         return summary
 
     _last_valid_step = -1
+    _last_dev_loss = float("inf")
     _last_checkpoint_step = -1
 
     def _run_epoch(self, stop_at: int, progress) -> bool:
@@ -462,7 +465,7 @@ class Trainer:
         self._train_mode()
         loss_sum, tokens = self.env.all_sum([totals["loss"], totals["tokens"]])
         dev_loss = loss_sum / tokens if tokens else float("inf")
-        self._last_valid_step = self.step
+        self._last_valid_step, self._last_dev_loss = self.step, dev_loss
         improved = dev_loss < self.best_dev_loss
         if improved:
             self.best_dev_loss = dev_loss
@@ -477,6 +480,18 @@ class Trainer:
                                      "teacher": self.config.teacher, "student_init": self.config.student})
         self.env.barrier()
         return dev_loss
+
+    def _export_epoch(self) -> None:
+        """EXP/epochs/epoch-NNN: the student after each epoch, with its dev loss, for learning
+        curves (`benchmarks/learning_curve.sh` decodes each; icefall's habit of decoding epochs)."""
+        dev_loss = self._validate() if self._last_valid_step != self.step else self._last_dev_loss
+        if self.env.is_main:
+            with self.average.swapped_in(unwrap(self.student)) if self.average is not None else contextlib.nullcontext():
+                ckpt.export_student(unwrap(self.student), self.processor,
+                                    self.exp / "epochs" / f"epoch-{self.epoch:03d}",
+                                    {"step": self.step, "epoch": self.epoch, "dev_loss": dev_loss,
+                                     "teacher": self.config.teacher, "student_init": self.config.student})
+        self.env.barrier()
 
     def _checkpoint(self) -> None:
         state = {"model": unwrap(self.student).state_dict(), "optimizer": self.optimizer.state_dict(),
