@@ -135,3 +135,15 @@ def test_loop_stop_is_reported():
     tokens = [10, 11] + [3, 4, 5] * 8
     assert find_repetition_loop(tokens) == 3
     assert STOP_LOOP == "loop"
+
+
+def test_loop_stop_length_cuts_where_the_greedy_loop_stop_cuts():
+    """Tokens generated elsewhere (CTranslate2) are cut as greedy_decode cuts them: at the first
+    prefix that ends in a loop (here 8 x [3, 4, 5], 24 tokens), one copy of the unit kept."""
+    from udistil.teacher.greedy import loop_stop_length
+
+    tokens = [10, 11] + [3, 4, 5] * 12 + [6, 7]
+    assert loop_stop_length(tokens) == 5
+    assert loop_stop_length(tokens[:25]) is None          # 23 looping tokens: not yet a loop
+    assert loop_stop_length(tokens, checked=len(tokens)) is None
+    assert loop_stop_length(list(range(60))) is None

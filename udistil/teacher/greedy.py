@@ -167,6 +167,17 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
     return results
 
 
+def loop_stop_length(tokens: list[int], checked: int = 0, timestamp_begin: int | None = None) -> int | None:
+    """How many of `tokens` greedy_decode's loop stop would have kept, for tokens generated
+    elsewhere (CTranslate2): the first prefix longer than `checked` that ends in a repetition
+    loop, less the loop's repeats (one copy of its unit kept); None when no prefix does."""
+    for end in range(max(checked + 1, 1), len(tokens) + 1):
+        period = find_repetition_loop(tokens[:end], timestamp_begin=timestamp_begin)
+        if period is not None:
+            return end - period * (_count_repeats(tokens[:end], period, timestamp_begin) - 1)
+    return None
+
+
 def _count_repeats(tokens: list[int], period: int, timestamp_begin: int | None = None) -> int:
     view = _loop_view(tokens, timestamp_begin)
     unit, count, end = view[-period:], 0, len(view)

@@ -8,7 +8,11 @@
   through `ctranslate2.models.Whisper.generate`, on the CPU or a GPU.  When the export
   records a clip audio context, each batch is given only the mel frames the rule asks for
   (CTranslate2 takes fewer than 3000); otherwise the usual 30 s.  Token budgets are the same
-  as the torch engine's (one per batch: its longest clip's); there is no loop stop.
+  as the torch engine's (one per batch: its longest clip's), within CTranslate2's own limit
+  of half the 448-token context; and so is the loop stop: the batch is encoded once and
+  decoded in `GENERATE_ROUNDS` calls of a third of the budget each, each continuing from the
+  tokens so far, and between calls a row that ended, or whose output became a repetition
+  loop (cut as the torch engine cuts it), leaves the batch.
 
 Both take 16 kHz clips of at most 30 s and return one text per clip.
 """
@@ -26,6 +30,12 @@ from udistil.teacher.transcriber import MAX_TARGET_TOKENS, DecodeOptions, balanc
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
+
+
+# CTranslate2 generates at most half of max_length tokens (its Whisper keeps the original
+# sample_len = n_text_ctx // 2 limit), counting a prompt's text prefix among them.
+CT2_MAX_TOKENS = MAX_TARGET_TOKENS // 2 - 4
+GENERATE_ROUNDS = 3
 
 
 def _token_budget(options: DecodeOptions, seconds: float) -> int:
@@ -150,16 +160,46 @@ class CT2Engine:
         texts: list[str] = [""] * len(clips)
         order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
         for batch in self._batches(clips, order):
-            prompts = [self.prompt(languages[i]) for i in batch]
             budget = _token_budget(self.options, max(len(clips[i]) for i in batch) / SAMPLE_RATE)
-            results = self.model.generate(
-                self._storage([clips[i] for i in batch]), prompts, beam_size=self.options.beam,
-                max_length=min(MAX_TARGET_TOKENS, budget + len(prompts[0]) + 1), suppress_blank=True,
-                suppress_tokens=[-1])
-            for i, result in zip(batch, results):
-                tokens = [t for t in result.sequences_ids[0] if t < self.end_of_text]
-                texts[i] = self.tokenizer.decode(tokens).strip()
+            tokens = self._generate(self._storage([clips[i] for i in batch]),
+                                    [self.prompt(languages[i]) for i in batch], budget)
+            for i, row in zip(batch, tokens):
+                texts[i] = self.tokenizer.decode([t for t in row if t < self.end_of_text]).strip()
         return texts
+
+    def _generate(self, features, prompts: list[list[int]], budget: int) -> list[list[int]]:
+        """Greedy (or beam) tokens of each row, with the budget and the torch engine's loop stop."""
+        import ctranslate2
+
+        from udistil.teacher.greedy import loop_stop_length
+
+        encoded = np.asarray(self.model.encode(features, to_cpu=True))
+        budget = min(budget, CT2_MAX_TOKENS)
+        step = -(-budget // GENERATE_ROUNDS)
+        tokens: list[list[int]] = [[] for _ in prompts]
+        active, done = list(range(len(prompts))), 0
+        while active:
+            # Every active row has `done` tokens: it neither ended nor looped, so it filled its room.
+            target = min(budget, done + step)
+            full_prompts = [prompts[i] + tokens[i] for i in active]
+            max_length = min(MAX_TARGET_TOKENS, 2 * (target + len(full_prompts[0])))
+            results = self.model.generate(
+                ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[active])), full_prompts,
+                beam_size=self.options.beam, max_length=max_length, suppress_blank=done == 0,
+                suppress_tokens=[-1])
+            still = []
+            for i, result in zip(active, results):
+                row = result.sequences_ids[0]
+                if row[:done] != tokens[i]:  # CTranslate2 returns the prefix with the new tokens
+                    row = tokens[i] + row
+                ended = len(row) < target
+                row = row[:target]
+                cut = loop_stop_length(row, checked=done) if self.options.beam == 1 else None
+                tokens[i] = row if cut is None else row[:cut]
+                if cut is None and not ended and target < budget:
+                    still.append(i)
+            active, done = still, target
+        return tokens
 
 
 def open_engine(model: str, options: DecodeOptions, device: str = "auto", compute_type: str = "default",
