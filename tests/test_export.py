@@ -41,8 +41,8 @@ def test_exported_whisper_base_transcribes_in_faster_whisper(whisper_base_ct2_di
 @pytest.mark.slow
 def test_ct2_engine_spends_the_whole_budget_in_rounds_that_continue_one_decode(whisper_base_ct2_dir, speak):
     """CTranslate2 generates at most max_length / 2 tokens; the engine asks for enough, and its
-    rounds (a third of the budget each, each continuing from the tokens so far) give the tokens
-    of one uninterrupted decode, cut at the budget."""
+    rounds (each continuing from the tokens so far) give the tokens of one uninterrupted
+    decode, cut at the budget."""
     from udistil.teacher.transcriber import DecodeOptions
     from udistil.transcribe.engines import CT2Engine
 
@@ -54,9 +54,11 @@ def test_ct2_engine_spends_the_whole_budget_in_rounds_that_continue_one_decode(w
     full = [r.sequences_ids[0] for r in engine.model.generate(
         engine._storage(audio), prompts, max_length=448, beam_size=1, suppress_blank=True, suppress_tokens=[-1])]
     assert len(full[0]) > 21 and len(full[1]) < 7, full
-    capped = engine._generate(engine._storage(audio), prompts, budget=21)  # rounds of 7 tokens
+    capped = engine._generate(engine._storage(audio), prompts, [7, 14, 21])
     assert capped[0] == full[0][:21]
     assert capped[1] == full[1]
+    # transcribe: the first call to half the budget's rate, the second to the budget.
+    assert engine.transcribe(audio, ["en", "en"])[0] == engine.tokenizer.decode(full[0]).strip()
 
 
 @pytest.mark.slow

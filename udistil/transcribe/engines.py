@@ -10,9 +10,10 @@
   (CTranslate2 takes fewer than 3000); otherwise the usual 30 s.  Token budgets are the same
   as the torch engine's (one per batch: its longest clip's), within CTranslate2's own limit
   of half the 448-token context; and so is the loop stop: the batch is encoded once and
-  decoded in `GENERATE_ROUNDS` calls of a third of the budget each, each continuing from the
-  tokens so far, and between calls a row that ended, or whose output became a repetition
-  loop (cut as the torch engine cuts it), leaves the batch.
+  decoded in two calls, the first to half the budget's rate (more than speech needs, so
+  most rows end in it), the second continuing the rest from their tokens so far to the full
+  budget; a row whose output became a repetition loop is cut as the torch engine cuts it,
+  and a row that looped in the first call does not go on to the second.
 
 Both take 16 kHz clips of at most 30 s and return one text per clip.
 """
@@ -35,11 +36,11 @@ SAMPLE_RATE = 16000
 # CTranslate2 generates at most half of max_length tokens (its Whisper keeps the original
 # sample_len = n_text_ctx // 2 limit), counting a prompt's text prefix among them.
 CT2_MAX_TOKENS = MAX_TARGET_TOKENS // 2 - 4
-GENERATE_ROUNDS = 3
 
 
-def _token_budget(options: DecodeOptions, seconds: float) -> int:
-    return min(MAX_TARGET_TOKENS - 4, int(math.ceil(options.budget_base + options.budget_per_second * seconds)))
+def _token_budget(options: DecodeOptions, seconds: float, rate_share: float = 1.0) -> int:
+    per_second = options.budget_per_second * rate_share
+    return min(MAX_TARGET_TOKENS - 4, int(math.ceil(options.budget_base + per_second * seconds)))
 
 
 class TorchEngine:
@@ -160,27 +161,27 @@ class CT2Engine:
         texts: list[str] = [""] * len(clips)
         order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
         for batch in self._batches(clips, order):
-            budget = _token_budget(self.options, max(len(clips[i]) for i in batch) / SAMPLE_RATE)
+            seconds = max(len(clips[i]) for i in batch) / SAMPLE_RATE
+            budget = min(_token_budget(self.options, seconds), CT2_MAX_TOKENS)
+            first = min(_token_budget(self.options, seconds, rate_share=0.5), budget)
             tokens = self._generate(self._storage([clips[i] for i in batch]),
-                                    [self.prompt(languages[i]) for i in batch], budget)
+                                    [self.prompt(languages[i]) for i in batch], sorted({first, budget}))
             for i, row in zip(batch, tokens):
                 texts[i] = self.tokenizer.decode([t for t in row if t < self.end_of_text]).strip()
         return texts
 
-    def _generate(self, features, prompts: list[list[int]], budget: int) -> list[list[int]]:
-        """Greedy (or beam) tokens of each row, with the budget and the torch engine's loop stop."""
+    def _generate(self, features, prompts: list[list[int]], round_ends: list[int]) -> list[list[int]]:
+        """Tokens of each row, decoded in one call per entry of `round_ends` (rising token
+        counts; the last is the budget), each continuing the rows that neither ended nor looped."""
         import ctranslate2
 
         from udistil.teacher.greedy import loop_stop_length
 
         encoded = np.asarray(self.model.encode(features, to_cpu=True))
-        budget = min(budget, CT2_MAX_TOKENS)
-        step = -(-budget // GENERATE_ROUNDS)
         tokens: list[list[int]] = [[] for _ in prompts]
         active, done = list(range(len(prompts))), 0
-        while active:
+        for target in round_ends:
             # Every active row has `done` tokens: it neither ended nor looped, so it filled its room.
-            target = min(budget, done + step)
             full_prompts = [prompts[i] + tokens[i] for i in active]
             max_length = min(MAX_TARGET_TOKENS, 2 * (target + len(full_prompts[0])))
             results = self.model.generate(
@@ -196,9 +197,11 @@ class CT2Engine:
                 row = row[:target]
                 cut = loop_stop_length(row, checked=done) if self.options.beam == 1 else None
                 tokens[i] = row if cut is None else row[:cut]
-                if cut is None and not ended and target < budget:
+                if cut is None and not ended:
                     still.append(i)
             active, done = still, target
+            if not active:
+                break
         return tokens
 
 
