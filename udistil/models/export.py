@@ -90,6 +90,10 @@ def readme_text(spec: str, quantization: str, context: AudioContext) -> str:
         "",
         "or, with udistil: `udistil transcribe --model <this directory> audio.wav`.",
         "",
+        "faster-whisper pads the log-mel features of a clip shorter than 30 s with zeros, where",
+        "Whisper pads the audio with silence; on short clips the two can give different text.",
+        "Padding each short clip with silence to 30 s before `transcribe` gives Whisper's input.",
+        "",
     ]
     if context.is_dynamic:
         lines += [
