@@ -441,10 +441,14 @@ class Trainer:
     def _validate(self) -> float:
         """Token-weighted dev loss over all ranks; exports EXP/best when it improves.  With a
         weight average, both use the averaged weights."""
+        with self._evaluated_weights():
+            return self._validate_weights()
+
+    def _evaluated_weights(self):
+        """The weights dev losses and exports use: the average when averaging, else the live ones."""
         if self.average is None:
-            return self._validate_weights()
-        with self.average.swapped_in(unwrap(self.student)):
-            return self._validate_weights()
+            return contextlib.nullcontext()
+        return self.average.swapped_in(unwrap(self.student))
 
     def _validate_weights(self) -> float:
         self.student.eval()
@@ -486,7 +490,7 @@ class Trainer:
         curves (`benchmarks/learning_curve.sh` decodes each; icefall's habit of decoding epochs)."""
         dev_loss = self._validate() if self._last_valid_step != self.step else self._last_dev_loss
         if self.env.is_main:
-            with self.average.swapped_in(unwrap(self.student)) if self.average is not None else contextlib.nullcontext():
+            with self._evaluated_weights():
                 ckpt.export_student(unwrap(self.student), self.processor,
                                     self.exp / "epochs" / f"epoch-{self.epoch:03d}",
                                     {"step": self.step, "epoch": self.epoch, "dev_loss": dev_loss,

@@ -198,7 +198,10 @@ class CT2Engine:
             still = []
             for i, result in zip(active, results):
                 row = result.sequences_ids[0]
-                if row[:done] != tokens[i]:  # CTranslate2 returns the prefix with the new tokens
+                # CTranslate2 returns the text prefix given in the prompt followed by the new
+                # tokens (max_length leaves room for both); the guard keeps a version that
+                # returned only the new ones working.
+                if row[:done] != tokens[i]:
                     row = tokens[i] + row
                 ended = len(row) < target
                 row = row[:target]
