@@ -275,6 +275,8 @@ def parity_part(args, results, test_clips, f32, i8):
           for q, d in (("float32", f32), ("int8", i8))}
     fw_padded = results.run("faster_whisper_float32_audio_padded", lambda: faster_whisper_clips(
         f32, "float32", test_clips, args.threads, pad_audio=True))
+    fw_padded_i8 = results.run("faster_whisper_int8_audio_padded", lambda: faster_whisper_clips(
+        i8, "int8", test_clips, args.threads, pad_audio=True))
     ids = [c["id"] for c in test_clips]
     langs = [c["lang"] for c in test_clips]
     refs = [c["ref"] for c in test_clips]
@@ -292,6 +294,7 @@ def parity_part(args, results, test_clips, f32, i8):
             normalised(ours[ids[k]], langs[k]) == normalised(fw_padded["hyps"][ids[k]], langs[k])
             for k in ended) / max(1, len(ended)), 1),
         "wer_fw_float32_audio_padded": round(wer(refs, [fw_padded["hyps"][i] for i in ids], langs), 2),
+        "wer_fw_int8_audio_padded": round(wer(refs, [fw_padded_i8["hyps"][i] for i in ids], langs), 2),
         "ct2_engine_same_text_pct": round(100 * sum(
             normalised(ours[i], lang) == normalised(engine["float32"]["hyps"][i], lang)
             for i, lang in zip(ids, langs)) / len(ids), 1),
