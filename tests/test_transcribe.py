@@ -80,6 +80,28 @@ def test_segments_cut_long_audio_at_pauses(long_speech):
     assert windows[True, 30.0] == 1 < windows[False, 30.0]
 
 
+def test_segments_of_speech_without_pauses_and_of_two_distant_words():
+    """70 s of sound with no pause is cut into pieces of at most 30 s that cover all of it; a
+    45 s file with sound only at its two ends is one segment of two pieces, timed end to end."""
+    from udistil.transcribe.segments import SegmentOptions, split_at_pauses
+
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal(70 * 16000) * 0.3).astype(np.float32)  # never quiet for 0.3 s
+    for drop_pauses in (True, False):
+        segments = split_at_pauses(noise, SegmentOptions(drop_pauses=drop_pauses))
+        assert len(segments) >= 3 and all(s.num_samples <= 30 * 16000 for s in segments)
+        pieces = [p for s in segments for p in s.pieces]
+        assert pieces[0][0] == 0 and pieces[-1][1] == len(noise)
+        assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))  # nothing dropped
+
+    burst = (rng.standard_normal(3 * 16000) * 0.3).astype(np.float32)
+    ends = np.concatenate([burst, np.zeros(39 * 16000, np.float32), burst])
+    (segment,) = split_at_pauses(ends)
+    assert len(segment.pieces) == 2 and segment.num_samples < 7 * 16000
+    assert segment.start == 0 and segment.end == len(ends)
+    assert len(split_at_pauses(ends, SegmentOptions(drop_pauses=False))[0].pieces) == 1
+
+
 @pytest.mark.slow
 def test_transcribe_long_file_to_srt(long_speech, whisper_base_ct2_dir, tmp_path, capsys):
     audio, reference = long_speech
