@@ -148,7 +148,7 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
             period = find_repetition_loop(res.tokens, timestamp_begin=ts_begin) if detect_loops else None
             if period is not None:
                 # Keep one copy of the looping unit; the repeats carry no information.
-                cut = len(res.tokens) - period * (_count_repeats(res.tokens, period, ts_begin) - 1)
+                cut = _without_repeats(res.tokens, period, ts_begin)
                 del res.tokens[cut:], res.logprobs[cut:], res.entropies[cut:], res.targets[cut:]
                 res.stop = STOP_LOOP
             elif len(res.tokens) >= req.max_new_tokens:
@@ -174,8 +174,13 @@ def loop_stop_length(tokens: list[int], checked: int = 0, timestamp_begin: int |
     for end in range(max(checked + 1, 1), len(tokens) + 1):
         period = find_repetition_loop(tokens[:end], timestamp_begin=timestamp_begin)
         if period is not None:
-            return end - period * (_count_repeats(tokens[:end], period, timestamp_begin) - 1)
+            return _without_repeats(tokens[:end], period, timestamp_begin)
     return None
+
+
+def _without_repeats(tokens: list[int], period: int, timestamp_begin: int | None) -> int:
+    """Length of `tokens`, which end in a loop of `period`, with one copy of the unit kept."""
+    return len(tokens) - period * (_count_repeats(tokens, period, timestamp_begin) - 1)
 
 
 def _count_repeats(tokens: list[int], period: int, timestamp_begin: int | None = None) -> int:
