@@ -170,6 +170,18 @@ def test_filter_quality_report_is_included(exp_tree, tmp_path):
     assert "### Filter quality (dev)" in section and "#### all (4 cuts)" in section
     assert "| proxy_wer | 0.900 |" in section
     assert "(../exp/report/filter_quality.md)" in section  # link relative to the output file
+    assert "## Filter quality (training pool)" not in md
+
+    # The training pool's report (stage 8 writes it when the pool has references) follows the dev one.
+    (exp / "report_pool").mkdir()
+    (exp / "report_pool" / "filter_quality.md").write_text(
+        "# Filter quality (train)\n\n## all (9 cuts)\n\n| filter | kept @thr | WER @thr |\n|---|---|---|\n"
+        "| fusion | 6 | 41.0 |\n")
+    md = write_results(exp, tmp_path / "out" / "RESULTS.md").read_text()
+    dev, pool = md.split("## Filter quality (dev set)\n", 1)[1].split("## Filter quality (training pool)\n", 1)
+    assert "| proxy_wer | 0.900 |" in dev and "| fusion | 6 | 41.0 |" not in dev
+    assert "#### all (9 cuts)" in pool and "| fusion | 6 | 41.0 |" in pool
+    assert "(../exp/report_pool/filter_quality.md)" in pool
 
 
 def test_corrupt_wer_json_names_the_file(exp_tree, tmp_path, capsys):

@@ -11,8 +11,11 @@ folder's wer.json (one decimal, "-" where the set has no references).  Besides t
     training steps from training_summary.json;
   * decoding speed relative to the teacher: sum(audio_s) / sum(wall_s) of the model's
     decodes divided by the teacher's, over the sets both decoded (like is compared with like);
-  * a per-language WER table, links to every decode folder, and the filter-quality report
-    (exp/report/filter_quality.md) when it exists;
+  * a per-language WER table, links to every decode folder, and the filter-quality reports
+    when they exist: the dev set's (exp/report/filter_quality.md) and the training pool's
+    (exp/report_pool/filter_quality.md, written when the pool has references, which serve
+    evaluation only: how much each filter keeps of what the students learn from, and the
+    true WER of what it keeps);
   * at the top, the command line, the git commit, the date and the machine, so a number
     can be traced back to the code and the run that made it (icefall's RESULTS.md habit).
 
@@ -46,6 +49,15 @@ TEACHER_MODEL = Path("models") / "teacher"
 STUDENT_BEST = "best"
 TRAINING_SUMMARY = "training_summary.json"
 FILTER_QUALITY_MD = Path("report") / "filter_quality.md"
+POOL_FILTER_QUALITY_MD = Path("report_pool") / "filter_quality.md"
+# (report under exp/, section title, what the section says about its set)
+FILTER_QUALITY_SECTIONS = (
+    (FILTER_QUALITY_MD, "Filter quality (dev set)", ""),
+    (POOL_FILTER_QUALITY_MD, "Filter quality (training pool)",
+     "The unlabelled pool the students are trained on, scored against its references, which "
+     "serve this evaluation only: what each filter keeps (kept @thr) and the true WER of what it "
+     "keeps (WER @thr); fusion's row is what the fusion student learnt from. "),
+)
 COMMAND_ENV = "UDISTIL_RUN_COMMAND"
 DECODE_PREFIX = "decode_"
 NOT_DECODED = "not decoded"
@@ -369,12 +381,13 @@ def render_results(rows: list[ModelRow], exp: Path, out_path: Path, command: str
         lines.append(f"- {row.name}: " + (", ".join(links) if links else NOT_DECODED))
     lines.append("")
 
-    filter_quality = exp / FILTER_QUALITY_MD
-    if filter_quality.exists():
-        lines += ["## Filter quality (dev set)", "",
-                  f"From [`{_link(filter_quality, out_dir)}`]({_link(filter_quality, out_dir)}) "
-                  "(`udistil filter-report`; plots beside it).", "",
-                  _demote_headings(filter_quality.read_text(encoding="utf-8").strip(), 2), ""]
+    for report, title, about in FILTER_QUALITY_SECTIONS:
+        filter_quality = exp / report
+        if filter_quality.exists():
+            lines += [f"## {title}", "",
+                      f"{about}From [`{_link(filter_quality, out_dir)}`]({_link(filter_quality, out_dir)}) "
+                      "(`udistil filter-report`; plots beside it).", "",
+                      _demote_headings(filter_quality.read_text(encoding="utf-8").strip(), 2), ""]
     return "\n".join(lines)
 
 
