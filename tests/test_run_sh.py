@@ -48,6 +48,10 @@ def test_pipeline_runs_and_prints_the_teacher_table(recipe_run):
     results = (work / "RESULTS.md").read_text()
     assert "| teacher |" in results and "| student_1-1_none |" in results
     assert "| init_student_1-1 |" in results  # the untrained initialisation, for comparison
+    # Stage 8 reports the filters on dev and, as the mini train pool has references, on the pool.
+    assert (work / "exp/report_pool/filter_quality.md").exists()
+    dev, pool = results.split("## Filter quality (dev set)", 1)[1].split("## Filter quality (training pool)", 1)
+    assert "cuts_dev.jsonl.gz" in dev and "cuts_train.jsonl.gz" in pool
     assert (work / "exp/student_1-1_none/decode_test_clean/wer.json").exists()
 
 
