@@ -378,14 +378,14 @@ stage8() {
   log "Stage 8: filter-quality reports (exp/report: dev; exp/report_pool: the training pool) and RESULTS.md"
   # The pool's report needs its references (evaluation only; an unlabelled pool is skipped):
   # it says what each filter keeps of what the students learn from, and how wrong that is.
-  local set out
-  for set in "$dev_set:report" "$train_set:report_pool"; do
-    out=exp/${set#*:} set=${set%%:*}
+  local role out set
+  while IFS=$'\t' read -r role out; do
+    case $role in dev) set=$dev_set ;; pool) set=$train_set ;; *) continue ;; esac
     [ -s exp/scores/cuts_$set.jsonl.gz ] || continue
-    udistil filter-report --skip-unlabelled --in exp/scores/cuts_$set.jsonl.gz --out $out \
+    udistil filter-report --skip-unlabelled --in exp/scores/cuts_$set.jsonl.gz --out "$out" \
       --teacher-logs "exp/teacher/*/shards/*.stats.json" > exp/log/filter_report_$set.log 2>&1 \
       || { tail -n 5 exp/log/filter_report_$set.log >&2; return 1; }
-  done
+  done < <(udistil report --exp exp --filter-report-dirs)
   udistil report --exp exp --out RESULTS.md --command "$run_command"
   udistil summarize-decodes exp/teacher/decode_* $(ls -d exp/student_*/decode_* 2>/dev/null)
 }

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from udistil.bin.main import main
 from udistil.data.manifests import write_cuts
 from udistil.errors import UdistilError
 from udistil.models.spec import load_whisper
-from udistil.report.results import git_revision, write_results
+from udistil.report.results import filter_report_dirs, git_revision, write_results
 
 from test_pseudo_label import make_cut
 
@@ -172,9 +173,12 @@ def test_filter_quality_report_is_included(exp_tree, tmp_path):
     assert "(../exp/report/filter_quality.md)" in section  # link relative to the output file
     assert "## Filter quality (training pool)" not in md
 
-    # The training pool's report (stage 8 writes it when the pool has references) follows the dev one.
-    (exp / "report_pool").mkdir()
-    (exp / "report_pool" / "filter_quality.md").write_text(
+    # The training pool's report (stage 8 writes it when the pool has references, where
+    # `udistil report --filter-report-dirs` says) follows the dev one.
+    dirs = dict(line.split("\t") for line in filter_report_dirs(exp).splitlines())
+    assert dirs == {"dev": str(exp / "report"), "pool": str(exp / "report_pool")}
+    Path(dirs["pool"]).mkdir()
+    (Path(dirs["pool"]) / "filter_quality.md").write_text(
         "# Filter quality (train)\n\n## all (9 cuts)\n\n| filter | kept @thr | WER @thr |\n|---|---|---|\n"
         "| fusion | 6 | 41.0 |\n")
     md = write_results(exp, tmp_path / "out" / "RESULTS.md").read_text()

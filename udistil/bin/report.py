@@ -9,9 +9,15 @@ def add_arguments(parser):
                              "(sets without them show '-')")
     parser.add_argument("--command", default=None,
                         help="command line to record (default: $UDISTIL_RUN_COMMAND, else this command)")
+    parser.add_argument("--filter-report-dirs", action="store_true",
+                        help="only print, one '<role>\\t<directory>' line each (role: dev or pool), where "
+                             "the filter-quality reports RESULTS.md includes belong; stage 8 writes them there")
 
 
 def run(args):
-    from udistil.report.results import write_results
+    from udistil.report.results import filter_report_dirs, write_results
 
+    if args.filter_report_dirs:
+        print(filter_report_dirs(args.exp))
+        return 0
     print(write_results(args.exp, args.out, args.command))

@@ -48,16 +48,22 @@ TEACHER_EXP = "teacher"
 TEACHER_MODEL = Path("models") / "teacher"
 STUDENT_BEST = "best"
 TRAINING_SUMMARY = "training_summary.json"
-FILTER_QUALITY_MD = Path("report") / "filter_quality.md"
-POOL_FILTER_QUALITY_MD = Path("report_pool") / "filter_quality.md"
-# (report under exp/, section title, what the section says about its set)
+FILTER_QUALITY_MD = "filter_quality.md"
+# The filter-quality reports RESULTS.md includes: (the set's role, its report directory under
+# exp/, section title, what the section says about its set).  Stage 8 asks for the directories
+# (`udistil report --filter-report-dirs`) and writes each role's report there.
 FILTER_QUALITY_SECTIONS = (
-    (FILTER_QUALITY_MD, "Filter quality (dev set)", ""),
-    (POOL_FILTER_QUALITY_MD, "Filter quality (training pool)",
+    ("dev", "report", "Filter quality (dev set)", ""),
+    ("pool", "report_pool", "Filter quality (training pool)",
      "The unlabelled pool the students are trained on, scored against its references, which "
      "serve this evaluation only: what each filter keeps (kept @thr) and the true WER of what it "
      "keeps (WER @thr); fusion's row is what the fusion student learnt from. "),
 )
+
+
+def filter_report_dirs(exp) -> str:
+    """One "<role>\t<directory>" line per filter-quality report, for stage 8 to write them."""
+    return "\n".join(f"{role}\t{Path(exp) / directory}" for role, directory, _, _ in FILTER_QUALITY_SECTIONS)
 COMMAND_ENV = "UDISTIL_RUN_COMMAND"
 DECODE_PREFIX = "decode_"
 NOT_DECODED = "not decoded"
@@ -381,8 +387,8 @@ def render_results(rows: list[ModelRow], exp: Path, out_path: Path, command: str
         lines.append(f"- {row.name}: " + (", ".join(links) if links else NOT_DECODED))
     lines.append("")
 
-    for report, title, about in FILTER_QUALITY_SECTIONS:
-        filter_quality = exp / report
+    for _, directory, title, about in FILTER_QUALITY_SECTIONS:
+        filter_quality = exp / directory / FILTER_QUALITY_MD
         if filter_quality.exists():
             lines += [f"## {title}", "",
                       f"{about}From [`{_link(filter_quality, out_dir)}`]({_link(filter_quality, out_dir)}) "
