@@ -39,8 +39,8 @@ from scipy.stats import spearmanr
 from udistil.data.manifests import read_cuts, supervision
 from udistil.evaluate.scoring import utterance_wer
 from udistil.filters.base import cut_language, teacher_field, teacher_text
-from udistil.filters.fusion_calibration import BAD_WER, oriented_column
-from udistil.report.filter_quality import auroc
+from udistil.filters.fusion_calibration import oriented_column
+from udistil.report.filter_quality import BAD_WER, auroc, evaluate_filter
 from udistil.teacher.transcriber import DecodeOptions, Transcriber
 
 # Signal -> True when higher means a worse pseudo-label.
@@ -77,17 +77,15 @@ def measure(transcriber: Transcriber, cuts, batch_size: int) -> list[dict]:
     # Cross-attention weights are returned by the eager attention only.
     model.set_attn_implementation("eager")
     heads = model.generation_config.alignment_heads
-    generation = model.generation_config
-    language_tokens = list(generation.lang_to_id)
-    language_ids = torch.tensor([generation.lang_to_id[t] for t in language_tokens])
-    no_speech_id = generation.no_timestamps_token_id - 1   # <|nospeech|> comes just before it
+    language_ids = rules.language_ids()
+    no_speech_id = rules.no_timestamps - 1   # <|nospeech|> comes just before <|notimestamps|>
     decoder, project = model.get_decoder(), model.get_output_embeddings()
     rows = []
     for start in range(0, len(cuts), batch_size):
         batch = cuts[start:start + batch_size]
         audios = [c.load_audio()[0].astype(np.float32) for c in batch]
         encoded = transcriber.encode(audios)
-        first = decoder(input_ids=torch.full((len(batch), 1), generation.decoder_start_token_id),
+        first = decoder(input_ids=torch.full((len(batch), 1), rules.start_of_transcript),
                         encoder_hidden_states=encoded).last_hidden_state[:, -1]
         first_logprobs = torch.log_softmax(project(first).float(), dim=-1)
         for i, cut in enumerate(batch):
@@ -103,7 +101,7 @@ def measure(transcriber: Transcriber, cuts, batch_size: int) -> list[dict]:
             language_probs = torch.softmax(first_logprobs[i, language_ids], dim=-1)
             row = {"id": cut.id, "true_wer": utterance_wer(supervision(cut).text, teacher_text(cut), language),
                    **attention_signals(attention, frames),
-                   "language_p": float(language_probs[language_tokens.index(f"<|{language}|>")]),
+                   "language_p": float(language_probs[language_ids == rules.lang_to_id[language]]),
                    "no_speech": float(first_logprobs[i, no_speech_id].exp())}
             rows.append(row)
     return rows
@@ -131,10 +129,9 @@ def main(argv=None) -> None:
     entropy = oriented_column(cuts, "entropy")
     print(f"{args.cuts}: {len(rows)} cuts, {sum(bad)} with true WER > {BAD_WER:g}")
     print("| signal | AUROC (true WER > 80) | Spearman with entropy |\n|---|---|---|")
+    true_wer = [r["true_wer"] for r in rows]
     for name in [c for c in args.compare.split(",") if c]:
-        column = oriented_column(cuts, name)
-        present = [i for i, v in enumerate(column) if v is not None]
-        value = auroc([column[i] for i in present], [bad[i] for i in present])
+        value = evaluate_filter(name, cuts, true_wer, equal_fraction=1.0)["auroc"]
         print(f"| {name} (stage 4) | {'-' if value is None else f'{value:.3f}'} | |")
     for name, higher_is_worse in SIGNALS.items():
         oriented = [r[name] if higher_is_worse else -r[name] for r in rows]

@@ -42,6 +42,8 @@ from udistil.select.selection import kept_by_fraction, kept_by_threshold
 logger = logging.getLogger(__name__)
 
 BAD_WER = 80.0
+# The report's markdown, in the output directory (RESULTS.md includes it from there).
+MARKDOWN_NAME = "filter_quality.md"
 ALL = "all"
 # Stage 3 logs "<out>: labelled N of M cuts (...); stops {...}; A s audio in W s".
 _TEACHER_LOG_LINE = re.compile(r"([\d.]+) s audio in ([\d.]+) s")
@@ -159,7 +161,7 @@ def filter_quality(in_path, out_dir, teacher_logs: str | None = None, plots: boo
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(report, out_dir / "filter_quality.json")
-    write_text_atomic(markdown_table(report), out_dir / "filter_quality.md")
+    write_text_atomic(markdown_table(report), out_dir / MARKDOWN_NAME)
     if plots:
         for name in names:
             plot_filter(name, cuts, out_dir / f"filter_{name}.png")

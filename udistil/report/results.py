@@ -41,6 +41,7 @@ from udistil.errors import UdistilError
 from udistil.data.manifests import write_text_atomic
 from udistil.evaluate.decode_outputs import WER_NAME, read_decode_dir
 from udistil.evaluate.summary import one_decimal
+from udistil.report.filter_quality import MARKDOWN_NAME as FILTER_QUALITY_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ TEACHER_EXP = "teacher"
 TEACHER_MODEL = Path("models") / "teacher"
 STUDENT_BEST = "best"
 TRAINING_SUMMARY = "training_summary.json"
-FILTER_QUALITY_MD = "filter_quality.md"
 # The filter-quality reports RESULTS.md includes: (the set's role, its report directory under
 # exp/, section title, what the section says about its set).  Stage 8 asks for the directories
 # (`udistil report --filter-report-dirs`) and writes each role's report there.
@@ -59,11 +59,6 @@ FILTER_QUALITY_SECTIONS = (
      "serve this evaluation only: what each filter keeps (kept @thr) and the true WER of what it "
      "keeps (WER @thr); fusion's row is what the fusion student learnt from. "),
 )
-
-
-def filter_report_dirs(exp) -> str:
-    """One "<role>\t<directory>" line per filter-quality report, for stage 8 to write them."""
-    return "\n".join(f"{role}\t{Path(exp) / directory}" for role, directory, _, _ in FILTER_QUALITY_SECTIONS)
 COMMAND_ENV = "UDISTIL_RUN_COMMAND"
 DECODE_PREFIX = "decode_"
 NOT_DECODED = "not decoded"
@@ -72,6 +67,11 @@ _STUDENT_DIR = re.compile(r"^student_(\d+)-(\d+)_(.+)$")
 # A student's initialisation (teacher layers, untrained), decoded so learning is visible.
 _INIT_DIR = re.compile(r"^init_student_(\d+)-(\d+)$")
 INIT_FILTER = "(init, untrained)"
+
+
+def filter_report_dirs(exp) -> str:
+    """One "<role>\t<directory>" line per filter-quality report, for stage 8 to write them."""
+    return "\n".join(f"{role}\t{Path(exp) / directory}" for role, directory, _, _ in FILTER_QUALITY_SECTIONS)
 
 
 @dataclass
@@ -388,7 +388,7 @@ def render_results(rows: list[ModelRow], exp: Path, out_path: Path, command: str
     lines.append("")
 
     for _, directory, title, about in FILTER_QUALITY_SECTIONS:
-        filter_quality = exp / directory / FILTER_QUALITY_MD
+        filter_quality = exp / directory / FILTER_QUALITY_NAME
         if filter_quality.exists():
             lines += [f"## {title}", "",
                       f"{about}From [`{_link(filter_quality, out_dir)}`]({_link(filter_quality, out_dir)}) "
