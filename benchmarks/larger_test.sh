@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# A finished default run's models on a larger clean set than stage 7's, with paired intervals.
+#
+#   benchmarks/larger_test.sh [--split test_clean|dev] [--size N] [--seed S] [--language L] \
+#       RUN_DIR [NAME=MODEL_DIR ...]
+#
+# The default mini test_clean holds 18 English clips (about 190 words): one error is half a
+# WER point, and a few clips decide which student looks better.  This draws the mini corpus
+# again with N cuts in the split (default 200: 90 English) and the run's seed (run.sh's
+# mini_seed, default 1234), so the sentences are the run's test (or dev) sentences and the
+# voices its test (or train) voices; it refuses to go on if any of them says a sentence of the
+# run's training cuts.  It then decodes the split's clips of language L (default en) with the
+# teacher and the models given (default: every trained student, exp/student_*/best), with
+# stage 7's options, and prints each model's WER beside the teacher's with a paired-bootstrap
+# interval (benchmarks/paired_wer.py).  Choose settings on --split dev; report on test_clean.
+# Output: RUN_DIR/exp_larger_<split>/{data,<name>/decode}/ and paired_wer.tsv.
+set -euo pipefail
+split=test_clean size=200 seed=1234 language=en
+while [ $# -gt 0 ]; do
+  case $1 in
+    --split) split=$2; shift 2 ;;
+    --size) size=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --language) language=$2; shift 2 ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    *) break ;;
+  esac
+done
+[ $# -ge 1 ] || { sed -n 2,17p "$0" >&2; exit 2; }
+case $split in
+  test_clean) sizes=(--num-dev 3 --num-test "$size") ;;
+  dev) sizes=(--num-dev "$size" --num-test 3) ;;
+  *) echo "$0: --split must be test_clean or dev, not $split" >&2; exit 2 ;;
+esac
+run_dir=$1
+shift
+bench_dir=$(cd "$(dirname "$0")" && pwd)
+. "$bench_dir/../path.sh"
+cd "$run_dir"
+work=exp_larger_$split
+mkdir -p $work/data
+export HF_HUB_OFFLINE=1
+cuts=$work/data/cuts_${split}_$language.jsonl.gz
+if [ ! -s $cuts ]; then
+  udistil prepare-mini-corpus --out-dir $work/data/manifests --wav-dir $work/data/wav --seed "$seed" \
+    --num-train 3 "${sizes[@]}"
+  udistil prepare-cuts --recordings $work/data/manifests/mini_recordings_$split.jsonl.gz \
+    --supervisions $work/data/manifests/mini_supervisions_$split.jsonl.gz --out $work/data/cuts_$split.jsonl.gz
+  python - $work/data/cuts_$split.jsonl.gz data/cuts_train.jsonl.gz "$language" $cuts <<'EOF'
+import sys
+from udistil.data.manifests import read_cuts, supervision, write_cuts
+eval_path, train_path, language, out = sys.argv[1:]
+train_texts = {supervision(c).text for c in read_cuts(train_path)}
+cuts = [c for c in read_cuts(eval_path) if supervision(c).language == language]
+leaked = [c.id for c in cuts if supervision(c).text in train_texts]
+if leaked:
+    sys.exit(f"{eval_path}: {len(leaked)} clips say a sentence of {train_path} (e.g. {leaked[0]}); "
+             "is --seed the run's mini_seed?")
+write_cuts(cuts, out)
+print(f"{out}: {len(cuts)} {language} clips, none of whose sentences is in {train_path}")
+EOF
+fi
+models=("teacher=exp/models/teacher" "$@")
+if [ $# -eq 0 ]; then
+  for d in exp/student_*/best; do
+    if [ -s "$d/config.json" ]; then models+=("$(basename "$(dirname "$d")")=$d"); fi
+  done
+fi
+decodes=()
+for entry in "${models[@]}"; do
+  name=${entry%%=*} model=${entry#*=}
+  udistil decode --model "$model" --batch-size 8 --beam 1 --in $cuts --out $work/$name/decode \
+    > $work/decode_$name.log 2>&1
+  decodes+=("$name=$work/$name/decode")
+done
+python "$bench_dir/paired_wer.py" --baseline "${decodes[0]}" --language "$language" "${decodes[@]:1}" \
+  | tee $work/paired_wer.tsv
