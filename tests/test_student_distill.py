@@ -19,7 +19,7 @@ from lhotse import MonoCut, Recording, SupervisionSegment
 
 from udistil.data.manifests import read_cuts, write_cuts
 from udistil.student.config import DataOptions, DistillConfig, OptimOptions, RunOptions
-from udistil.student.data import IGNORE_INDEX, DistillDataset, LabelEncoder, usable_cuts
+from udistil.student.data import IGNORE_INDEX, DistillDataset, LabelEncoder, spread_subset, usable_cuts
 from udistil.student.forward import DistillForward, StudentForward, encoders_identical, two_model_forward
 from udistil.student.init import make_student
 from udistil.student.loss import LossWeights, distillation_loss
@@ -396,3 +396,20 @@ def test_export_every_epoch_leaves_a_loadable_student_per_epoch(tiny_whisper_dir
     last = load_file(str(exp / "epochs" / "epoch-002" / "model.safetensors"))
     assert any(not torch.equal(first[k], last[k]) for k in first)
     assert load(exp / "epochs" / "epoch-002")[0].config.decoder_layers == 1
+
+
+def test_the_dev_subset_is_spread_over_a_sorted_manifest():
+    """--max-dev-cuts takes cuts at even intervals: a manifest sorted by language gives every
+    language its share (the first N of the mini dev set were 12 Arabic and 4 English)."""
+    cuts = [MonoCut(id=f"{lang}-{i}", start=0.0, duration=1.0, channel=0, recording=None,
+                    supervisions=[SupervisionSegment(id=f"{lang}-{i}", recording_id=f"{lang}-{i}", start=0.0,
+                                                     duration=1.0, language=lang)])
+            for lang, n in (("ar", 12), ("en", 18), ("sw", 10)) for i in range(n)]
+    subset = list(spread_subset(cuts, 16))
+    ids = [c.id for c in subset]
+    assert len(set(ids)) == 16
+    by_language = {lang: sum(c.supervisions[0].language == lang for c in subset) for lang in ("ar", "en", "sw")}
+    assert by_language == {"ar": 5, "en": 7, "sw": 4}, by_language
+    assert ids == sorted(ids, key=[c.id for c in cuts].index)  # the manifest's order is kept
+    assert [c.id for c in spread_subset(cuts, None)] == [c.id for c in cuts]
+    assert [c.id for c in spread_subset(cuts, 400)] == [c.id for c in cuts]

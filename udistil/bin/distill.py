@@ -81,7 +81,8 @@ def add_arguments(parser):
                           "loss), to decode a learning curve (benchmarks/learning_curve.sh)")
     run.add_argument("--valid-every", type=int, default=100, help="optimizer steps between dev losses")
     run.add_argument("--max-dev-cuts", type=int, default=None,
-                     help="use only the first N dev cuts for the dev loss (a dev pass is costly on a CPU)")
+                     help="use only N dev cuts, taken at even intervals over the dev manifest, for the "
+                     "dev loss (a dev pass is costly on a CPU)")
     run.add_argument("--log-every", type=int, default=1)
     run.add_argument("--stop-after-steps", type=int, default=None,
                      help="checkpoint and exit after this step (e.g. to fit a job time limit); "

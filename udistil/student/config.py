@@ -38,7 +38,7 @@ class RunOptions:
     keep_checkpoints: int = 2
     export_every_epoch: bool = False  # EXP/epochs/epoch-NNN after each epoch (learning curves)
     valid_every: int = 100          # optimizer steps; dev loss is also computed at the end
-    max_dev_cuts: int | None = None  # first N usable dev cuts only (a dev pass is costly on a CPU)
+    max_dev_cuts: int | None = None  # N usable dev cuts, evenly spread (a dev pass is costly on a CPU)
     log_every: int = 1
     freeze_encoder: bool | None = None  # None: freeze when the student keeps every encoder layer
     share_encoder: bool = True      # live teacher: when frozen and identical, compute the encoder once

@@ -83,6 +83,18 @@ def usable_cuts(cuts, name: str):
     return CutSet.from_cuts(kept)
 
 
+def spread_subset(cuts, count: int | None):
+    """`count` cuts taken at even intervals over `cuts` (all of them when count is None or not
+    smaller).  Manifests are often sorted (by language, speaker or recording), so their first
+    N cuts are not a sample of them: the mini dev set's first 16 are 12 Arabic and 4 English."""
+    from lhotse import CutSet
+
+    cuts = list(cuts)
+    if not count or count >= len(cuts):
+        return CutSet.from_cuts(cuts)
+    return CutSet.from_cuts(cuts[(i * len(cuts)) // count] for i in range(count))
+
+
 class LabelEncoder:
     """Teacher text (+ language) -> Whisper's full token sequence, start and end included."""
 

@@ -33,7 +33,8 @@ import torch
 from udistil.errors import UdistilError
 from udistil.student import checkpoint as ckpt
 from udistil.student.config import DistillConfig
-from udistil.student.data import DistillDataset, LabelEncoder, has_targets, make_loader, usable_cuts
+from udistil.student.data import (DistillDataset, LabelEncoder, has_targets, make_loader, spread_subset,
+                                  usable_cuts)
 from udistil.student.distributed import DistEnv, init_distributed, shutdown_distributed
 from udistil.student.forward import (DistillForward, StudentForward, encoders_identical,
                                      freeze_encoder, unwrap)
@@ -95,8 +96,7 @@ class Trainer:
 
         train_cuts = usable_cuts(read_cuts(config.train), config.train)
         dev_cuts = usable_cuts(read_cuts(config.dev), config.dev)
-        if run.max_dev_cuts:
-            dev_cuts = dev_cuts.subset(first=run.max_dev_cuts)
+        dev_cuts = spread_subset(dev_cuts, run.max_dev_cuts)
         teacher_dir = resolve_model(config.teacher)
         self.stored_teacher = self._stored_or_live(train_cuts, dev_cuts)
         self.teacher = None
