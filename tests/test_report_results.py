@@ -19,7 +19,7 @@ from udistil.bin.main import main
 from udistil.data.manifests import write_cuts
 from udistil.errors import UdistilError
 from udistil.models.spec import load_whisper
-from udistil.report.results import filter_report_dirs, git_revision, write_results
+from udistil.report.results import SIZE_ROW, filter_report_dirs, git_revision, write_results
 
 from test_pseudo_label import make_cut
 
@@ -128,6 +128,12 @@ def test_results_md_matches_decodes_models_and_speeds(exp_tree, tmp_path):
         per = wer_json(d / "decode_test_a")["per_language"]
         assert per_language[name]["test_a en"] == fmt(per["en"]["wer"])
         assert per_language[name]["test_a sw"] == fmt(per["sw"]["wer"])
+    # Its last row weighs each column: clips and reference words of that set and language.
+    per = wer_json(dirs["teacher"] / "decode_test_a")["per_language"]
+    assert per["en"]["ref_words"] > 0
+    assert per_language[SIZE_ROW]["test_a en"] == f"{per['en']['n']} / {per['en']['ref_words']}"
+    assert per_language[SIZE_ROW]["test_a sw"] == f"{per['sw']['n']} / {per['sw']['ref_words']}"
+    assert list(per_language)[-1] == SIZE_ROW
 
     # Provenance and links.
     assert "- command: `./run.sh --stage 8`" in md

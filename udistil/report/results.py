@@ -62,6 +62,7 @@ FILTER_QUALITY_SECTIONS = (
 COMMAND_ENV = "UDISTIL_RUN_COMMAND"
 DECODE_PREFIX = "decode_"
 NOT_DECODED = "not decoded"
+SIZE_ROW = "(clips / reference words)"
 UNFINISHED = "unfinished"
 _STUDENT_DIR = re.compile(r"^student_(\d+)-(\d+)_(.+)$")
 # A student's initialisation (teacher layers, untrained), decoded so learning is visible.
@@ -311,6 +312,16 @@ def _steps(row: ModelRow) -> str:
     return f"{row.steps}" + ("" if row.finished in (None, True) else " (stopped early)")
 
 
+def _column_size(rows: list[ModelRow], test_set: str, language: str | None) -> str:
+    """`clips / reference words` of one set and language, from the first model that decoded it
+    (every model decodes the same cuts)."""
+    for row in rows:
+        summary = (row.decodes.get(test_set) or {}).get("per_language", {}).get(language)
+        if summary and summary.get("ref_words") is not None:
+            return f"{summary.get('n')} / {summary['ref_words']}"
+    return "-"
+
+
 def _cell(row: ModelRow, test_set: str, key: str | None = None, language: str | None = None) -> str:
     if not row.decodes:
         return NOT_DECODED
@@ -374,9 +385,14 @@ def render_results(rows: list[ModelRow], exp: Path, out_path: Path, command: str
                for lang in sorted({lang for r in rows if r.decodes.get(s)
                                    for lang in r.decodes[s].get("per_language", {})})]
     if columns:
-        lines += ["## WER per language (%)", ""]
+        lines += ["## WER per language (%)", "",
+                  f"The last row, `{SIZE_ROW}`, says what each column weighs: one word error moves its "
+                  "cells by 100 / words points, and a few clips can decide which of two close models "
+                  "looks better.  `benchmarks/larger_test.sh` scores English on a larger draw of the "
+                  "mini corpus, with paired-bootstrap intervals against the teacher.", ""]
         header = ["model"] + [f"{s} {lang or '?'}" for s, lang in columns]
         body = [[row.name] + [_cell(row, s, "wer", lang) for s, lang in columns] for row in rows]
+        body.append([SIZE_ROW] + [_column_size(rows, s, lang) for s, lang in columns])
         lines += _table(header, body) + [""]
 
     lines += ["## Decode folders", "",
