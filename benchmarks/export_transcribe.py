@@ -15,6 +15,10 @@
    decode`) pads the audio with silence before the log-mel; the CTranslate2 engine row
    isolates the export from that difference, and so does faster-whisper itself given each clip
    padded with silence to 30 s beforehand (the way to call it when parity matters).
+   faster-whisper has no loop stop: a looping clip runs on to its token limit, where ours
+   keeps one copy of the loop.  One more pair of rows gives both sides the same stopping
+   rule (our decoder with its loop stop off; faster-whisper, audio padded, given our token
+   budget as max_new_tokens), so that what differs there is the export, not the stops.
 2. Long form.  English clips of the mini corpus are joined with 0.5-2 s gaps into a file of
    about five minutes.  `udistil transcribe` (torch engine, and the int8 export in the
    CTranslate2 engine), faster-whisper's BatchedInferencePipeline (int8 export, batch 8, its
@@ -102,20 +106,27 @@ def udistil_decode(model, cuts_path, out_dir, threads):
     return {"hyps": {r["id"]: r["hyp"] for r in rows}, "stops": stops, "wall_s": wall}
 
 
-def faster_whisper_clips(ct2_dir, compute_type, clips, threads, pad_audio=False):
+def faster_whisper_clips(ct2_dir, compute_type, clips, threads, pad_audio=False, budgeted=False):
     """faster-whisper on each clip; with pad_audio, the clip is first padded with silence to
-    30 s, as Whisper pads it, so faster-whisper never pads the log-mel features itself."""
+    30 s, as Whisper pads it, so faster-whisper never pads the log-mel features itself.  With
+    budgeted, each clip gets `udistil decode`'s token budget as max_new_tokens (the only one of
+    its two stops that faster-whisper can be given)."""
     from faster_whisper import WhisperModel
+
+    from udistil.teacher.transcriber import DecodeOptions
+    from udistil.transcribe.engines import _token_budget
 
     model = WhisperModel(str(ct2_dir), device="cpu", compute_type=compute_type, cpu_threads=threads)
     hyps, t0 = {}, time.perf_counter()
     for clip in clips:
         audio = clip["audio"]
+        budget = _token_budget(DecodeOptions(), len(audio) / SAMPLE_RATE) if budgeted else None
         if pad_audio:
             audio = np.pad(audio, (0, max(0, 30 * SAMPLE_RATE - len(audio))))
         segments, _ = model.transcribe(audio, language=clip["lang"], beam_size=1, temperature=0.0,
                                        vad_filter=False, without_timestamps=True,
-                                       condition_on_previous_text=False, no_speech_threshold=None)
+                                       condition_on_previous_text=False, no_speech_threshold=None,
+                                       max_new_tokens=budget)
         hyps[clip["id"]] = " ".join(s.text.strip() for s in segments).strip()
     return {"hyps": hyps, "wall_s": round(time.perf_counter() - t0, 2)}
 
@@ -127,6 +138,21 @@ def ct2_engine_clips(ct2_dir, clips, threads):
     from udistil.transcribe.engines import CT2Engine
 
     engine = CT2Engine(ct2_dir, DecodeOptions(batch_size=8), device="cpu", threads=threads)
+    texts, wall = timed(lambda: engine.transcribe([c["audio"] for c in clips], [c["lang"] for c in clips]))
+    return {"hyps": {c["id"]: t for c, t in zip(clips, texts)}, "wall_s": wall}
+
+
+def torch_engine_clips(model, clips, threads, detect_loops):
+    """`udistil decode`'s decoder (the Transcriber, one clip per window, greedy, the same token
+    budgets), with or without its loop stop."""
+    import torch
+
+    from udistil.teacher.transcriber import DecodeOptions
+    from udistil.transcribe.engines import open_engine
+
+    torch.set_num_threads(threads)
+    engine = open_engine(model, DecodeOptions(batch_size=8, pack=False, detect_loops=detect_loops),
+                         device="cpu", threads=threads)
     texts, wall = timed(lambda: engine.transcribe([c["audio"] for c in clips], [c["lang"] for c in clips]))
     return {"hyps": {c["id"]: t for c, t in zip(clips, texts)}, "wall_s": wall}
 
@@ -277,9 +303,18 @@ def parity_part(args, results, test_clips, f32, i8):
         f32, "float32", test_clips, args.threads, pad_audio=True))
     fw_padded_i8 = results.run("faster_whisper_int8_audio_padded", lambda: faster_whisper_clips(
         i8, "int8", test_clips, args.threads, pad_audio=True))
+    # The two sides with the same stopping rule: no loop stop in ours (faster-whisper has none),
+    # and our token budget given to faster-whisper as max_new_tokens.  What still differs is
+    # the export or faster-whisper's decoding, not the stops.
+    torch_loops_kept = results.run("torch_engine_no_loop_stop", lambda: torch_engine_clips(
+        args.model, test_clips, args.threads, detect_loops=False))
+    fw_budgeted = results.run("faster_whisper_float32_audio_padded_budgeted", lambda: faster_whisper_clips(
+        f32, "float32", test_clips, args.threads, pad_audio=True, budgeted=True))
     ids = [c["id"] for c in test_clips]
     langs = [c["lang"] for c in test_clips]
     refs = [c["ref"] for c in test_clips]
+    same_stops = [normalised(torch_loops_kept["hyps"][i], lang) == normalised(fw_budgeted["hyps"][i], lang)
+                  for i, lang in zip(ids, langs)]
     same = [normalised(ours[i], lang) == normalised(fw["float32"]["hyps"][i], lang) for i, lang in zip(ids, langs)]
     ended = [i for i in range(len(ids)) if stops.get(ids[i]) == "eot"]
     parity = {
@@ -293,6 +328,10 @@ def parity_part(args, results, test_clips, f32, i8):
         "audio_padded_same_text_pct_where_udistil_stopped_at_eot": round(100 * sum(
             normalised(ours[ids[k]], langs[k]) == normalised(fw_padded["hyps"][ids[k]], langs[k])
             for k in ended) / max(1, len(ended)), 1),
+        "same_stopping_rule_same_text_pct": round(100 * sum(same_stops) / len(ids), 1),
+        "same_stopping_rule_differing": [
+            {"id": ids[k], "udistil_no_loop_stop": torch_loops_kept["hyps"][ids[k]],
+             "fw_float32_budgeted": fw_budgeted["hyps"][ids[k]]} for k in range(len(ids)) if not same_stops[k]][:12],
         "wer_fw_float32_audio_padded": round(wer(refs, [fw_padded["hyps"][i] for i in ids], langs), 2),
         "wer_fw_int8_audio_padded": round(wer(refs, [fw_padded_i8["hyps"][i] for i in ids], langs), 2),
         "ct2_engine_same_text_pct": round(100 * sum(
