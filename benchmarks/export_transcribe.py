@@ -30,6 +30,11 @@
 
 3. Speed again: `udistil transcribe` (CTranslate2 int8) and BatchedInferencePipeline (int8,
    beam 1) alternately, `--speed-repeats` times each, on the same file.
+4. int8 against float32 (`--parts int8`): both exports in the CTranslate2 engine on
+   `--int8-cuts` (default: the mini test sets), with a paired-bootstrap interval of the WER
+   difference; the mini test sets' 80 clips are mostly Arabic and Swahili near 100 WER, so
+   give it English clips (benchmarks/larger_test.sh draws 90) to see quantisation on speech
+   the model can transcribe.
 
 Every system runs with the same number of CPU threads.  Results go to WORK/results.json
 as they come (a rerun skips the systems already there) and a table is printed at the end.
@@ -47,6 +52,8 @@ import numpy as np
 import soundfile as sf
 
 SAMPLE_RATE = 16000
+# <|startoftranscript|>, the language, <|transcribe|>, <|notimestamps|>.
+PROMPT_TOKENS = 4
 
 
 def wer(refs, hyps, langs):
@@ -109,8 +116,11 @@ def udistil_decode(model, cuts_path, out_dir, threads):
 def faster_whisper_clips(ct2_dir, compute_type, clips, threads, pad_audio=False, budgeted=False):
     """faster-whisper on each clip; with pad_audio, the clip is first padded with silence to
     30 s, as Whisper pads it, so faster-whisper never pads the log-mel features itself.  With
-    budgeted, each clip gets `udistil decode`'s token budget as max_new_tokens (the only one of
-    its two stops that faster-whisper can be given)."""
+    budgeted, each clip gets `udistil decode`'s token budget (the only one of its two stops that
+    faster-whisper can be given).  faster-whisper passes prompt + max_new_tokens to CTranslate2
+    as max_length, and CTranslate2's Whisper generates only half of max_length (4.8.5:
+    max_new_tokens 87 gave 45 tokens, 174 gave 89), so a budget of B new tokens is asked for
+    as 2 B - prompt."""
     from faster_whisper import WhisperModel
 
     from udistil.teacher.transcriber import DecodeOptions
@@ -120,7 +130,9 @@ def faster_whisper_clips(ct2_dir, compute_type, clips, threads, pad_audio=False,
     hyps, t0 = {}, time.perf_counter()
     for clip in clips:
         audio = clip["audio"]
-        budget = _token_budget(DecodeOptions(), len(audio) / SAMPLE_RATE) if budgeted else None
+        budget = None
+        if budgeted:
+            budget = 2 * _token_budget(DecodeOptions(), len(audio) / SAMPLE_RATE) - PROMPT_TOKENS
         if pad_audio:
             audio = np.pad(audio, (0, max(0, 30 * SAMPLE_RATE - len(audio))))
         segments, _ = model.transcribe(audio, language=clip["lang"], beam_size=1, temperature=0.0,
@@ -253,6 +265,32 @@ def speed_part(args, results, i8):
             "median": {name: float(np.median(v)) for name, v in speeds.items()}}
 
 
+def int8_part(args, results, f32, i8):
+    """4. The int8 export against the float32 one, both in the CTranslate2 engine, on --int8-cuts:
+    WER of each and a paired-bootstrap interval of the difference."""
+    from paired_wer import paired_interval
+
+    from udistil.evaluate.scoring import count_errors, normalise_pairs
+
+    cuts = args.int8_cuts or args.work_dir / "data"
+    clips = (load_clips(cuts) if cuts.is_file() else
+             load_clips(cuts / "cuts_test_clean.jsonl.gz") + load_clips(cuts / "cuts_test_noisy.jsonl.gz"))
+    tag = cuts.name.split(".")[0]
+    hyps = {q: results.run(f"int8_part_{tag}_{q}", lambda d=d: ct2_engine_clips(d, clips, args.threads))["hyps"]
+            for q, d in (("float32", f32), ("int8", i8))}
+    counts = {q: [count_errors(*normalise_pairs([c["ref"]], [h[c["id"]]], [c["lang"]])) for c in clips]
+              for q, h in hyps.items()}
+    errors = {q: np.array([n.errors for n in per_clip]) for q, per_clip in counts.items()}
+    words = np.array([n.ref_units for n in counts["float32"]])
+    rates = {q: round(100.0 * e.sum() / words.sum(), 2) for q, e in errors.items()}
+    low, high = paired_interval(errors["int8"], errors["float32"], words, 5000, args.seed)
+    return {"cuts": str(cuts), "clips": len(clips), "words": int(words.sum()), "wer": rates,
+            "int8_minus_float32": round(rates["int8"] - rates["float32"], 2),
+            "interval_95": [round(low, 2), round(high, 2)],
+            "same_text_pct": round(100.0 * sum(hyps["int8"][c["id"]] == hyps["float32"][c["id"]] for c in clips)
+                                   / len(clips), 1)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", required=True, type=Path)
@@ -262,6 +300,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", default="long,parity,speed", help="which parts, in this order")
     parser.add_argument("--speed-repeats", type=int, default=3, help="alternating runs in the speed part")
+    parser.add_argument("--int8-cuts", type=Path, default=None,
+                        help="the int8 part's cuts (default: the mini test sets), e.g. the 90 English clips "
+                             "that benchmarks/larger_test.sh draws")
     args = parser.parse_args()
     import torch
 
@@ -282,6 +323,10 @@ def main():
             report["long_form"] = long_part(args, results, test_clips, i8)
         elif part == "speed":
             report["speed_alternating"] = speed_part(args, results, i8)
+        elif part == "int8":
+            report["int8_against_float32"] = int8_part(args, results, f32, i8)
+        else:
+            raise SystemExit(f"--parts: unknown part {part!r} (long, parity, speed, int8)")
     (work / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps(report, indent=1, ensure_ascii=False))
 
