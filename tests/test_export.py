@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from udistil.errors import UdistilError
+from udistil.teacher.transcriber import DecodeOptions
 
 SENTENCE = "the weather is nice today and the children are playing in the park"
 
@@ -37,6 +39,23 @@ def test_exported_whisper_base_transcribes_in_faster_whisper(whisper_base_ct2_di
     print(f"faster-whisper: {text!r} ({info.language})")
     assert info.language == "en"
     assert _wer(SENTENCE, text) <= 0.2, text
+
+    # The README's max_new_tokens rule: faster-whisper generates (prompt + max_new_tokens) / 2
+    # new tokens, so 2 * k - 4 gives exactly k, where asking for k gives fewer.
+    match = re.search(r"max_new_tokens = 2 \* \((\d+) \+ ([\d.]+) \* seconds\) - 4", readme)
+    assert match and int(match[1]) == DecodeOptions.budget_base
+    assert float(match[2]) == DecodeOptions.budget_per_second
+
+    def new_tokens(max_new_tokens):
+        padded = np.pad(audio, (0, 30 * 16000 - len(audio)))
+        segments, _ = model.transcribe(padded, language="en", beam_size=1, temperature=0.0, vad_filter=False,
+                                       without_timestamps=True, condition_on_previous_text=False,
+                                       no_speech_threshold=None, max_new_tokens=max_new_tokens)
+        return sum(len(s.tokens) for s in segments)
+
+    assert new_tokens(None) > 6
+    assert new_tokens(2 * 6 - 4) == 6
+    assert new_tokens(6) < 6
 
 
 @pytest.mark.slow

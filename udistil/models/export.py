@@ -77,6 +77,9 @@ def _check_tokenizer_json(tokenizer_json: Path, tokenizer) -> None:
 
 
 def readme_text(spec: str, quantization: str, context: AudioContext) -> str:
+    from udistil.teacher.transcriber import DecodeOptions
+
+    budget = DecodeOptions()
     lines = [
         "# Whisper model in CTranslate2 format",
         "",
@@ -93,6 +96,16 @@ def readme_text(spec: str, quantization: str, context: AudioContext) -> str:
         "faster-whisper pads the log-mel features of a clip shorter than 30 s with zeros, where",
         "Whisper pads the audio with silence; on short clips the two can give different text.",
         "Padding each short clip with silence to 30 s before `transcribe` gives Whisper's input.",
+        "",
+        "faster-whisper has no loop stop: a clip whose decoding starts repeating itself runs on",
+        "to its token limit, where udistil keeps one copy of the loop and stops.  To bound a",
+        "loop, pass `max_new_tokens`.  faster-whisper hands prompt + max_new_tokens to",
+        "CTranslate2 as max_length, and CTranslate2's Whisper generates half of max_length",
+        "(faster-whisper 1.2.1, CTranslate2 4.8.5), so udistil's budget of "
+        f"{budget.budget_base} + {budget.budget_per_second:g}",
+        "tokens per second of audio is",
+        "",
+        f"    max_new_tokens = 2 * ({budget.budget_base} + {budget.budget_per_second:g} * seconds) - 4",
         "",
     ]
     if context.is_dynamic:
