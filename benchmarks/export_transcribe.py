@@ -52,8 +52,6 @@ import numpy as np
 import soundfile as sf
 
 SAMPLE_RATE = 16000
-# <|startoftranscript|>, the language, <|transcribe|>, <|notimestamps|>.
-PROMPT_TOKENS = 4
 
 
 def wer(refs, hyps, langs):
@@ -117,12 +115,11 @@ def faster_whisper_clips(ct2_dir, compute_type, clips, threads, pad_audio=False,
     """faster-whisper on each clip; with pad_audio, the clip is first padded with silence to
     30 s, as Whisper pads it, so faster-whisper never pads the log-mel features itself.  With
     budgeted, each clip gets `udistil decode`'s token budget (the only one of its two stops that
-    faster-whisper can be given).  faster-whisper passes prompt + max_new_tokens to CTranslate2
-    as max_length, and CTranslate2's Whisper generates only half of max_length (4.8.5:
-    max_new_tokens 87 gave 45 tokens, 174 gave 89), so a budget of B new tokens is asked for
-    as 2 B - prompt."""
+    faster-whisper can be given), asked for as the export README says (faster-whisper
+    generates half of prompt + max_new_tokens)."""
     from faster_whisper import WhisperModel
 
+    from udistil.models.export import faster_whisper_max_new_tokens
     from udistil.teacher.transcriber import DecodeOptions
     from udistil.transcribe.engines import _token_budget
 
@@ -132,7 +129,7 @@ def faster_whisper_clips(ct2_dir, compute_type, clips, threads, pad_audio=False,
         audio = clip["audio"]
         budget = None
         if budgeted:
-            budget = 2 * _token_budget(DecodeOptions(), len(audio) / SAMPLE_RATE) - PROMPT_TOKENS
+            budget = faster_whisper_max_new_tokens(_token_budget(DecodeOptions(), len(audio) / SAMPLE_RATE))
         if pad_audio:
             audio = np.pad(audio, (0, max(0, 30 * SAMPLE_RATE - len(audio))))
         segments, _ = model.transcribe(audio, language=clip["lang"], beam_size=1, temperature=0.0,

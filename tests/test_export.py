@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from udistil.errors import UdistilError
+from udistil.models.export import faster_whisper_max_new_tokens
 from udistil.teacher.transcriber import DecodeOptions
 
 SENTENCE = "the weather is nice today and the children are playing in the park"
@@ -42,9 +43,10 @@ def test_exported_whisper_base_transcribes_in_faster_whisper(whisper_base_ct2_di
 
     # The README's max_new_tokens rule: faster-whisper generates (prompt + max_new_tokens) / 2
     # new tokens, so 2 * k - 4 gives exactly k, where asking for k gives fewer.
-    match = re.search(r"max_new_tokens = 2 \* \((\d+) \+ ([\d.]+) \* seconds\) - 4", readme)
+    match = re.search(r"max_new_tokens = 2 \* \((\d+) \+ ([\d.]+) \* seconds\) - (\d+)", readme)
     assert match and int(match[1]) == DecodeOptions.budget_base
     assert float(match[2]) == DecodeOptions.budget_per_second
+    assert int(match[3]) == 2 * 6 - faster_whisper_max_new_tokens(6)
 
     def new_tokens(max_new_tokens):
         padded = np.pad(audio, (0, 30 * 16000 - len(audio)))
@@ -54,7 +56,7 @@ def test_exported_whisper_base_transcribes_in_faster_whisper(whisper_base_ct2_di
         return sum(len(s.tokens) for s in segments)
 
     assert new_tokens(None) > 6
-    assert new_tokens(2 * 6 - 4) == 6
+    assert new_tokens(faster_whisper_max_new_tokens(6)) == 6
     assert new_tokens(6) < 6
 
 
