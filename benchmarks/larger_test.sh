@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # A finished default run's models on a larger set than stage 7's, with paired intervals.
 #
-#   benchmarks/larger_test.sh [--split test_clean|dev] [--size N] [--seed S] [--language L] \
+#   benchmarks/larger_test.sh [--split test_clean|test_noisy|dev] [--size N] [--seed S] [--language L] \
 #       RUN_DIR [NAME=MODEL_DIR ...]
 #
 # The default mini test_clean holds 18 English clips (about 190 words): one error is half a
 # WER point, and a few clips decide which student looks better.  This draws the mini corpus
 # again with N cuts in the split (default 200: 90 English) and the run's seed (run.sh's
 # mini_seed, default 1234), so the sentences are the run's test (or dev) sentences and the
-# voices and noise its test_clean (or dev) voices and noise; it refuses to go on if any of them says a sentence of the
+# voices and noise those of the split; it refuses to go on if any of them says a sentence of the
 # run's training cuts.  It then decodes the split's clips of language L (default en) with the
 # teacher and the models given (default: every trained student, exp/student_*/best), with
 # stage 7's options, and prints each model's WER beside the teacher's with a paired-bootstrap
-# interval (benchmarks/paired_wer.py).  Choose settings on --split dev; report on test_clean.
+# interval (benchmarks/paired_wer.py).  Choose settings on --split dev; report on test_clean
+# (and test_noisy).
 # Output: RUN_DIR/exp_larger_<split>/{data,<name>/decode}/ and paired_wer.tsv.
 set -euo pipefail
 split=test_clean size=200 seed=1234 language=en
@@ -22,15 +23,15 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --language) language=$2; shift 2 ;;
-    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     *) break ;;
   esac
 done
-[ $# -ge 1 ] || { sed -n 2,16p "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,17p "$0" >&2; exit 2; }
 case $split in
-  test_clean) sizes=(--num-dev 3 --num-test "$size") ;;
+  test_clean|test_noisy) sizes=(--num-dev 3 --num-test "$size") ;;
   dev) sizes=(--num-dev "$size" --num-test 3) ;;
-  *) echo "$0: --split must be test_clean or dev, not $split" >&2; exit 2 ;;
+  *) echo "$0: --split must be test_clean, test_noisy or dev, not $split" >&2; exit 2 ;;
 esac
 run_dir=$1
 shift
