@@ -154,15 +154,8 @@ def ct2_engine_clips(ct2_dir, clips, threads):
 def torch_engine_clips(model, clips, threads, detect_loops):
     """`udistil decode`'s decoder (the Transcriber, one clip per window, greedy, the same token
     budgets), with or without its loop stop."""
-    import torch
-
-    from udistil.teacher.transcriber import DecodeOptions
-    from udistil.transcribe.engines import open_engine
-
-    torch.set_num_threads(threads)
-    engine = open_engine(model, DecodeOptions(batch_size=8, pack=False, detect_loops=detect_loops),
-                         device="cpu", threads=threads)
-    texts, wall = timed(lambda: engine.transcribe([c["audio"] for c in clips], [c["lang"] for c in clips]))
+    texts, wall = engine_texts(model, [c["audio"] for c in clips], [c["lang"] for c in clips], threads,
+                               detect_loops)
     return {"hyps": {c["id"]: t for c, t in zip(clips, texts)}, "wall_s": wall}
 
 
@@ -230,15 +223,22 @@ def batched_pipeline_long(ct2_dir, wav, threads, beam):
     return {"hyp": text, "wall_s": wall}
 
 
-def clip_by_clip(model, pieces, threads):
+def engine_texts(model, audios, languages, threads, detect_loops=True):
+    """`udistil transcribe`'s engine for `model` (torch, or CTranslate2 for an export) on each
+    audio alone, batched by 8: (texts, wall seconds)."""
     import torch
 
     from udistil.teacher.transcriber import DecodeOptions
     from udistil.transcribe.engines import open_engine
 
     torch.set_num_threads(threads)
-    engine = open_engine(model, DecodeOptions(batch_size=8, pack=False), device="cpu", threads=threads)
-    texts, wall = timed(lambda: engine.transcribe(pieces, ["en"] * len(pieces)))
+    engine = open_engine(model, DecodeOptions(batch_size=8, pack=False, detect_loops=detect_loops),
+                         device="cpu", threads=threads)
+    return timed(lambda: engine.transcribe(audios, languages))
+
+
+def clip_by_clip(model, pieces, threads):
+    texts, wall = engine_texts(model, pieces, ["en"] * len(pieces), threads)
     return {"hyp": " ".join(texts), "wall_s": wall}
 
 
@@ -265,9 +265,7 @@ def speed_part(args, results, i8):
 def int8_part(args, results, f32, i8):
     """4. The int8 export against the float32 one, both in the CTranslate2 engine, on --int8-cuts:
     WER of each and a paired-bootstrap interval of the difference."""
-    from paired_wer import paired_interval
-
-    from udistil.evaluate.scoring import count_errors, normalise_pairs
+    from paired_wer import clip_errors, paired_interval
 
     cuts = args.int8_cuts or args.work_dir / "data"
     clips = (load_clips(cuts) if cuts.is_file() else
@@ -275,10 +273,9 @@ def int8_part(args, results, f32, i8):
     tag = cuts.name.split(".")[0]
     hyps = {q: results.run(f"int8_part_{tag}_{q}", lambda d=d: ct2_engine_clips(d, clips, args.threads))["hyps"]
             for q, d in (("float32", f32), ("int8", i8))}
-    counts = {q: [count_errors(*normalise_pairs([c["ref"]], [h[c["id"]]], [c["lang"]])) for c in clips]
-              for q, h in hyps.items()}
-    errors = {q: np.array([n.errors for n in per_clip]) for q, per_clip in counts.items()}
-    words = np.array([n.ref_units for n in counts["float32"]])
+    counts = {q: np.array([clip_errors(c["ref"], h[c["id"]], c["lang"]) for c in clips]) for q, h in hyps.items()}
+    errors = {q: per_clip[:, 0] for q, per_clip in counts.items()}
+    words = counts["float32"][:, 1]
     rates = {q: round(100.0 * e.sum() / words.sum(), 2) for q, e in errors.items()}
     low, high = paired_interval(errors["int8"], errors["float32"], words, 5000, args.seed)
     return {"cuts": str(cuts), "clips": len(clips), "words": int(words.sum()), "wer": rates,

@@ -21,17 +21,19 @@ import numpy as np
 from udistil.evaluate.scoring import count_errors, normalise_pairs
 
 
+def clip_errors(ref: str, hyp: str, language: str | None) -> tuple[int, int]:
+    """(word errors, reference words) of one clip, after normalisation."""
+    counts = count_errors(*normalise_pairs([ref], [hyp], [language]))
+    return counts.errors, counts.ref_units
+
+
 def per_clip_errors(decode_dir: Path, language: str | None) -> dict[str, tuple[int, int]]:
     """{clip id: (word errors, reference words)} of one decode, restricted to `language`."""
     rows = [json.loads(line) for line in (decode_dir / "hyps.jsonl").read_text(encoding="utf-8").splitlines()]
     rows = [r for r in rows if language is None or r.get("lang") == language]
     if not rows:
         raise SystemExit(f"{decode_dir}/hyps.jsonl: no clips{' in ' + language if language else ''}")
-    out = {}
-    for r in rows:
-        counts = count_errors(*normalise_pairs([r["ref"]], [r["hyp"]], [r.get("lang")]))
-        out[r["id"]] = (counts.errors, counts.ref_units)
-    return out
+    return {r["id"]: clip_errors(r["ref"], r["hyp"], r.get("lang")) for r in rows}
 
 
 def paired_interval(model: np.ndarray, baseline: np.ndarray, words: np.ndarray, reps: int,
