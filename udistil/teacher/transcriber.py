@@ -269,8 +269,9 @@ class Transcriber:
                 num_beams=self.options.beam, max_new_tokens=budget, do_sample=False, **kwargs)[0]
             prompt = self.rules.prompt(lang, timestamps=False)
             tokens = [int(t) for t in sequence.tolist()]
-            # generate() returns the prompt first; keep what follows, up to the end token.
-            body = tokens[len(prompt):] if tokens[:len(prompt)] == prompt else tokens[1:]
+            # Older transformers return the prompt first, newer ones only what follows it: keep
+            # the new tokens, up to the end token (special tokens are dropped below).
+            body = tokens[len(prompt):] if tokens[:len(prompt)] == prompt else tokens
             stop = STOP_BUDGET if len(body) >= budget else STOP_END
             if self.rules.end_of_text in body:
                 body = body[:body.index(self.rules.end_of_text)]
