@@ -31,7 +31,7 @@ udistil distill --teacher exp/models/teacher --student exp/init_student_6-3 \
   --train data/select/$filter/cuts.jsonl.gz --dev exp/teacher/cuts_dev.jsonl.gz --exp "$exp" \
   --batch-size 8 --num-epochs 6 --lr 2e-4 --warmup-steps 10 --valid-every 30 --max-dev-cuts 16 \
   --encoder-cache exp/encoder_cache --checkpoint-every 1000 --alpha-ce 0.8 --alpha-kl 1.0 \
-  --temperature 2.0 --freeze-embeddings --device cpu --resume "$@" > "$exp/distill.log" 2>&1
+  --alpha-mse 1.0 --temperature 2.0 --freeze-embeddings --device cpu --resume "$@" > "$exp/distill.log" 2>&1
 udistil decode --model "$exp/best" --batch-size 8 --beam 1 --in $english --out "$exp/decode_test_clean_en" \
   > "$exp/decode.log" 2>&1
 python - "$exp" "$filter" "$*" >> exp_options/results.txt <<'EOF'
