@@ -398,6 +398,22 @@ def test_export_every_epoch_leaves_a_loadable_student_per_epoch(tiny_whisper_dir
     assert load(exp / "epochs" / "epoch-002")[0].config.decoder_layers == 1
 
 
+def test_a_live_teacher_run_says_it_leaves_the_decoder_state_mse_out(tiny_whisper_dir, student_dir, corpus,
+                                                                      tmp_path, caplog):
+    """run.sh turns --alpha-mse on; without a store (no teacher states) it cannot apply."""
+    import dataclasses
+
+    from udistil.student.trainer import train
+
+    config = distill_config(tiny_whisper_dir, student_dir, corpus, tmp_path / "exp")
+    config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, max_steps=1),
+                                 loss=dataclasses.replace(config.loss, alpha_mse=1.0))
+    with caplog.at_level("WARNING"):
+        summary = train(config)
+    assert summary["teacher"] == "live" and summary["finished"]
+    assert "--alpha-mse 1 is not applied" in caplog.text
+
+
 def test_the_dev_subset_is_spread_over_a_sorted_manifest():
     """--max-dev-cuts takes cuts at even intervals: a manifest sorted by language gives every
     language its share (the first N of the mini dev set were 12 Arabic and 4 English)."""

@@ -201,6 +201,10 @@ class Trainer:
                 log.warning("no stored teacher targets in %s / %s: the teacher runs live at every "
                             "step (label with `udistil pseudo-label --targets-dir` to compute it once)",
                             self.config.train, self.config.dev)
+                if self.config.loss.alpha_mse > 0:
+                    log.warning("--alpha-mse %g is not applied: the decoder-state MSE reads the "
+                                "teacher's states from the store, and this run has none (the loss is "
+                                "CE + KL)", self.config.loss.alpha_mse)
             return False
         raise UdistilError(f"{self.config.train} / {self.config.dev}: {with_targets} of {total} cuts "
                            "carry stored teacher targets; label all of them in one stage-3 run")
