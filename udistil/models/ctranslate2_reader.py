@@ -1,6 +1,6 @@
 """Reader for CTranslate2 `model.bin` files (format version 6) into numpy arrays.
 
-Layout (little-endian; see shared/notes/packaged-whisper.md): uint32 version, string spec
+Layout (little-endian): uint32 version, string spec
 name, uint32 revision, uint32 variable count, then per variable a string name, uint8 rank,
 rank x uint32 dims, uint8 dtype code, uint32 byte count and the raw bytes; then a uint32
 alias count and (alias, target) string pairs.  A string is a uint16 byte length followed by

