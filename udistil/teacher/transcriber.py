@@ -269,14 +269,13 @@ class Transcriber:
                 num_beams=self.options.beam, max_new_tokens=budget, do_sample=False, **kwargs)[0]
             prompt = self.rules.prompt(lang, timestamps=False)
             tokens = [int(t) for t in sequence.tolist()]
-            # Older transformers return the prompt first, newer ones only what follows it: keep
-            # the new tokens, up to the end token (special tokens are dropped below).
-            body = tokens[len(prompt):] if tokens[:len(prompt)] == prompt else tokens
-            stop = STOP_BUDGET if len(body) >= budget else STOP_END
-            if self.rules.end_of_text in body:
-                body = body[:body.index(self.rules.end_of_text)]
-                stop = STOP_END
-            body = [t for t in body if t < self.rules.end_of_text]
+            # Whether generate() returns the prompt first depends on the transformers version;
+            # every prompt token is special, so the text is the tokens below the end token, up
+            # to the first end token.
+            eot = self.rules.end_of_text
+            ended = eot in tokens
+            body = [t for t in (tokens[:tokens.index(eot)] if ended else tokens) if t < eot]
+            stop = STOP_END if ended or len(body) < budget else STOP_BUDGET
             results.append(self._score_tokens(encoder_out[row:row + 1], prompt, body, stop))
         return results
 
