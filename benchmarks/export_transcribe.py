@@ -121,7 +121,6 @@ def faster_whisper_clips(ct2_dir, compute_type, clips, threads, pad_audio=False,
 
     from udistil.models.export import faster_whisper_max_new_tokens
     from udistil.teacher.transcriber import DecodeOptions
-    from udistil.transcribe.engines import _token_budget
 
     model = WhisperModel(str(ct2_dir), device="cpu", compute_type=compute_type, cpu_threads=threads)
     hyps, t0 = {}, time.perf_counter()
@@ -129,7 +128,7 @@ def faster_whisper_clips(ct2_dir, compute_type, clips, threads, pad_audio=False,
         audio = clip["audio"]
         budget = None
         if budgeted:
-            budget = faster_whisper_max_new_tokens(_token_budget(DecodeOptions(), len(audio) / SAMPLE_RATE))
+            budget = faster_whisper_max_new_tokens(DecodeOptions().token_budget(len(audio) / SAMPLE_RATE))
         if pad_audio:
             audio = np.pad(audio, (0, max(0, 30 * SAMPLE_RATE - len(audio))))
         segments, _ = model.transcribe(audio, language=clip["lang"], beam_size=1, temperature=0.0,

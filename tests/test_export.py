@@ -142,3 +142,26 @@ def test_tiny_student_with_clip_context_exports_and_runs(clip_context_student, t
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
     (language,) = engine.detect_languages([audio])
     assert engine.supports(language)
+
+
+def test_ct2_engine_beam_search_stops_a_loop_as_greedy_decoding_does(clip_context_student, tmp_path):
+    """CTranslate2's beam search has no loop stop: the engine cuts a looping beam where the
+    greedy loop stop would (one copy of the unit), as `udistil decode --beam N` does."""
+    from udistil.bin.main import main
+    from udistil.teacher.greedy import loop_stop_length
+    from udistil.teacher.transcriber import DecodeOptions
+    from udistil.transcribe.engines import CT2Engine
+
+    out = tmp_path / "student-ct2"
+    assert main(["export", str(clip_context_student), str(out)]) == 0
+    engine = CT2Engine(str(out), DecodeOptions(beam=2, batch_size=2), device="cpu", threads=1)
+    rng = np.random.default_rng(1)
+    noise = [(0.1 * rng.standard_normal(16000 * seconds)).astype(np.float32) for seconds in (2, 3)]
+    prompts = [engine.prompt("en")] * 2
+    features = engine._storage(noise)
+    full = [r.sequences_ids[0][:60] for r in engine.model.generate(
+        features, prompts, max_length=448, beam_size=2, suppress_blank=True, suppress_tokens=[-1])]
+    cuts = [loop_stop_length(row) for row in full]
+    # The random model loops on noise.
+    assert all(cut is not None and cut < len(row) for cut, row in zip(cuts, full)), full
+    assert engine._generate(features, prompts, [60]) == [row[:cut] for row, cut in zip(full, cuts)]

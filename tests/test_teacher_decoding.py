@@ -64,6 +64,28 @@ def test_beam_search_keeps_every_token_generate_chose(tiny):
         assert result.tokens and result.tokens == [t for t in reference if t < rules.end_of_text]
 
 
+def test_beam_search_stops_a_loop_where_greedy_decoding_would(tiny):
+    """generate() has no loop stop: a looping beam is cut as greedy_decode cuts a loop (one
+    copy of the unit, stop "loop"), and runs to its budget only with the loop stop off."""
+    from udistil.teacher.greedy import loop_stop_length
+
+    model, processor = tiny
+    rules = TokenRules.from_model(model)
+    clips = random_clips(2, seed=1)
+    budget = dict(budget_base=60, budget_per_second=0.0)
+    stopped = Transcriber(model, processor, DecodeOptions(beam=2, **budget)).transcribe(clips, ["en", "en"])
+    running = Transcriber(model, processor, DecodeOptions(beam=2, detect_loops=False, **budget)).transcribe(
+        clips, ["en", "en"])
+    for loop_cut, full in zip(stopped, running):
+        # The random model loops on noise: the beam without a loop stop fills its budget.
+        assert full.stop == STOP_BUDGET and len(full.tokens) == 60
+        kept = loop_stop_length(full.tokens)
+        assert kept is not None and kept < 60
+        assert loop_cut.stop == STOP_LOOP and loop_cut.tokens == full.tokens[:kept]
+        assert len(loop_cut.logprobs) == len(loop_cut.entropies) == kept
+        assert all(t < rules.end_of_text for t in loop_cut.tokens)
+
+
 def test_budget_stops_a_row_without_holding_the_others(tiny):
     model, processor = tiny
     rules = TokenRules.from_model(model)

@@ -23,14 +23,16 @@ import numpy as np
 import torch
 
 from udistil.models.audio_context import AudioContext, encode as encode_context, log_mel
-from udistil.teacher.greedy import (STOP_BUDGET, STOP_END, DecodeRequest, DecodeResult,
-                                    detect_languages, greedy_decode)
+from udistil.teacher.greedy import (STOP_BUDGET, STOP_END, STOP_LOOP, DecodeRequest, DecodeResult,
+                                    detect_languages, greedy_decode, loop_stop_length)
 from udistil.teacher.packing import SAMPLE_RATE, assign_segments, pack_clips, parse_segments
 from udistil.teacher.token_rules import TokenRules
 
 logger = logging.getLogger(__name__)
 
 MAX_TARGET_TOKENS = 448
+# The decoder's positions less the longest prompt (start, language, task, no-timestamps).
+MAX_NEW_TOKENS = MAX_TARGET_TOKENS - 4
 
 
 @dataclass
@@ -52,6 +54,12 @@ class DecodeOptions:
     # Keep the teacher's distillation targets (kd_targets.TargetSpec); they need each clip
     # decoded alone, so asking for them turns packing off.
     targets: object = None
+
+    def token_budget(self, seconds: float, rate_share: float = 1.0) -> int:
+        """New tokens allowed for `seconds` of audio (at `rate_share` of the per-second rate),
+        within what the decoder's positions leave after the prompt."""
+        per_second = self.budget_per_second * rate_share
+        return min(MAX_NEW_TOKENS, int(math.ceil(self.budget_base + per_second * seconds)))
 
 
 @dataclass
@@ -90,7 +98,7 @@ class Transcriber:
         self.tokenizer = processor.tokenizer
         self.options = options or DecodeOptions()
         self.rules = TokenRules.from_model(model)
-        self.max_new_tokens = MAX_TARGET_TOKENS - 4
+        self.max_new_tokens = MAX_NEW_TOKENS
         # The model's own audio-context rule (full 30 s for a teacher; the clip plus a
         # margin for a student trained on it): every encoder call here follows it.
         self.context = AudioContext.of(model)
@@ -146,8 +154,7 @@ class Transcriber:
 
     # ---- helpers ------------------------------------------------------------------------
     def budget(self, seconds: float) -> int:
-        opts = self.options
-        return min(self.max_new_tokens, int(math.ceil(opts.budget_base + opts.budget_per_second * seconds)))
+        return self.options.token_budget(seconds)
 
     def context_positions(self, audio: np.ndarray) -> int:
         return self.context.positions(len(audio))
@@ -276,6 +283,11 @@ class Transcriber:
             ended = eot in tokens
             body = [t for t in (tokens[:tokens.index(eot)] if ended else tokens) if t < eot]
             stop = STOP_END if ended or len(body) < budget else STOP_BUDGET
+            # generate() has no loop stop: a looping beam runs to its budget.  Keep what greedy
+            # decoding's loop stop keeps (one copy of the unit), so both decoders say the same.
+            kept = loop_stop_length(body) if self.options.detect_loops else None
+            if kept is not None:
+                body, stop = body[:kept], STOP_LOOP
             results.append(self._score_tokens(encoder_out[row:row + 1], prompt, body, stop))
         return results
 

@@ -20,7 +20,6 @@ Both take 16 kHz clips of at most 30 s and return one text per clip.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +41,6 @@ CT2_MAX_TOKENS = MAX_TARGET_TOKENS // 2 - 4
 # of mini dev and train clips (seconds for the same text: 0.5,1: 9.4-9.9; 0.3,1: 8.8; 0.25,1:
 # 8.8-8.9; 0.2,1: 9.1-9.3; 0.25,0.5,1: 8.5-8.8).
 CALL_RATE_SHARES = (0.25, 0.5, 1.0)
-
-
-def _token_budget(options: DecodeOptions, seconds: float, rate_share: float = 1.0) -> int:
-    per_second = options.budget_per_second * rate_share
-    return min(MAX_TARGET_TOKENS - 4, int(math.ceil(options.budget_base + per_second * seconds)))
 
 
 class TorchEngine:
@@ -168,8 +162,8 @@ class CT2Engine:
         order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
         for batch in self._batches(clips, order):
             seconds = max(len(clips[i]) for i in batch) / SAMPLE_RATE
-            budget = min(_token_budget(self.options, seconds), CT2_MAX_TOKENS)
-            ends = sorted({min(_token_budget(self.options, seconds, share), budget) for share in CALL_RATE_SHARES}
+            budget = min(self.options.token_budget(seconds), CT2_MAX_TOKENS)
+            ends = sorted({min(self.options.token_budget(seconds, share), budget) for share in CALL_RATE_SHARES}
                           | {budget})
             tokens = self._generate(self._storage([clips[i] for i in batch]),
                                     [self.prompt(languages[i]) for i in batch], ends)
@@ -205,7 +199,7 @@ class CT2Engine:
                     row = tokens[i] + row
                 ended = len(row) < target
                 row = row[:target]
-                cut = loop_stop_length(row, checked=done) if self.options.beam == 1 else None
+                cut = loop_stop_length(row, checked=done)
                 tokens[i] = row if cut is None else row[:cut]
                 if cut is None and not ended:
                     still.append(i)
