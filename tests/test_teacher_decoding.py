@@ -64,26 +64,42 @@ def test_beam_search_keeps_every_token_generate_chose(tiny):
         assert result.tokens and result.tokens == [t for t in reference if t < rules.end_of_text]
 
 
-def test_beam_search_stops_a_loop_where_greedy_decoding_would(tiny):
-    """generate() has no loop stop: a looping beam is cut as greedy_decode cuts a loop (one
-    copy of the unit, stop "loop"), and runs to its budget only with the loop stop off."""
-    from udistil.teacher.greedy import loop_stop_length
+def test_beam_of_one_is_greedy_decoding_with_its_budget_and_loop_stop(tiny):
+    """beam.py's search ends hypotheses as greedy_decode ends rows: with one beam the two
+    give the same tokens and stop (the random model loops on noise, and some rows hit the
+    budget first)."""
+    from udistil.teacher.beam import beam_decode
 
     model, processor = tiny
     rules = TokenRules.from_model(model)
-    clips = random_clips(2, seed=1)
+    features = processor.feature_extractor(random_clips(4, seed=1), sampling_rate=16000,
+                                           return_tensors="pt").input_features
+    with torch.inference_mode():
+        encoder_out = model.get_encoder()(features).last_hidden_state
+    prompt = rules.prompt("en", timestamps=False)
+    for detect_loops in (True, False):
+        requests = [DecodeRequest(row, prompt, budget) for row, budget in enumerate((5, 30, 60, 60))]
+        greedy = greedy_decode(model, encoder_out, requests, rules, detect_loops=detect_loops)
+        beam = beam_decode(model, encoder_out, requests, rules, beam=1, detect_loops=detect_loops)
+        assert [(r.tokens, r.stop) for r in beam] == [(r.tokens, r.stop) for r in greedy]
+        assert {r.stop for r in beam} == ({STOP_BUDGET, STOP_LOOP} if detect_loops else {STOP_BUDGET})
+
+
+def test_beam_search_leaves_no_loop_in_what_it_returns(tiny):
+    """A looping hypothesis ends at the loop, cut to one copy of its unit: no result of
+    `--beam N` holds a loop, while without the loop stop the same beams run into one."""
+    from udistil.teacher.greedy import loop_stop_length
+
+    model, processor = tiny
+    clips = random_clips(3, seed=1)
     budget = dict(budget_base=60, budget_per_second=0.0)
-    stopped = Transcriber(model, processor, DecodeOptions(beam=2, **budget)).transcribe(clips, ["en", "en"])
+    stopped = Transcriber(model, processor, DecodeOptions(beam=2, **budget)).transcribe(clips, ["en"] * 3)
     running = Transcriber(model, processor, DecodeOptions(beam=2, detect_loops=False, **budget)).transcribe(
-        clips, ["en", "en"])
-    for loop_cut, full in zip(stopped, running):
-        # The random model loops on noise: the beam without a loop stop fills its budget.
-        assert full.stop == STOP_BUDGET and len(full.tokens) == 60
-        kept = loop_stop_length(full.tokens)
-        assert kept is not None and kept < 60
-        assert loop_cut.stop == STOP_LOOP and loop_cut.tokens == full.tokens[:kept]
-        assert len(loop_cut.logprobs) == len(loop_cut.entropies) == kept
-        assert all(t < rules.end_of_text for t in loop_cut.tokens)
+        clips, ["en"] * 3)
+    assert all(loop_stop_length(r.tokens) is not None for r in running)
+    for result in stopped:
+        assert loop_stop_length(result.tokens) is None and len(result.tokens) <= 60
+        assert len(result.logprobs) == len(result.entropies) == len(result.tokens)
 
 
 def test_budget_stops_a_row_without_holding_the_others(tiny):

@@ -8,8 +8,8 @@
      decoded with timestamps (see packing.py); clips whose words cannot be attributed
      cleanly are decoded again on their own;
   3. everything else is decoded one clip per window, batched by duration.
-Greedy decoding uses our own loop (greedy.py); beam search uses `model.generate` followed
-by one teacher-forced pass for the statistics.
+Greedy decoding uses our own loop (greedy.py), beam search our own batched search (beam.py)
+followed by one teacher-forced pass for the statistics.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from udistil.models.audio_context import AudioContext, encode as encode_context, log_mel
-from udistil.teacher.greedy import (STOP_BUDGET, STOP_END, STOP_LOOP, DecodeRequest, DecodeResult,
-                                    detect_languages, greedy_decode, loop_stop_length)
+from udistil.teacher.beam import beam_decode
+from udistil.teacher.greedy import STOP_END, DecodeRequest, DecodeResult, detect_languages, greedy_decode
 from udistil.teacher.packing import SAMPLE_RATE, assign_segments, pack_clips, parse_segments
 from udistil.teacher.token_rules import TokenRules
 
@@ -251,45 +251,25 @@ class Transcriber:
             elif unknown:
                 for row in unknown:
                     langs[row] = "en"
+            requests = [DecodeRequest(row, self.rules.prompt(lang, timestamps=False), self.budget(durations[i]))
+                        for row, (i, lang) in enumerate(zip(batch, langs))]
             if opts.beam > 1:
-                results = self._beam_decode(encoder_out, batch, langs, durations)
+                results = self._beam_decode(encoder_out, requests)
             else:
-                requests = [DecodeRequest(row, self.rules.prompt(lang, timestamps=False),
-                                          self.budget(durations[i]))
-                            for row, (i, lang) in enumerate(zip(batch, langs))]
                 results = self._greedy(encoder_out, requests)
             for i, lang, result in zip(batch, langs, results):
                 out[i] = self._make_transcript(result, None, lang, False)
                 self.stats["single_clips"] += 1
 
-    @torch.inference_mode()
-    def _beam_decode(self, encoder_out, batch, langs, durations) -> list[DecodeResult]:
-        """Beam search via generate(), then one teacher-forced pass for per-token statistics."""
-        from transformers.modeling_outputs import BaseModelOutput
-
-        results = []
-        for row, (i, lang) in enumerate(zip(batch, langs)):
-            kwargs = dict(language=lang, task="transcribe") if self.rules.is_multilingual else {}
-            budget = self.budget(durations[i])
-            sequence = self.model.generate(
-                encoder_outputs=BaseModelOutput(last_hidden_state=encoder_out[row:row + 1]),
-                num_beams=self.options.beam, max_new_tokens=budget, do_sample=False, **kwargs)[0]
-            prompt = self.rules.prompt(lang, timestamps=False)
-            tokens = [int(t) for t in sequence.tolist()]
-            # Whether generate() returns the prompt first depends on the transformers version;
-            # every prompt token is special, so the text is the tokens below the end token, up
-            # to the first end token.
-            eot = self.rules.end_of_text
-            ended = eot in tokens
-            body = [t for t in (tokens[:tokens.index(eot)] if ended else tokens) if t < eot]
-            stop = STOP_END if ended or len(body) < budget else STOP_BUDGET
-            # generate() has no loop stop: a looping beam runs to its budget.  Keep what greedy
-            # decoding's loop stop keeps (one copy of the unit), so both decoders say the same.
-            kept = loop_stop_length(body) if self.options.detect_loops else None
-            if kept is not None:
-                body, stop = body[:kept], STOP_LOOP
-            results.append(self._score_tokens(encoder_out[row:row + 1], prompt, body, stop))
-        return results
+    def _beam_decode(self, encoder_out, requests) -> list[DecodeResult]:
+        """Batched beam search (beam.py), then one teacher-forced pass per clip for the
+        per-token statistics (and the distillation targets) of the chosen tokens."""
+        t0 = time.perf_counter()
+        chosen = beam_decode(self.model, encoder_out, requests, self.rules, self.options.beam,
+                             self.options.detect_loops)
+        self.stats["decode_s"] += time.perf_counter() - t0
+        return [self._score_tokens(encoder_out[r.encoder_row:r.encoder_row + 1], r.prompt, c.tokens, c.stop)
+                for r, c in zip(requests, chosen)]
 
     @torch.inference_mode()
     def _score_tokens(self, encoder_row, prompt, body, stop) -> DecodeResult:
