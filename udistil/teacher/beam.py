@@ -8,8 +8,8 @@ hypothesis can end alike:
   * a repetition loop (stop "loop"), cut as greedy_decode cuts it, to one copy of the unit;
   * the clip's token budget (stop "budget").
 
-Scores follow transformers' beam search: a hypothesis's score is the sum of its tokens'
-log-probabilities (the end token's included) divided by its length.  Each step keeps, per
+A hypothesis's score is the sum of its tokens' log-probabilities (the end token's included)
+divided by its length, as transformers scores it (length_penalty 1).  Each step keeps, per
 request, the `beam` best unfinished continuations; a request ends when it holds `beam`
 finished hypotheses (Whisper's patience of 1) or has nothing left to continue, and its
 best finished hypothesis is the result.  The per-token statistics are computed afterwards
@@ -47,11 +47,10 @@ def _finish(request: DecodeRequest, tokens: list[int], logprob: float, detect_lo
     length = len(tokens) + (1 if ended else 0)
     if ended:
         return BeamResult(tokens, STOP_END, logprob / max(length, 1))
-    ts_begin = None  # beam search decodes without timestamps
-    if detect_loops:
-        period = find_repetition_loop(tokens, timestamp_begin=ts_begin)
+    if detect_loops:  # beam search decodes without timestamps
+        period = find_repetition_loop(tokens)
         if period is not None:
-            return BeamResult(tokens[:_without_repeats(tokens, period, ts_begin)], STOP_LOOP, logprob / length)
+            return BeamResult(tokens[:_without_repeats(tokens, period, None)], STOP_LOOP, logprob / length)
     if len(tokens) >= request.max_new_tokens:
         return BeamResult(tokens, STOP_BUDGET, logprob / length)
     return None
@@ -91,7 +90,8 @@ def beam_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeReques
         for request, request_rows in by_request.items():
             scores = totals[request_rows].flatten()
             # Candidates best first (Whisper's rule): those that end are set aside, until
-            # `beam` go on; 2 * beam candidates always hold that many.
+            # `beam` go on.  Of 2 * beam candidates at most `beam` end on the end token (one
+            # per row); more end only at a loop or the budget, and fewer then go on.
             top = torch.topk(scores, min(2 * beam, int(torch.isfinite(scores).sum())))
             going = 0
             for score, flat in zip(top.values.tolist(), top.indices.tolist()):
