@@ -48,8 +48,8 @@ def test_greedy_loop_matches_generate_token_for_token(tiny):
 
 
 def test_beam_search_keeps_every_token_generate_chose(tiny):
-    """--beam N runs generate(), which returns only the new tokens: none of them may be taken
-    for the prompt (that lost each clip's first word)."""
+    """--beam N (our batched search, beam.py) chooses generate()'s tokens, every one of them
+    (the generate() path it replaced had lost each clip's first word)."""
     model, processor = tiny
     rules = TokenRules.from_model(model)
     clips = random_clips(2, seed=1)

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from udistil.teacher.greedy import (STOP_BUDGET, STOP_END, STOP_LOOP, DecodeRequest, _without_repeats,
-                                    find_repetition_loop)
+from udistil.teacher.greedy import STOP_BUDGET, STOP_END, STOP_LOOP, DecodeRequest, loop_cut
 from udistil.teacher.token_rules import TokenRules
 
 
@@ -44,15 +43,13 @@ class _Hypothesis:
 def _finish(request: DecodeRequest, tokens: list[int], logprob: float, detect_loops: bool,
             ended: bool) -> BeamResult | None:
     """The finished hypothesis that `tokens` makes, or None while it may go on."""
-    length = len(tokens) + (1 if ended else 0)
-    if ended:
-        return BeamResult(tokens, STOP_END, logprob / max(length, 1))
-    if detect_loops:  # beam search decodes without timestamps
-        period = find_repetition_loop(tokens)
-        if period is not None:
-            return BeamResult(tokens[:_without_repeats(tokens, period, None)], STOP_LOOP, logprob / length)
+    if ended:  # the end token counts in the length
+        return BeamResult(tokens, STOP_END, logprob / (len(tokens) + 1))
+    cut = loop_cut(tokens) if detect_loops else None  # beam search decodes without timestamps
+    if cut is not None:
+        return BeamResult(tokens[:cut], STOP_LOOP, logprob / len(tokens))
     if len(tokens) >= request.max_new_tokens:
-        return BeamResult(tokens, STOP_BUDGET, logprob / length)
+        return BeamResult(tokens, STOP_BUDGET, logprob / len(tokens))
     return None
 
 

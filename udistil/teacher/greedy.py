@@ -145,10 +145,8 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
             res.logprobs.append(best_logprob[pos])
             res.entropies.append(entropy[pos])
             ts_begin = rules.timestamp_begin if req.timestamps else None
-            period = find_repetition_loop(res.tokens, timestamp_begin=ts_begin) if detect_loops else None
-            if period is not None:
-                # Keep one copy of the looping unit; the repeats carry no information.
-                cut = _without_repeats(res.tokens, period, ts_begin)
+            cut = loop_cut(res.tokens, ts_begin) if detect_loops else None
+            if cut is not None:
                 del res.tokens[cut:], res.logprobs[cut:], res.entropies[cut:], res.targets[cut:]
                 res.stop = STOP_LOOP
             elif len(res.tokens) >= req.max_new_tokens:
@@ -167,14 +165,23 @@ def greedy_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequ
     return results
 
 
+def loop_cut(tokens: list[int], timestamp_begin: int | None = None) -> int | None:
+    """When `tokens` end in a repetition loop, how many of them the loop stop keeps: all but
+    the loop's repeats (one copy of its unit; the repeats carry no information).  None when
+    they do not end in a loop.  Every decoder's loop stop cuts here (greedy, beam.py,
+    CTranslate2 through loop_stop_length)."""
+    period = find_repetition_loop(tokens, timestamp_begin=timestamp_begin)
+    return None if period is None else _without_repeats(tokens, period, timestamp_begin)
+
+
 def loop_stop_length(tokens: list[int], checked: int = 0, timestamp_begin: int | None = None) -> int | None:
     """How many of `tokens` greedy_decode's loop stop would have kept, for tokens generated
     elsewhere (CTranslate2): the first prefix longer than `checked` that ends in a repetition
     loop, less the loop's repeats (one copy of its unit kept); None when no prefix does."""
     for end in range(max(checked + 1, 1), len(tokens) + 1):
-        period = find_repetition_loop(tokens[:end], timestamp_begin=timestamp_begin)
-        if period is not None:
-            return _without_repeats(tokens[:end], period, timestamp_begin)
+        cut = loop_cut(tokens[:end], timestamp_begin)
+        if cut is not None:
+            return cut
     return None
 
 

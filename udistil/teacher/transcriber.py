@@ -98,7 +98,6 @@ class Transcriber:
         self.tokenizer = processor.tokenizer
         self.options = options or DecodeOptions()
         self.rules = TokenRules.from_model(model)
-        self.max_new_tokens = MAX_NEW_TOKENS
         # The model's own audio-context rule (full 30 s for a teacher; the clip plus a
         # margin for a student trained on it): every encoder call here follows it.
         self.context = AudioContext.of(model)
@@ -229,7 +228,7 @@ class Transcriber:
     def _window_budget(self, window, durations) -> int:
         # Each clip's own budget plus room for its segments' timestamp pairs.
         total = sum(self.budget(durations[p.clip]) + 6 for p in window.placements)
-        return min(self.max_new_tokens, total)
+        return min(MAX_NEW_TOKENS, total)
 
     def _alone_batches(self, clips, order) -> list[list[int]]:
         """Batches of clips that share one context length (all of them, for a full context)."""
