@@ -120,8 +120,8 @@ def main(argv=None) -> dict:
             t0 = time.perf_counter()
             if name == "live-30s":
                 live = DistillForward(teacher, forward, frozen, share_encoder=False)
-                s_logits, t_logits = live(batch["input_features"], batch["decoder_input_ids"], 1500)
-                parts = distillation_loss(s_logits, t_logits, batch["labels"], weights)
+                out = live(batch["input_features"], batch["decoder_input_ids"], 1500)
+                parts = distillation_loss(out.student_logits, out.teacher_logits, batch["labels"], weights)
             else:
                 s_logits, hidden, _ = forward(batch["decoder_input_ids"], batch["positions"],
                                               input_features=batch.get("input_features"),

@@ -162,7 +162,8 @@ def test_shared_encoder_gives_the_two_model_loss(tiny_whisper_dir, student_dir, 
     shared = DistillForward(teacher, StudentForward(student, frozen_encoder=True),
                             frozen_encoder=True, share_encoder=True)
     with torch.no_grad():
-        loss_shared = distillation_loss(*shared(features, inputs), labels).total
+        out = shared(features, inputs)
+        loss_shared = distillation_loss(out.student_logits, out.teacher_logits, labels).total
         loss_full = distillation_loss(*two_model_forward(teacher, student, features, inputs), labels).total
     assert torch.allclose(loss_shared, loss_full, rtol=1e-6, atol=1e-6)
     # Sharing is only allowed when the encoders really are the same.
@@ -398,20 +399,24 @@ def test_export_every_epoch_leaves_a_loadable_student_per_epoch(tiny_whisper_dir
     assert load(exp / "epochs" / "epoch-002")[0].config.decoder_layers == 1
 
 
-def test_a_live_teacher_run_says_it_leaves_the_decoder_state_mse_out(tiny_whisper_dir, student_dir, corpus,
-                                                                      tmp_path, caplog):
-    """run.sh turns --alpha-mse on; without a store (no teacher states) it cannot apply."""
+def test_a_live_teacher_run_adds_the_decoder_state_mse_to_its_loss(tiny_whisper_dir, student_dir, corpus,
+                                                                    tmp_path):
+    """run.sh turns --alpha-mse on; a manifest without stored targets (the live teacher)
+    still gets it, from the teacher's states of the same forward pass."""
     import dataclasses
 
     from udistil.student.trainer import train
 
     config = distill_config(tiny_whisper_dir, student_dir, corpus, tmp_path / "exp")
     config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, max_steps=1),
-                                 loss=dataclasses.replace(config.loss, alpha_mse=1.0))
-    with caplog.at_level("WARNING"):
-        summary = train(config)
+                                 loss=dataclasses.replace(config.loss, alpha_mse=2.0))
+    summary = train(config)
     assert summary["teacher"] == "live" and summary["finished"]
-    assert "--alpha-mse 1 is not applied" in caplog.text
+    row = json.loads((tmp_path / "exp" / "log" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["mse"] > 0
+    weights = config.loss
+    without_mse = weights.alpha_ce * row["ce"] + weights.alpha_kl * weights.temperature ** 2 * row["kl"]
+    assert math.isclose(row["loss"], without_mse + 2.0 * row["mse"], rel_tol=1e-5)
 
 
 def test_the_dev_subset_is_spread_over_a_sorted_manifest():

@@ -119,6 +119,38 @@ def test_stored_targets_give_the_live_teachers_kl_and_ce(tiny_whisper_dir, label
     assert torch.equal(batch["kd_ids"][mask][:, 0], live.logits[mask].argmax(-1))
 
 
+def test_the_live_teacher_gives_the_stored_decoder_state_mse(tiny_whisper_dir, labelled):
+    """--alpha-mse reads the teacher's last decoder states from the store, or from the live
+    teacher when a manifest has no store: the same loss on the same positions."""
+    from udistil.student.forward import DistillForward, StudentForward
+
+    cuts = read_cuts(labelled["cuts"])
+    batch = stored_batch(tiny_whisper_dir, cuts, tiny_whisper_dir)
+    teacher, _ = load(tiny_whisper_dir)
+    student, _ = load(tiny_whisper_dir)
+    with torch.no_grad():
+        for p in student.parameters():  # a student that differs from the teacher
+            p.add_(torch.randn_like(p) * 0.05)
+        live = DistillForward(teacher, StudentForward(student, frozen_encoder=False),
+                              frozen_encoder=False, share_encoder=False)
+        out = live(batch["input_features"], batch["decoder_input_ids"])
+    # The positions that have a stored row (a clip cut at its budget stores none for the
+    # end token its label still carries).
+    mask = batch["kd_mask"]
+    labels = batch["labels"].masked_fill(~mask, -100)
+    weights = LossWeights(alpha_mse=1.0)
+    live_parts = distillation_loss(out.student_logits, out.teacher_logits, labels, weights,
+                                   student_hidden=out.student_hidden, teacher_hidden=out.teacher_hidden)
+    stored = StoredTeacher(batch["kd_ids"], batch["kd_logprobs"], mask, batch["kd_hidden"])
+    stored_parts = distillation_loss(out.student_logits, None, labels, weights, stored=stored,
+                                     student_hidden=out.student_hidden)
+    by_hand = float(((out.student_hidden[mask].double() - out.teacher_hidden[mask].double()) ** 2).mean())
+    assert by_hand > 1e-3
+    assert math.isclose(float(live_parts.mse), by_hand, rel_tol=1e-5)
+    # The store keeps the states in float16.
+    assert math.isclose(float(stored_parts.mse), by_hand, rel_tol=1e-2)
+
+
 def test_a_store_labelled_from_a_relative_dir_reads_from_anywhere(tiny_whisper_dir, speak, tmp_path, monkeypatch):
     """run.sh labels with relative paths (exp/teacher/...); a student trained from another
     directory must still find the arrays."""

@@ -19,8 +19,9 @@ normally.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
-from transformers.modeling_outputs import BaseModelOutput
 
 from udistil.models.audio_context import AudioContext, encode as encode_context
 
@@ -71,8 +72,15 @@ def freeze_encoder(student) -> None:
         param.requires_grad_(False)
 
 
+class LiveOutputs(NamedTuple):
+    student_logits: torch.Tensor
+    teacher_logits: torch.Tensor
+    student_hidden: torch.Tensor  # last decoder states (after the final layer norm)
+    teacher_hidden: torch.Tensor
+
+
 class DistillForward:
-    """Callable: batch -> (student_logits, teacher_logits).
+    """Callable: batch -> LiveOutputs (both models' logits and last decoder states).
 
     `student` may be DDP-wrapped (its forward must be the one called so gradients are
     synchronised); `teacher` is always in eval mode and never gets gradients.
@@ -90,14 +98,18 @@ class DistillForward:
                  positions: int | None = None):
         with torch.no_grad():
             teacher_encoded = self.teacher.model.encoder(input_features).last_hidden_state
-            teacher_logits = self.teacher(
-                encoder_outputs=BaseModelOutput(last_hidden_state=teacher_encoded),
-                decoder_input_ids=decoder_input_ids, use_cache=False).logits
+            # The decoder, then the output projection: what the teacher's forward computes,
+            # keeping the state the decoder-state MSE compares (stage 3 stores the same one).
+            teacher_hidden = self.teacher.model.decoder(
+                input_ids=decoder_input_ids, encoder_hidden_states=teacher_encoded,
+                use_cache=False).last_hidden_state
+            teacher_logits = self.teacher.proj_out(teacher_hidden)
         # The student (a StudentForward, maybe DDP-wrapped) runs at its own audio context.
         positions = positions or unwrap(self.student).context.positions(10**9)
-        student_logits = self.student(decoder_input_ids, positions, input_features=input_features,
-                                      encoder_states=teacher_encoded if self.share_encoder else None)[0]
-        return student_logits, teacher_logits
+        student_logits, student_hidden, _ = self.student(
+            decoder_input_ids, positions, input_features=input_features,
+            encoder_states=teacher_encoded if self.share_encoder else None)
+        return LiveOutputs(student_logits, teacher_logits, student_hidden, teacher_hidden)
 
 
 def two_model_forward(teacher, student, input_features, decoder_input_ids):

@@ -19,9 +19,9 @@ which equals the full KL when k covers the vocabulary and is a lower bound other
 log-sum inequality); tests compare the two by hand.  The KL is averaged over the positions
 that have a stored row (the pseudo-label's tokens and its end token); CE covers every label.
 
-Optionally (alpha_mse > 0) the mean squared error between the student's and the stored
-teacher's last decoder hidden states is added: whisper-acft's loss for learning a short
-audio context.
+Optionally (alpha_mse > 0) the mean squared error between the student's and the teacher's
+last decoder hidden states (stored, or from the live teacher) is added, over the same
+positions as the KL: whisper-acft's loss for learning a short audio context.
 """
 from __future__ import annotations
 
@@ -82,10 +82,12 @@ def topk_kl(student_logp: torch.Tensor, teacher_ids: torch.Tensor,
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
                       labels: torch.Tensor, weights: LossWeights = LossWeights(),
                       stored: StoredTeacher | None = None,
-                      student_hidden: torch.Tensor | None = None) -> LossParts:
+                      student_hidden: torch.Tensor | None = None,
+                      teacher_hidden: torch.Tensor | None = None) -> LossParts:
     """Loss over the non-padding positions of `labels` ([batch, time]; logits [batch, time, vocab]).
 
-    The teacher is either live logits (`teacher_logits`) or `stored` targets."""
+    The teacher is either live logits (`teacher_logits`, and `teacher_hidden` for the MSE) or
+    `stored` targets."""
     if stored is not None:
         return _stored_loss(student_logits, labels, weights, stored, student_hidden)
     mask = labels != IGNORE_INDEX
@@ -102,7 +104,18 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     teacher_logp = F.log_softmax(teacher / t, dim=-1)
     kl = (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1).mean()
     total = weights.alpha_ce * ce + weights.alpha_kl * t * t * kl
-    return LossParts(total, ce.detach(), kl.detach(), n_tokens)
+    mse = None
+    if weights.alpha_mse > 0:
+        mse = _state_mse(student_hidden, None if teacher_hidden is None else teacher_hidden.detach(), mask)
+        total = total + weights.alpha_mse * mse
+    return LossParts(total, ce.detach(), kl.detach(), n_tokens,
+                     mse.detach() if mse is not None else None)
+
+
+def _state_mse(student_hidden, teacher_hidden, mask) -> torch.Tensor:
+    if student_hidden is None or teacher_hidden is None:
+        raise ValueError("alpha_mse needs the student's and the teacher's last decoder states")
+    return F.mse_loss(student_hidden[mask].float(), teacher_hidden[mask].float())
 
 
 def _stored_loss(student_logits, labels, weights: LossWeights, stored: StoredTeacher,
@@ -123,9 +136,7 @@ def _stored_loss(student_logits, labels, weights: LossWeights, stored: StoredTea
         total = total + weights.alpha_kl * t * t * kl
     mse = None
     if weights.alpha_mse > 0:
-        if stored.hidden is None or student_hidden is None:
-            raise ValueError("alpha_mse needs the student's and the stored teacher's hidden states")
-        mse = F.mse_loss(student_hidden[kd_mask].float(), stored.hidden[kd_mask].float())
+        mse = _state_mse(student_hidden, stored.hidden, kd_mask)
         total = total + weights.alpha_mse * mse
     return LossParts(total, ce.detach(), kl.detach(), n_tokens,
                      mse.detach() if mse is not None else None)

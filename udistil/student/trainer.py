@@ -201,10 +201,6 @@ class Trainer:
                 log.warning("no stored teacher targets in %s / %s: the teacher runs live at every "
                             "step (label with `udistil pseudo-label --targets-dir` to compute it once)",
                             self.config.train, self.config.dev)
-                if self.config.loss.alpha_mse > 0:
-                    log.warning("--alpha-mse %g is not applied: the decoder-state MSE reads the "
-                                "teacher's states from the store, and this run has none (the loss is "
-                                "CE + KL)", self.config.loss.alpha_mse)
             return False
         raise UdistilError(f"{self.config.train} / {self.config.dev}: {with_targets} of {total} cuts "
                            "carry stored teacher targets; label all of them in one stage-3 run")
@@ -302,9 +298,9 @@ class Trainer:
         features = features.to(device, non_blocking=True) if features is not None else None
         if self.forward is not None:
             with self._autocast():
-                student_logits, teacher_logits = self.forward(features, decoder_input_ids,
-                                                              batch["positions"])
-            return distillation_loss(student_logits, teacher_logits, labels, self.config.loss)
+                live = self.forward(features, decoder_input_ids, batch["positions"])
+            return distillation_loss(live.student_logits, live.teacher_logits, labels, self.config.loss,
+                                     student_hidden=live.student_hidden, teacher_hidden=live.teacher_hidden)
         states = batch.get("encoder_states")
         states = states.to(device, non_blocking=True) if states is not None else None
         with self._autocast():
@@ -409,6 +405,8 @@ class Trainer:
                 sums.update({"loss": float(parts.total.detach()) * parts.n_tokens, "ce": float(parts.ce) * parts.n_tokens,
                              "kl": float(parts.kl) * parts.n_tokens, "tokens": parts.n_tokens,
                              "cuts": len(batch["cut_ids"])})
+                if parts.mse is not None:
+                    sums["mse"] += float(parts.mse) * parts.n_tokens
             if not sync:
                 continue
             grad_norm = self._optimizer_step()
@@ -425,17 +423,20 @@ class Trainer:
 
     def _after_step(self, sums: Counter, grad_norm: float, progress) -> None:
         run = self.config.run
-        loss, ce, kl, tokens, cuts = self.env.all_sum(
-            [sums["loss"], sums["ce"], sums["kl"], sums["tokens"], sums["cuts"]])
+        loss, ce, kl, mse, tokens, cuts = self.env.all_sum(
+            [sums["loss"], sums["ce"], sums["kl"], sums["mse"], sums["tokens"], sums["cuts"]])
         if self.env.is_main and self.step % run.log_every == 0:
             tokens = max(tokens, 1)
             row = {"step": self.step, "epoch": self.epoch, "loss": loss / tokens, "ce": ce / tokens,
                    "kl": kl / tokens, "lr": self.last_lr, "grad_norm": grad_norm,
                    "tokens": int(tokens), "cuts": int(cuts)}
+            if self.config.loss.alpha_mse > 0:
+                row["mse"] = mse / tokens
             with open(self.exp / "log" / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
-            for key in ("loss", "ce", "kl", "lr", "grad_norm"):
-                self.writer.add_scalar(f"train/{key}", row[key], self.step)
+            for key in ("loss", "ce", "kl", "mse", "lr", "grad_norm"):
+                if key in row:
+                    self.writer.add_scalar(f"train/{key}", row[key], self.step)
             progress.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}")
         if run.valid_every and self.step % run.valid_every == 0:
             self._validate()
