@@ -1,13 +1,14 @@
 """WER of several decodes of the same clips, each beside a baseline with a paired bootstrap.
 
-    python benchmarks/paired_wer.py --baseline teacher=DIR [--language en] NAME=DIR ...
+    python benchmarks/paired_wer.py --baseline teacher=DIR [--language en] [--noise none] NAME=DIR ...
 
 Each DIR is a `udistil decode` output folder (its hyps.jsonl).  For every NAME the table
 gives its WER, the baseline's, their difference, and a 95 % interval of the difference from
 a paired bootstrap over clips (the same resampled clips score both models; WER pooled over
 words in every resample, as the corpus WER is).  Use it before calling a WER gap real: on a
 few hundred words one error moves the WER by a few tenths, and clips differ far more than
-that from one another.
+that from one another.  --noise KIND keeps the clips whose cut records that noise (the mini
+corpus's `noise` field: none, white or babble), read from the baseline DIR's cuts.jsonl.gz.
 """
 from __future__ import annotations
 
@@ -36,6 +37,17 @@ def per_clip_errors(decode_dir: Path, language: str | None) -> dict[str, tuple[i
     return {r["id"]: clip_errors(r["ref"], r["hyp"], r.get("lang")) for r in rows}
 
 
+def clips_with_noise(decode_dir: Path, kind: str) -> set[str]:
+    """Ids of the decoded cuts whose supervision records `kind` as its noise."""
+    from udistil.data.manifests import read_cuts
+
+    path = decode_dir / "cuts.jsonl.gz"
+    if not path.is_file():
+        raise SystemExit(f"{path}: missing; --noise reads each clip's noise from the decoded cuts")
+    return {c.id for c in read_cuts(path)
+            if c.supervisions and (c.supervisions[0].custom or {}).get("noise") == kind}
+
+
 def paired_interval(model: np.ndarray, baseline: np.ndarray, words: np.ndarray, reps: int,
                     seed: int) -> tuple[float, float]:
     """95 % bootstrap interval of WER(model) - WER(baseline), resampling clips."""
@@ -58,6 +70,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=True, type=parse_named, help="NAME=DECODE_DIR")
     parser.add_argument("--language", default=None, help="score only the clips of this language")
+    parser.add_argument("--noise", default=None,
+                        help="score only the clips whose cut records this noise (mini corpus: none, white, babble)")
     parser.add_argument("--reps", type=int, default=5000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("decodes", nargs="+", type=parse_named, help="NAME=DECODE_DIR")
@@ -65,11 +79,17 @@ def main(argv=None):
 
     base_name, base_dir = args.baseline
     base = per_clip_errors(base_dir, args.language)
+    if args.noise is not None:
+        kept = clips_with_noise(base_dir, args.noise)
+        base = {i: v for i, v in base.items() if i in kept}
+        if not base:
+            raise SystemExit(f"{base_dir}: no decoded clip records noise {args.noise!r}")
     ids = sorted(base)
     words = np.array([base[i][1] for i in ids])
     base_errors = np.array([base[i][0] for i in ids])
     base_wer = 100.0 * base_errors.sum() / words.sum()
-    print(f"# {len(ids)} clips, {words.sum()} reference words{', language ' + args.language if args.language else ''}; "
+    only = "".join(f", {what} {value}" for what, value in (("language", args.language), ("noise", args.noise)) if value)
+    print(f"# {len(ids)} clips, {words.sum()} reference words{only}; "
           f"one error = {100.0 / words.sum():.2f} WER; baseline {base_name} = {base_wer:.1f}")
     print("model\tWER\tminus baseline\t95% interval (paired bootstrap)")
     for name, decode_dir in args.decodes:
