@@ -85,15 +85,21 @@ def stored_batch(tiny_whisper_dir, cuts, teacher_id, temperature=2.0):
     return DistillDataset(processor.feature_extractor, labels, targets=targets, source="test")[cuts]
 
 
-def test_stored_targets_give_the_live_teachers_kl_and_ce(tiny_whisper_dir, labelled):
-    cuts = read_cuts(labelled["cuts"])
-    assert all(c.custom["kd_targets"]["rows"] >= 1 for c in cuts)
-    batch = stored_batch(tiny_whisper_dir, cuts, tiny_whisper_dir)
+def batch_teacher_and_student(tiny_whisper_dir, labelled):
+    """The labelled cuts' stored batch, the tiny teacher, and a student that differs from it."""
+    batch = stored_batch(tiny_whisper_dir, read_cuts(labelled["cuts"]), tiny_whisper_dir)
     teacher, _ = load(tiny_whisper_dir)
     student, _ = load(tiny_whisper_dir)
     with torch.no_grad():
-        for p in student.parameters():  # a student that differs from the teacher
+        for p in student.parameters():
             p.add_(torch.randn_like(p) * 0.05)
+    return batch, teacher, student
+
+
+def test_stored_targets_give_the_live_teachers_kl_and_ce(tiny_whisper_dir, labelled):
+    assert all(c.custom["kd_targets"]["rows"] >= 1 for c in read_cuts(labelled["cuts"]))
+    batch, teacher, student = batch_teacher_and_student(tiny_whisper_dir, labelled)
+    with torch.no_grad():
         live = teacher(input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"],
                        use_cache=False)
         s_logits = student(input_features=batch["input_features"],
@@ -124,13 +130,8 @@ def test_the_live_teacher_gives_the_stored_decoder_state_mse(tiny_whisper_dir, l
     teacher when a manifest has no store: the same loss on the same positions."""
     from udistil.student.forward import DistillForward, StudentForward
 
-    cuts = read_cuts(labelled["cuts"])
-    batch = stored_batch(tiny_whisper_dir, cuts, tiny_whisper_dir)
-    teacher, _ = load(tiny_whisper_dir)
-    student, _ = load(tiny_whisper_dir)
+    batch, teacher, student = batch_teacher_and_student(tiny_whisper_dir, labelled)
     with torch.no_grad():
-        for p in student.parameters():  # a student that differs from the teacher
-            p.add_(torch.randn_like(p) * 0.05)
         live = DistillForward(teacher, StudentForward(student, frozen_encoder=False),
                               frozen_encoder=False, share_encoder=False)
         out = live(batch["input_features"], batch["decoder_input_ids"])
