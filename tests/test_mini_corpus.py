@@ -9,8 +9,9 @@ import pytest
 import soundfile as sf
 
 from udistil.data.mini_corpus import (LANGUAGE_SHARE, LEADING_SILENCE, MAX_CLIP_SECONDS, TEST_VOICES,
-                                      TRAILING_SILENCE, TRAIN_VOICES,
-                                      language_counts, prepare_mini_corpus)
+                                      TRAILING_SILENCE, TRAIN_LANGUAGE_SHARE, TRAIN_VOICES,
+                                      language_counts, plan_corpus, prepare_mini_corpus, split_plans)
+from udistil.errors import UdistilError
 from udistil.tts.espeak import synthesize
 
 SPLITS = ("train", "dev", "test_clean", "test_noisy")
@@ -69,6 +70,45 @@ def test_every_split_has_all_languages_and_english_leads(corpus):
         assert langs.count("en") == max(langs.count(lang) for lang in LANGUAGE_SHARE)
     counts = language_counts(240)
     assert sum(counts.values()) == 240 and 96 <= counts["en"] <= 120
+    train_counts = language_counts(240, TRAIN_LANGUAGE_SHARE)
+    assert sum(train_counts.values()) == 240 and train_counts["en"] == 192
+
+
+def test_the_default_train_set_says_a_new_english_sentence_in_every_english_clip():
+    # Distinct English sentences are what the students learn from, so the default 240 cuts
+    # must not repeat one (the train-only sentences make the pool large enough).
+    train = plan_corpus(split_plans(240, 40, 40), seed=1234)["train"]
+    english = [u.text for u in train if u.language == "en"]
+    assert len(english) == 192 and len(set(english)) == 192
+    assert sum(u.language != "en" for u in train) == 48
+
+
+def write_sentence_lists(root, per_language=12, train_only=()):
+    root.mkdir(parents=True, exist_ok=True)
+    for lang in LANGUAGE_SHARE:
+        (root / f"{lang}.txt").write_text("".join(f"{lang} sentence {i}\n" for i in range(per_language)))
+    if train_only:
+        (root / "train_only").mkdir()
+        (root / "train_only" / "en.txt").write_text("".join(f"{s}\n" for s in train_only))
+    return root
+
+
+def test_train_only_sentences_reach_train_and_leave_dev_and_test_as_they_were(tmp_path):
+    plans = split_plans(40, 20, 20)
+    before = plan_corpus(plans, seed=5, sentences_dir=write_sentence_lists(tmp_path / "a"))
+    extra = [f"extra sentence {i}" for i in range(30)]
+    after = plan_corpus(plans, seed=5, sentences_dir=write_sentence_lists(tmp_path / "b", train_only=extra))
+    for split in ("dev", "test_clean", "test_noisy"):
+        assert after[split] == before[split], split
+        assert not {u.text for u in after[split]} & set(extra)
+    train_texts = {u.text for u in after["train"]}
+    assert train_texts & set(extra) and not {u.text for u in before["train"]} & set(extra)
+
+
+def test_a_train_only_sentence_that_is_also_partitioned_is_refused(tmp_path):
+    root = write_sentence_lists(tmp_path, train_only=["new one", "en sentence 3"])
+    with pytest.raises(UdistilError, match=r"train_only/en.txt: sentence 2 \('en sentence 3'\)"):
+        plan_corpus(split_plans(10, 5, 5), seed=1, sentences_dir=root)
 
 
 def test_clips_are_16k_short_and_match_their_manifest(corpus):
@@ -127,8 +167,6 @@ def test_cli_writes_the_manifests(tmp_path):
 
 
 def test_the_train_size_does_not_change_the_test_or_dev_clips():
-    from udistil.data.mini_corpus import plan_corpus, split_plans
-
     small = plan_corpus(split_plans(240, 40, 40), seed=1234)
     large = plan_corpus(split_plans(480, 40, 40), seed=1234)
     for split in ("dev", "test_clean", "test_noisy"):
