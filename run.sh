@@ -166,7 +166,13 @@ stage1() {
   local marker_opts=(corpus_prep="$corpus_prep" train_set="$train_set" dev_set="$dev_set"
     test_sets="$test_sets" manifest_prefix="$manifest_prefix")
   if [ "$corpus_prep" = mini ]; then
-    marker_opts+=(seed="$mini_seed" train="$mini_train_size" dev="$mini_dev_size" test="$mini_test_size")
+    # plan: what the package would draw (sentences, languages, voices, noise), so a corpus made
+    # by another version of the mini corpus is found stale, not silently kept.
+    local plan
+    plan=$(udistil prepare-mini-corpus --print-plan-fingerprint --seed "$mini_seed" \
+      --num-train "$mini_train_size" --num-dev "$mini_dev_size" --num-test "$mini_test_size")
+    marker_opts+=(seed="$mini_seed" train="$mini_train_size" dev="$mini_dev_size" test="$mini_test_size"
+      plan="$plan")
   else
     marker_opts+=(--input "$corpus_prep")
   fi

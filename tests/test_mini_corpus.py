@@ -174,3 +174,16 @@ def test_the_train_size_does_not_change_the_test_or_dev_clips():
     assert small["train"] != large["train"][:len(small["train"])]
     other_seed = plan_corpus(split_plans(240, 40, 40), seed=1235)
     assert other_seed["test_clean"] != small["test_clean"]
+
+
+def test_the_plan_fingerprint_follows_what_is_drawn(tmp_path, monkeypatch):
+    from udistil.data import mini_corpus
+
+    root = write_sentence_lists(tmp_path / "a")
+    fingerprint = mini_corpus.corpus_plan_fingerprint(20, 10, 10, seed=3, sentences_dir=root)
+    assert fingerprint == mini_corpus.corpus_plan_fingerprint(20, 10, 10, seed=3, sentences_dir=root)
+    assert fingerprint != mini_corpus.corpus_plan_fingerprint(20, 10, 10, seed=4, sentences_dir=root)
+    more = write_sentence_lists(tmp_path / "b", train_only=["a sentence for train only"])
+    assert fingerprint != mini_corpus.corpus_plan_fingerprint(20, 10, 10, seed=3, sentences_dir=more)
+    monkeypatch.setattr(mini_corpus, "TRAIN_LANGUAGE_SHARE", {"en": 0.45, "ar": 0.30, "sw": 0.25})
+    assert fingerprint != mini_corpus.corpus_plan_fingerprint(20, 10, 10, seed=3, sentences_dir=root)

@@ -66,6 +66,27 @@ def test_rerun_skips_finished_stages(recipe_run):
     assert (work / "exp/teacher/cuts_train.jsonl.gz").stat().st_mtime_ns == stamp
 
 
+def test_a_corpus_drawn_otherwise_stops_stage_1_until_redone(recipe_run):
+    work, cmd, env, first = recipe_run
+    assert first.returncode == 0
+    marker = work / "data/manifests/.done"
+    recorded = json.loads(marker.read_text())
+    manifests = {p.name: p.read_bytes() for p in (work / "data/manifests").glob("*.jsonl.gz")}
+    # As if the corpus had been drawn from other sentence lists or language shares.
+    marker.write_text(json.dumps(dict(recorded, options=dict(recorded["options"], plan="0" * 16))))
+    stopped = subprocess.run(cmd + ["--stage", "1", "--stop-stage", "1"], cwd=work, capture_output=True,
+                             text=True, env=env, timeout=600)
+    assert stopped.returncode != 0
+    assert "data/manifests/.done" in stopped.stderr and "plan '0000000000000000' -> " in stopped.stderr
+    redone = subprocess.run(cmd + ["--stage", "1", "--stop-stage", "2", "--redo-stale", "true"], cwd=work,
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert redone.returncode == 0, redone.stderr[-2000:]
+    assert json.loads(marker.read_text()) == recorded
+    # The same draw gives the same bytes, so stage 2 keeps the cuts made from them.
+    assert {p.name: p.read_bytes() for p in (work / "data/manifests").glob("*.jsonl.gz")} == manifests
+    assert "exists, skipping" in redone.stdout
+
+
 def test_bad_option_fails_fast(repo_root, tmp_path):
     out = subprocess.run([str(repo_root / "run.sh"), "--skip-install", "true", "--stgae", "3"],
                          cwd=tmp_path, capture_output=True, text=True)

@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     module.add_arguments(parser)
-    args = parser.parse_args(rest)
+    # An action whose positional list may be interleaved with flags (`check MARKER --redo-stale
+    # KEY=VALUE ...`) says so; plain parse_args stops filling a list at the first flag.
+    intermixed = getattr(module, "INTERMIXED_ARGUMENTS", False)
+    args = parser.parse_intermixed_args(rest) if intermixed else parser.parse_args(rest)
     setup_logging(args.verbose)
     try:
         result = module.run(args)

@@ -1,5 +1,5 @@
 """Stage 1 (mini): synthesise the offline ar/sw/en corpus with espeak-ng into lhotse manifests."""
-from udistil.data.mini_corpus import DEFAULT_SENTENCES_DIR, prepare_mini_corpus
+from udistil.data.mini_corpus import DEFAULT_SENTENCES_DIR, corpus_plan_fingerprint, prepare_mini_corpus
 
 
 def add_arguments(parser):
@@ -11,9 +11,16 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="same seed, same corpus (byte-identical manifests)")
     parser.add_argument("--sentences-dir", default=str(DEFAULT_SENTENCES_DIR), help="holds {ar,sw,en}.txt")
     parser.add_argument("--num-threads", type=int, default=4, help="parallel espeak-ng processes")
+    parser.add_argument("--print-plan-fingerprint", action="store_true",
+                        help="print a hash of what these options would draw (sentences, voices, noise) "
+                        "and exit without synthesising; stage 1's marker records it")
 
 
 def run(args):
+    if args.print_plan_fingerprint:
+        print(corpus_plan_fingerprint(num_train=args.num_train, num_dev=args.num_dev, num_test=args.num_test,
+                                      seed=args.seed, sentences_dir=args.sentences_dir))
+        return 0
     prepare_mini_corpus(args.out_dir, wav_dir=args.wav_dir, num_train=args.num_train,
                         num_dev=args.num_dev, num_test=args.num_test, seed=args.seed,
                         sentences_dir=args.sentences_dir, num_threads=args.num_threads)

@@ -1,5 +1,8 @@
 """Check or write a stage's .done marker with the fingerprint of its options (exit 0: current, 3: not done)."""
 
+# run.sh passes --redo-stale (and --input) before or among the KEY=VALUE options.
+INTERMIXED_ARGUMENTS = True
+
 
 def add_arguments(parser):
     parser.add_argument("action", choices=["check", "write"],

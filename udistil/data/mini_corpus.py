@@ -31,10 +31,12 @@ same seed gives byte-identical manifests (and wavs).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -302,6 +304,24 @@ def to_manifests(utt: Utterance, wav_path: Path, num_samples: int):
         custom={"voice": utt.voice, "speed": utt.speed, "pitch": utt.pitch,
                 "noise": utt.noise, "snr_db": utt.snr_db})
     return recording, supervision
+
+
+def corpus_plan_fingerprint(num_train: int = 240, num_dev: int = 40, num_test: int = 40, seed: int = 0,
+                            sentences_dir=DEFAULT_SENTENCES_DIR) -> str:
+    """A short hash of everything drawn for the corpus (every cut's sentence, voice, rate,
+    pitch and noise) and of the rendering settings.
+
+    Stage 1's marker records it, so a run directory whose corpus came from other sentence
+    lists, language shares or draws is found stale instead of silently kept.  Nothing is
+    synthesised: planning is cheap.
+    """
+    plans = split_plans(num_train, num_dev, num_test)
+    utterances = plan_corpus(plans, seed, sentences_dir)
+    drawn = {
+        "utterances": {name: [asdict(u) for u in utts] for name, utts in utterances.items()},
+        "rendering": [SAMPLE_RATE, MAX_CLIP_SECONDS, LEADING_SILENCE, TRAILING_SILENCE, BABBLE_TALKERS],
+    }
+    return hashlib.sha256(json.dumps(drawn, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
 def prepare_mini_corpus(out_dir, wav_dir=None, num_train: int = 240, num_dev: int = 40,
