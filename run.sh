@@ -16,6 +16,11 @@
 set -euo pipefail
 
 udistil_root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The defaults the package owns (decoding, distillation: udistil/student/config.py and
+# udistil/teacher/options.py), read from it so that stage 6 trains what `udistil distill`
+# trains by default and --help shows the package's values.
+declare -A default
+eval "$(PYTHONPATH="$udistil_root" python3 -m udistil.defaults)"
 
 # First stage to run.
 stage=0
@@ -26,9 +31,9 @@ nj=2
 # Teacher: hub id, local transformers dir, or packaged:whisper-base / packaged:whisper-tiny.en.
 teacher=packaged:whisper-base
 # Batch size for teacher decoding.
-batch_size=8
+batch_size=${default[decode.batch_size]}
 # Beam size for teacher decoding (1 = greedy).
-beam=1
+beam=${default[decode.beam]}
 # Stage 1: "mini" synthesises the embedded corpus; otherwise a script run as
 # `bash $corpus_prep data/manifests` (with train_set, dev_set, test_sets exported) that writes
 # data/manifests/${manifest_prefix}_{recordings,supervisions}_<set>.jsonl.gz for every set.
@@ -50,12 +55,8 @@ mini_test_size=40
 # Mini corpus: random seed.
 mini_seed=1234
 # Stage 4: label-free filters to score (fusion and, with references, oracle_wer always follow).
-# consistency (a second decoding, ~0.7x stage 3), pesq (espeak renderings: AUROC below chance
-# on the mini dev set) and proxy_wer cost more than they earn here; add them back by name
-# (the egs/ recipes for real speech keep proxy_wer, with the paper's proxy).  proxy_wer took
-# 82 s of the default run's 115 s stage 4 and scores English only (the packaged proxy is
-# whisper-tiny.en): English AUROC 0.877 on dev and 0.872 on the pool, against confidence's
-# 1.000 and 0.923 (exp/report*/filter_quality.md).
+# consistency, pesq and proxy_wer cost more than they earn on the mini corpus (docs/filters.md);
+# add them back by name (the egs/ recipes for real speech keep proxy_wer, with the paper's proxy).
 filters="confidence entropy nll nll_sum worst_window tail_nll entropy_window word_nll language_confidence hallucination"
 # Stage 4: proxy ASR for proxy_wer (the paper: facebook/seamless-m4t-v2-large).
 proxy=packaged:whisper-tiny.en
@@ -66,9 +67,7 @@ select_thresholds=""
 # Stage 6: students as encoder-decoder layer counts kept from the teacher (e.g. "32-16 16-16").
 # The default keeps the teacher's whole encoder (frozen: training is decoder-only, from a cache
 # of its outputs) and 3 of its 6 decoder layers: 3/4 of the teacher's layers, the paper's largest
-# student ratio.  With whisper-base, dropping any decoder layer breaks the model at
-# initialisation (~100 WER), and on the mini corpus 6-3 relearns faster than distil-whisper's
-# 2-layer decoder (see RESULTS.md and the README's measured figures).
+# student ratio (docs/training.md says why).
 students="6-3"
 # Stage 6: the students' audio context: clip (the clip plus a margin; several times faster on
 # short clips, learnt by distillation from the full-context teacher) or full (Whisper's 30 s).
@@ -78,38 +77,34 @@ train_filters="none fusion oracle_wer"
 # Stage 7: also decode each student's untrained initialisation (RESULTS.md then shows what
 # training changed); a full decode of the test sets per student shape.
 decode_init=true
-# Stage 6: epochs per student over its selected set ("" with distill_steps set: steps instead).
-distill_epochs=6
+# Stage 6 (distillation): every default below is `udistil distill`'s, chosen on dev as
+# docs/experiments.md records.
+
+# Stage 6: epochs per student over its selected set.
+distill_epochs=${default[optim.num_epochs]}
 # Stage 6: optimiser steps per student, overriding distill_epochs when set.
-distill_steps=""
+distill_steps=${default[optim.max_steps]}
 # Stage 6: batch size (cuts) for distillation.
-distill_batch_size=8
-# Stage 6: dev cuts for the (label-free) dev loss; a dev pass is costly on a CPU ("" = all).
-distill_dev_cuts=16
-# Stage 6: peak learning rate.  Chosen on the mini dev set's (label-free) distillation loss
-# for the default 6-3 student at 6 epochs: 1e-4 1.844, 2e-4 1.808, 5e-4 2.158, 1e-3 2.470
-# (README "Measured here").
-distill_lr=2e-4
-# Stage 6: warm-up steps, and steps between dev losses (the best student by dev loss is kept).
-distill_warmup=10
-distill_valid_every=30
-# Stage 6: loss weights and temperature: alpha_ce * CE + alpha_kl * T^2 * KL (distil-whisper's).
-alpha_ce=0.8
-alpha_kl=1.0
-temperature=2.0
-# Stage 6: weight of the MSE between the student's last decoder state and the teacher's, stored
-# by stage 3 (0 = off).  The state fixes the teacher's whole next-token distribution, where the
-# stored top-64 at T = 2 holds about 15 % of its mass on English.  Chosen on a larger draw of
-# the mini dev set (benchmarks/larger_test.sh --split dev, 90 English clips; README "Measured
-# here"): the 6-3 student's WER 56.2 without it, 51.7 at 1 (0.05 to 5 all lower than 0 on the
-# 28 clean clips among them).
-alpha_mse=1.0
-# Stage 6: extra options for `udistil distill` (e.g. "--freeze-encoder --schedule cosine").
-# The default freezes the decoder's token embedding (tied to the 51865-way output projection):
-# the largest gradient and optimizer state of a 2-layer decoder, and little to learn from a
-# few hundred clips.
-distill_opts="--freeze-embeddings"
-# GPUs and clusters (README "GPUs and clusters"; the CUDA path has not yet run on a GPU).
+distill_batch_size=${default[data.batch_size]}
+# Stage 6: dev cuts for the (label-free) dev loss; a dev pass is costly on a CPU (0 = all).
+distill_dev_cuts=${default[run.max_dev_cuts]}
+# Stage 6: peak learning rate.
+distill_lr=${default[optim.lr]}
+# Stage 6: warm-up steps.
+distill_warmup=${default[optim.warmup_steps]}
+# Stage 6: steps between dev losses (the best student by dev loss is kept).
+distill_valid_every=${default[run.valid_every]}
+# Stage 6: weight of the pseudo-label CE in alpha_ce * CE + alpha_kl * T^2 * KL + alpha_mse * MSE.
+alpha_ce=${default[loss.alpha_ce]}
+# Stage 6: weight of the KL to the teacher.
+alpha_kl=${default[loss.alpha_kl]}
+# Stages 3 and 6: temperature of the stored teacher distributions and of the KL.
+temperature=${default[loss.temperature]}
+# Stage 6: weight of the MSE between the student's and the teacher's last decoder states (0 = off).
+alpha_mse=${default[loss.alpha_mse]}
+# Stage 6: extra options for `udistil distill` (e.g. "--train-embeddings --schedule cosine").
+distill_opts=""
+# GPUs and clusters (docs/clusters.md; the CUDA path has not yet run on a GPU).
 # Stages 3, 4, 6 and 7: where models run: auto (cuda when a GPU is visible, else cpu), cpu or cuda.
 device=auto
 # Stages 3, 4 and 7: model precision: auto (float16 on cuda, float32 on cpu), float32, float16, bfloat16.
@@ -356,8 +351,8 @@ stage6() {
           ${distill_steps:+--max-steps $distill_steps} --lr "$distill_lr" \
           --warmup-steps "$distill_warmup" --valid-every "$distill_valid_every" \
           --encoder-cache exp/encoder_cache \
-          --checkpoint-every 20 --alpha-ce "$alpha_ce" --alpha-kl "$alpha_kl" --alpha-mse "$alpha_mse" \
-          --temperature "$temperature" ${distill_dev_cuts:+--max-dev-cuts $distill_dev_cuts} \
+          --alpha-ce "$alpha_ce" --alpha-kl "$alpha_kl" --alpha-mse "$alpha_mse" \
+          --temperature "$temperature" --max-dev-cuts "${distill_dev_cuts:-0}" \
           --device "$device" --resume $distill_opts
     done
   done

@@ -40,7 +40,8 @@ from udistil.data.manifests import read_cuts, supervision
 from udistil.evaluate.scoring import utterance_wer
 from udistil.filters.base import cut_language, teacher_field, teacher_text
 from udistil.filters.fusion_calibration import oriented_column
-from udistil.report.filter_quality import BAD_WER, auroc, evaluate_filter
+from udistil.evaluate.scoring import BAD_WER
+from udistil.report.filter_quality import auroc, evaluate_filter
 from udistil.teacher.transcriber import DecodeOptions, Transcriber
 
 # Signal -> True when higher means a worse pseudo-label.

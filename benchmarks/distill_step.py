@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
     teacher, processor = load_whisper(teacher_dir)
     teacher = teacher.float().eval().requires_grad_(False)
     cuts = list(read_cuts(args.cuts))
-    weights = LossWeights()
+    weights = LossWeights(alpha_mse=0.0)  # KL + CE: the step cost compared across paths
     n_batches = args.steps + 1
     results = {"batch_size": args.batch_size, "steps": args.steps, "threads": torch.get_num_threads(),
                "shapes": {}}

@@ -65,3 +65,16 @@ def whisper_base_ct2_dir(whisper_base_dir, tmp_path_factory) -> Path:
 
     return export_ctranslate2(str(whisper_base_dir), tmp_path_factory.mktemp("ct2") / "whisper-base-int8",
                               quantization="int8")
+
+
+def generate_text(model_dir, samples, language="en", max_new_tokens=5) -> str:
+    """The text `model.generate()` gives for `samples` with the directory's own processor: what
+    `transformers.pipeline` must reproduce when the directory is a complete checkpoint (the
+    right weights, tokenizer, feature extractor and generation config)."""
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    processor = WhisperProcessor.from_pretrained(str(model_dir))
+    model = WhisperForConditionalGeneration.from_pretrained(str(model_dir)).eval()
+    features = processor(samples, sampling_rate=16000, return_tensors="pt").input_features
+    ids = model.generate(features, language=language, task="transcribe", max_new_tokens=max_new_tokens)
+    return processor.batch_decode(ids, skip_special_tokens=True)[0]

@@ -23,6 +23,7 @@ from udistil.student.data import IGNORE_INDEX, DistillDataset, LabelEncoder, spr
 from udistil.student.forward import DistillForward, StudentForward, encoders_identical, two_model_forward
 from udistil.student.init import make_student
 from udistil.student.loss import LossWeights, distillation_loss
+from conftest import generate_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,7 +124,7 @@ def test_loss_equals_hand_computation(tiny_whisper_dir, student_dir, corpus):
     with torch.no_grad():
         s_logits, t_logits = two_model_forward(teacher, student, batch["input_features"],
                                                batch["decoder_input_ids"])
-    weights = LossWeights(alpha_ce=0.7, alpha_kl=1.3, temperature=3.0)
+    weights = LossWeights(alpha_ce=0.7, alpha_kl=1.3, temperature=3.0, alpha_mse=0.0)
     parts = distillation_loss(s_logits, t_logits, batch["labels"], weights)
 
     def log_softmax(row):  # log p_v = x_v - log sum_u exp(x_u), max-shifted, in float64
@@ -161,10 +162,11 @@ def test_shared_encoder_gives_the_two_model_loss(tiny_whisper_dir, student_dir, 
     features, inputs, labels = batch["input_features"], batch["decoder_input_ids"], batch["labels"]
     shared = DistillForward(teacher, StudentForward(student, frozen_encoder=True),
                             frozen_encoder=True, share_encoder=True)
+    plain = LossWeights(alpha_mse=0.0)  # KL + CE: what the two paths must agree on
     with torch.no_grad():
         out = shared(features, inputs)
-        loss_shared = distillation_loss(out.student_logits, out.teacher_logits, labels).total
-        loss_full = distillation_loss(*two_model_forward(teacher, student, features, inputs), labels).total
+        loss_shared = distillation_loss(out.student_logits, out.teacher_logits, labels, plain).total
+        loss_full = distillation_loss(*two_model_forward(teacher, student, features, inputs), labels, plain).total
     assert torch.allclose(loss_shared, loss_full, rtol=1e-6, atol=1e-6)
     # Sharing is only allowed when the encoders really are the same.
     with torch.no_grad():
@@ -233,9 +235,10 @@ def test_exported_best_student_loads_in_pipeline(uninterrupted, speak):
     assert info["dev_loss"] == pytest.approx(summary["best_dev_loss"])
     asr = pipeline("automatic-speech-recognition", model=str(best), device="cpu")
     assert asr.model.config.decoder_layers == 1
-    out = asr(speak("good evening"), generate_kwargs={"language": "en", "task": "transcribe",
-                                                     "max_new_tokens": 5})
-    assert isinstance(out["text"], str)
+    audio = speak("good evening")
+    out = asr(audio, generate_kwargs={"language": "en", "task": "transcribe", "max_new_tokens": 5})
+    # The trained student's own greedy text: the pipeline loaded these weights and this tokenizer.
+    assert out["text"] == generate_text(best, audio, max_new_tokens=5)
 
 
 def test_torchrun_two_process_gloo(tiny_whisper_dir, student_dir, corpus, tmp_path):

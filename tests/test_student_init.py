@@ -6,6 +6,7 @@ import torch
 
 from udistil.errors import UdistilError
 from udistil.student.init import choose_layers, make_student, parse_layer_ids, spread_layer_ids
+from conftest import generate_text
 
 
 def test_spread_layer_ids_follows_distil_whisper():
@@ -85,9 +86,12 @@ def test_make_student_cli_output_loads_in_pipeline(teacher_4x4, tmp_path, speak)
                  "--decoder-layer-ids", "0,3", "--out", str(out)]) == 0
     asr = pipeline("automatic-speech-recognition", model=str(out), device="cpu")
     assert asr.model.config.encoder_layers == 2 and asr.model.config.decoder_layers == 2
-    result = asr(speak("hello there"), generate_kwargs={"language": "en", "task": "transcribe",
-                                                         "max_new_tokens": 5})
-    assert isinstance(result["text"], str)
+    audio = speak("hello there")
+    result = asr(audio, generate_kwargs={"language": "en", "task": "transcribe", "max_new_tokens": 5})
+    # The student's own greedy text (its kept layers, the teacher's tokenizer), and not the
+    # teacher's: the pipeline runs the two-layer student, not the four-layer model it came from.
+    assert result["text"] == generate_text(out, audio, max_new_tokens=5)
+    assert result["text"] != generate_text(teacher_4x4, audio, max_new_tokens=5)
     # Bad layer choices are a one-line user error, not a traceback.
     assert main(["make-student", "--teacher", str(teacher_4x4), "--encoder-layers", "9",
                  "--out", str(tmp_path / "bad")]) == 1

@@ -3,12 +3,18 @@
 Runs as one process, or under `torchrun --nproc_per_node N` for DDP (NCCL on GPUs, one
 GPU per process, cuda:LOCAL_RANK; gloo on CPUs).
 The best student by dev loss is exported to EXP/best (a transformers directory).
+Every default below is the one stage 6 of run.sh trains with (udistil/student/config.py).
 """
 from __future__ import annotations
+
+import json
 
 
 def add_arguments(parser):
     from udistil.models.device import add_device_arguments
+    from udistil.student.config import DataOptions, LossWeights, OptimOptions, RunOptions
+
+    data_defaults, optim_defaults, run_defaults, loss_defaults = DataOptions(), OptimOptions(), RunOptions(), LossWeights()
 
     io = parser.add_argument_group("models and data")
     io.add_argument("--teacher", required=True, help="teacher: hub id, local dir or packaged:NAME")
@@ -19,46 +25,46 @@ def add_arguments(parser):
     io.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --exp")
 
     data = parser.add_argument_group("batches")
-    data.add_argument("--batch-size", type=int, default=8, help="cuts per batch")
-    data.add_argument("--max-duration", type=float, default=None,
+    data.add_argument("--batch-size", type=int, default=data_defaults.batch_size, help="cuts per batch")
+    data.add_argument("--max-duration", type=float, default=data_defaults.max_duration,
                       help="also cap the seconds of speech per batch")
-    data.add_argument("--num-buckets", type=int, default=10)
-    data.add_argument("--num-workers", type=int, default=None,
+    data.add_argument("--num-buckets", type=int, default=data_defaults.num_buckets)
+    data.add_argument("--num-workers", type=int, default=data_defaults.num_workers,
                       help="data loader workers (default 2 on GPU, 0 on CPU)")
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--lr", type=float, default=1e-4)
-    optim.add_argument("--weight-decay", type=float, default=0.0)
-    optim.add_argument("--average-decay", type=float, default=0.0,
+    optim.add_argument("--lr", type=float, default=optim_defaults.lr, help="peak learning rate")
+    optim.add_argument("--weight-decay", type=float, default=optim_defaults.weight_decay)
+    optim.add_argument("--average-decay", type=float, default=optim_defaults.average_decay,
                        help="keep an exponential moving average of the trained weights with this decay "
                        "(e.g. 0.99: about the last 100 steps); the dev loss and the exported best/ use "
                        "it (icefall's averaged model); 0 = off")
-    optim.add_argument("--dropout", type=float, default=0.0,
+    optim.add_argument("--dropout", type=float, default=optim_defaults.dropout,
                        help="dropout in the student's decoder while training (residual, attention and "
                        "feed-forward; whisper's own configs have 0); the exported model is unchanged")
-    optim.add_argument("--warmup-steps", type=int, default=50)
-    optim.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="linear")
-    optim.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
-    optim.add_argument("--max-grad-norm", type=float, default=1.0)
-    optim.add_argument("--num-epochs", type=int, default=10)
-    optim.add_argument("--max-steps", type=int, default=None,
+    optim.add_argument("--warmup-steps", type=int, default=optim_defaults.warmup_steps)
+    optim.add_argument("--schedule", choices=("linear", "cosine", "constant"), default=optim_defaults.schedule)
+    optim.add_argument("--grad-accum", type=int, default=optim_defaults.grad_accum, help="batches per optimizer step")
+    optim.add_argument("--max-grad-norm", type=float, default=optim_defaults.max_grad_norm)
+    optim.add_argument("--num-epochs", type=int, default=optim_defaults.num_epochs)
+    optim.add_argument("--max-steps", type=int, default=optim_defaults.max_steps,
                        help="optimizer steps (overrides --num-epochs)")
 
     loss = parser.add_argument_group("loss: alpha_ce*CE + alpha_kl*T^2*KL(teacher||student)")
-    loss.add_argument("--alpha-ce", type=float, default=0.8)
-    loss.add_argument("--alpha-kl", type=float, default=1.0)
-    loss.add_argument("--temperature", type=float, default=2.0,
+    loss.add_argument("--alpha-ce", type=float, default=loss_defaults.alpha_ce)
+    loss.add_argument("--alpha-kl", type=float, default=loss_defaults.alpha_kl)
+    loss.add_argument("--temperature", type=float, default=loss_defaults.temperature,
                       help="must equal the temperature the stored teacher targets were made at")
-    loss.add_argument("--alpha-mse", type=float, default=0.0,
+    loss.add_argument("--alpha-mse", type=float, default=loss_defaults.alpha_mse,
                       help="weight of the MSE between student and stored teacher decoder states "
                            "(whisper-acft's loss for a short audio context; 0 = off)")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--seed", type=int, default=42)
+    run.add_argument("--seed", type=int, default=run_defaults.seed)
     add_device_arguments(run, dtype=False,
                          device_help="auto: cuda when a GPU is visible (cuda:LOCAL_RANK under torchrun), "
                          "else cpu; the weights stay float32, --precision sets the autocast")
-    run.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    run.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=run_defaults.precision,
                      help="autocast precision: auto = bf16 (or fp16) on GPU, fp32 on CPU")
     enc = run.add_mutually_exclusive_group()
     enc.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true", default=None,
@@ -71,19 +77,25 @@ def add_arguments(parser):
                      help="a frozen student encoder's outputs are stored here once per cut (and "
                           "shared by every student with the same encoder and audio context); "
                           "training is then decoder-only")
-    run.add_argument("--freeze-embeddings", action="store_true",
+    emb = run.add_mutually_exclusive_group()
+    emb.add_argument("--freeze-embeddings", dest="freeze_embeddings", action="store_true",
+                     default=run_defaults.freeze_embeddings,
                      help="do not train the decoder's token embedding (tied to the 51865-way output "
                           "projection) nor its position embedding: a much cheaper step for a small decoder")
-    run.add_argument("--checkpoint-every", type=int, default=100, help="optimizer steps")
-    run.add_argument("--keep-checkpoints", type=int, default=2)
+    emb.add_argument("--train-embeddings", dest="freeze_embeddings", action="store_false",
+                     help="train the decoder's token and position embeddings too")
+    run.add_argument("--checkpoint-every", type=int, default=run_defaults.checkpoint_every, help="optimizer steps")
+    run.add_argument("--keep-checkpoints", type=int, default=run_defaults.keep_checkpoints)
     run.add_argument("--export-every-epoch", action="store_true",
                      help="also export the student after each epoch to EXP/epochs/epoch-NNN (with its dev "
                           "loss), to decode a learning curve (benchmarks/learning_curve.sh)")
-    run.add_argument("--valid-every", type=int, default=100, help="optimizer steps between dev losses")
-    run.add_argument("--max-dev-cuts", type=int, default=None,
+    run.add_argument("--valid-every", type=int, default=run_defaults.valid_every, help="optimizer steps between dev losses")
+    run.add_argument("--max-dev-cuts", type=int, default=run_defaults.max_dev_cuts,
                      help="use only N dev cuts, taken at even intervals over the dev manifest, for the "
-                     "dev loss (a dev pass is costly on a CPU)")
-    run.add_argument("--log-every", type=int, default=1)
+                     "dev loss (a dev pass is costly on a CPU); 0 = all")
+    run.add_argument("--log-every", type=int, default=run_defaults.log_every)
+    run.add_argument("--print-config", action="store_true",
+                     help="print the resolved configuration (JSON) and exit without training")
     run.add_argument("--stop-after-steps", type=int, default=None,
                      help="checkpoint and exit after this step (e.g. to fit a job time limit); "
                           "the LR schedule still spans the whole run; continue with --resume")
@@ -106,7 +118,7 @@ def run(args):
         run=RunOptions(seed=args.seed, device=args.device, precision=args.precision,
                        checkpoint_every=args.checkpoint_every,
                        keep_checkpoints=args.keep_checkpoints, export_every_epoch=args.export_every_epoch,
-                       valid_every=args.valid_every, max_dev_cuts=args.max_dev_cuts,
+                       valid_every=args.valid_every, max_dev_cuts=args.max_dev_cuts or None,
                        log_every=args.log_every, freeze_encoder=args.freeze_encoder,
                        share_encoder=args.share_encoder, stop_after_steps=args.stop_after_steps,
                        encoder_cache=args.encoder_cache, freeze_embeddings=args.freeze_embeddings,
@@ -114,4 +126,7 @@ def run(args):
         loss=LossWeights(alpha_ce=args.alpha_ce, alpha_kl=args.alpha_kl, temperature=args.temperature,
                          alpha_mse=args.alpha_mse),
     )
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=1, sort_keys=True))
+        return
     train(config)

@@ -5,7 +5,7 @@ def add_arguments(parser):
     parser.add_argument("--exp", required=True, help="experiment directory (exp/teacher, exp/student_*)")
     parser.add_argument("--out", default=None, help="output file (default: RESULTS.md beside --exp)")
     parser.add_argument("--refs", action="store_true",
-                        help="kept for the DESIGN.md contract: references are detected from the decodes "
+                        help="kept for the docs/design.md contract: references are detected from the decodes "
                              "(sets without them show '-')")
     parser.add_argument("--command", default=None,
                         help="command line to record (default: $UDISTIL_RUN_COMMAND, else this command)")

@@ -12,8 +12,8 @@ import numpy as np
 from lhotse.cut import Cut
 
 from udistil.errors import BadAudioError
+from udistil.models.audio_context import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 MAX_DURATION = 30.0
 # RMS below this (about -70 dBFS) is digital silence; real room tone sits far above it.
 SILENCE_RMS = 3e-4

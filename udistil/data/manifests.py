@@ -1,4 +1,4 @@
-"""Reading and writing lhotse CutSets under the data contract (DESIGN.md).
+"""Reading and writing lhotse CutSets under the data contract (docs/design.md).
 
 Every manifest is written to a temporary name in the same directory and renamed, so a
 killed process never leaves a half-written file where a finished one is expected.

@@ -21,7 +21,7 @@ Splits and what keeps them honest:
 - every split holds all three languages.  Dev and test are ~45% English: whisper-base only
   does well on English synthetic speech, so that is where the filters have good and bad
   labels to separate.  Train is ~80% English, each English clip with its own sentence where
-  the pool allows: a student learns from distinct English sentences (README "Measured here":
+  the pool allows: a student learns from distinct English sentences (docs/experiments.md:
   its dev WER falls with every increase from 28 to 192 of them), and the Arabic and Swahili
   pseudo-labels, which whisper-base gets wrong, are still there for the filters to reject.
 
@@ -47,10 +47,10 @@ from lhotse.audio import AudioSource
 from udistil.data.source_manifests import manifest_path, write_manifest_deterministic
 from udistil.errors import UdistilError
 from udistil.tts.espeak import synthesize
+from udistil.models.audio_context import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 CORPUS_PREFIX = "mini"
 DEFAULT_SENTENCES_DIR = Path(__file__).resolve().parents[2] / "local" / "sentences"
 

@@ -1,4 +1,4 @@
-"""Stage 7: decode a CutSet with any Whisper model and score it (DESIGN.md decode folder).
+"""Stage 7: decode a CutSet with any Whisper model and score it (docs/design.md decode folder).
 
 Decoding reuses the stage-3 machinery (same batching, packing, resumability), writing the
 labelled cuts to DIR/cuts.jsonl.gz, then turns them into DIR/hyps.jsonl and DIR/wer.json.

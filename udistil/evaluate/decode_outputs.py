@@ -1,4 +1,4 @@
-"""The decode output folder of DESIGN.md (`udistil decode --out DIR`).
+"""The decode output folder of docs/design.md (`udistil decode --out DIR`).
 
 DIR/hyps.jsonl   one {"id", "lang", "ref", "hyp"} a line, raw (un-normalised) text
 DIR/per_utt.txt  Kaldi-style alignment of the normalised text, four lines per utterance:

@@ -138,6 +138,11 @@ def score_pairs(refs: Sequence[str], hyps: Sequence[str], languages: Sequence[st
     return result
 
 
+# A pseudo-label is bad when its true WER exceeds this: the paper's threshold, used by the
+# supervised baseline (oracle_wer), fusion's calibration target and the filter report.
+BAD_WER = 80.0
+
+
 def utterance_wer(ref: str, hyp: str, language: str | None) -> float:
     """WER (percent) of one utterance after normalisation, for the proxy/oracle WER filters.
 

@@ -1,7 +1,7 @@
 """The one interface every quality filter implements.
 
 A filter reads stage-3 cuts (pseudo-label and per-token statistics in
-`supervision.custom`, DESIGN.md) and produces one number per cut, or None with a reason
+`supervision.custom`, docs/design.md) and produces one number per cut, or None with a reason
 when it cannot score that cut.  The runner (`udistil.filters.runner`) batches, shards,
 resumes and writes the number to `supervision.custom[<name>]`; filters never touch files.
 

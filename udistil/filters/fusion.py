@@ -53,14 +53,10 @@ from scipy.stats import rankdata, spearmanr
 
 from udistil.errors import UdistilError
 from udistil.filters.base import Filter, Score, cut_language, teacher_field, worse_is_higher
+from udistil.filters.fusion_calibration import DEFAULT_COMPONENTS, apply_calibration, read_calibration
 
 logger = logging.getLogger(__name__)
 
-# Used when no components are given, when present in the set.  chars_per_second has no
-# single direction (too slow is as bad as too fast), so it is not a default component.
-DEFAULT_COMPONENTS = ("proxy_wer", "consistency", "nll_sum", "nll", "confidence", "entropy",
-                      "worst_window", "tail_nll", "entropy_window", "word_nll", "language_confidence",
-                      "hallucination", "pesq", "sonar_sim")
 WER_LIKE = ("proxy_wer", "consistency")
 WER_CAP = 100.0
 FAMILIES = {"confidence": "teacher", "entropy": "teacher", "nll": "teacher", "nll_sum": "teacher",
@@ -142,7 +138,6 @@ class Fusion(Filter):
 
     def __init__(self, components: list[str] | None = None, language_prior: float = 0.5,
                  calibration: str | None = None):
-        from udistil.filters.fusion_calibration import read_calibration
 
         self.requested = list(components) if components else None
         if not 0.0 <= language_prior <= 1.0:
@@ -221,7 +216,6 @@ class Fusion(Filter):
         return [Score.null("no component score for this cut") if v is None else Score(v) for v in fused]
 
     def score_calibrated(self, cuts):
-        from udistil.filters.fusion_calibration import apply_calibration
 
         if self.requested:
             raise UdistilError("--components and --calibration exclude each other: the calibration "

@@ -38,11 +38,16 @@ import numpy as np
 
 from udistil.data.manifests import read_cuts, supervision, write_json_atomic
 from udistil.errors import UdistilError
+from udistil.evaluate.scoring import BAD_WER, utterance_wer
 from udistil.filters.base import cut_language, teacher_field, teacher_text, worse_is_higher
 
 logger = logging.getLogger(__name__)
 
-BAD_WER = 80.0
+# Used when no components are given, when present in the set.  chars_per_second has no
+# single direction (too slow is as bad as too fast), so it is not a default component.
+DEFAULT_COMPONENTS = ("proxy_wer", "consistency", "nll_sum", "nll", "confidence", "entropy",
+                      "worst_window", "tail_nll", "entropy_window", "word_nll", "language_confidence",
+                      "hallucination", "pesq", "sonar_sim")
 POOLED = "*"
 QUANTILES = 201
 # Fewer good (or bad) dev clips than this in a language: its own fit is noise; use the pooled one.
@@ -231,8 +236,6 @@ def fit_block(cuts, true_bad: np.ndarray, components: list[str],
 
 def fit_fusion(dev_path, out_path, components: list[str] | None = None) -> dict:
     """Fit the calibration on a labelled, scored dev CutSet and write it as JSON."""
-    from udistil.evaluate.scoring import utterance_wer
-    from udistil.filters.fusion import DEFAULT_COMPONENTS
     from udistil.filters import filter_class
 
     cuts = [c for c in read_cuts(dev_path)

@@ -1,7 +1,7 @@
 """`nll` and `nll_sum`: negative log-likelihood of the pseudo-label (higher = worse).
 
 By default the likelihood is the teacher's own, read from stage 3's per-token
-log-probabilities (no second pass): `nll` is the mean per token (DESIGN.md), `nll_sum` the
+log-probabilities (no second pass): `nll` is the mean per token (docs/design.md), `nll_sum` the
 total, which grows with long hallucinated outputs that the per-token mean hides.
 
 With `nll_lm` (any transformers causal-LM directory or hub id, e.g. AceGPT for Arabic on a

@@ -9,7 +9,7 @@ from __future__ import annotations
 from udistil.data.manifests import supervision
 from udistil.errors import UdistilError
 from udistil.evaluate.normalize import normalizer_for
-from udistil.evaluate.scoring import utterance_wer
+from udistil.evaluate.scoring import BAD_WER, utterance_wer
 from udistil.filters.base import Filter, Score, cut_language, teacher_field, teacher_text
 
 
@@ -22,7 +22,7 @@ class OracleWer(Filter):
     higher_is_worse = True
     label_free = False
     needs = ("teacher", "reference")
-    default_threshold = 80.0
+    default_threshold = BAD_WER
     batch_size = 1024
 
     def check_set(self, cuts, path) -> None:

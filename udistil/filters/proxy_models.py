@@ -19,10 +19,10 @@ from pathlib import Path
 
 
 from udistil.errors import UdistilError
+from udistil.models.audio_context import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 
 # ISO 639-1 -> the 639-3 code SeamlessM4T and MMS use (standard Arabic is "arb", Swahili "swh").
 _ISO639_3 = {

@@ -16,8 +16,8 @@ import soundfile as sf
 
 from udistil.errors import UdistilError
 from udistil.tts.espeak import espeak_binary, resample, synthesize
+from udistil.models.audio_context import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 XTTS_MODEL = "tts_models/multilingual/multi-dataset/xtts_v2"
 # Languages XTTS-v2 speaks (its model card); note: no Swahili.
 XTTS_LANGUAGES = {"en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn",

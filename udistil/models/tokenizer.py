@@ -18,21 +18,14 @@ import base64
 import logging
 from pathlib import Path
 
+from udistil.data.languages import WHISPER_LANGUAGES as WHISPER_LANGUAGE_NAMES
 from udistil.errors import UdistilError
 
 log = logging.getLogger(__name__)
 
-# Whisper's language order (openai-whisper tokenizer.LANGUAGES); token ids depend on it.
-# Cantonese ("yue") came with large-v3 and is not part of the 99 in base / tiny.
-WHISPER_LANGUAGES = (
-    "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar", "sv",
-    "it", "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no",
-    "th", "ur", "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr",
-    "az", "sl", "kn", "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw",
-    "gl", "mr", "pa", "si", "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu",
-    "am", "yi", "lo", "uz", "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl",
-    "mg", "as", "tt", "haw", "ln", "ha", "ba", "jw", "su",
-)
+# Whisper's language order, on which the language tokens' ids depend: the 99 of the v1/v2
+# checkpoints (base, tiny), in udistil/data/languages.py, the one list of them.
+WHISPER_LANGUAGES = tuple(WHISPER_LANGUAGE_NAMES)
 TASKS = ("translate", "transcribe")
 N_TIMESTAMPS = 1501  # <|0.00|> ... <|30.00|> in 20 ms steps
 

@@ -34,14 +34,13 @@ from scipy.stats import rankdata, spearmanr
 
 from udistil.data.manifests import read_cuts, supervision, write_json_atomic, write_text_atomic
 from udistil.errors import UdistilError
-from udistil.evaluate.scoring import score_pairs, utterance_wer
+from udistil.evaluate.scoring import BAD_WER, score_pairs, utterance_wer
 from udistil.filters import FILTERS, filter_class
 from udistil.filters.base import cut_language, teacher_field, teacher_text, worse_is_higher
 from udistil.select.selection import kept_by_fraction, kept_by_threshold
 
 logger = logging.getLogger(__name__)
 
-BAD_WER = 80.0
 # The report's markdown, in the output directory (RESULTS.md includes it from there).
 MARKDOWN_NAME = "filter_quality.md"
 ALL = "all"

@@ -4,7 +4,7 @@
 the kept cuts and returns a stats dict (also logged as one line: kept / total, hours).
 The training text is the pseudo-label, `supervision.custom["teacher_text"]`, which is what
 the student reads (udistil.student.data); `supervision.text` stays the ground truth (or
-empty), as DESIGN.md's data contract says, so a selected set can still be evaluated.
+empty), as docs/design.md's data contract says, so a selected set can still be evaluated.
 
 Rules, shared with the filter-quality report so both select the same cuts:
   * threshold: keep score <= X for higher-is-worse filters, score >= X otherwise

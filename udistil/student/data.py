@@ -34,7 +34,7 @@ import torch
 
 from udistil.data.audio import load_cut_audio
 from udistil.data.manifests import supervision
-from udistil.models.audio_context import FULL_POSITIONS, log_mel
+from udistil.models.audio_context import FULL_POSITIONS, SAMPLE_RATE, log_mel
 from udistil.errors import BadAudioError, UdistilError
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class DistillDataset(torch.utils.data.Dataset):
 
 
 def cut_num_samples(cut) -> int:
-    return int(round(cut.duration * 16000))
+    return int(round(cut.duration * SAMPLE_RATE))
 
 
 def pad_labels(sequences: list[list[int]], pad_id: int) -> dict:

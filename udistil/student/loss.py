@@ -30,15 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from udistil.student.config import LossWeights  # noqa: F401 (re-exported: the loss's weights)
 from udistil.student.data import IGNORE_INDEX
-
-
-@dataclass
-class LossWeights:
-    alpha_ce: float = 0.8
-    alpha_kl: float = 1.0
-    temperature: float = 2.0
-    alpha_mse: float = 0.0
 
 
 @dataclass
@@ -80,7 +73,7 @@ def topk_kl(student_logp: torch.Tensor, teacher_ids: torch.Tensor,
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
-                      labels: torch.Tensor, weights: LossWeights = LossWeights(),
+                      labels: torch.Tensor, weights: LossWeights,
                       stored: StoredTeacher | None = None,
                       student_hidden: torch.Tensor | None = None,
                       teacher_hidden: torch.Tensor | None = None) -> LossParts:

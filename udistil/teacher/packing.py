@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from udistil.teacher.token_rules import TokenRules
+from udistil.models.audio_context import SAMPLE_RATE
 
 WINDOW_SECONDS = 30.0
-SAMPLE_RATE = 16000
 
 
 @dataclass

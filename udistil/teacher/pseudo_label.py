@@ -1,4 +1,4 @@
-"""Stage 3: label a CutSet with the teacher, keeping per-token statistics (DESIGN.md).
+"""Stage 3: label a CutSet with the teacher, keeping per-token statistics (docs/design.md).
 
 Adds to each supervision's `custom`: teacher_text, teacher_tokens, teacher_logprobs,
 teacher_entropy (per token), plus teacher_language (forced or detected), teacher_stop

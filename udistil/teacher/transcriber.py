@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -26,40 +25,12 @@ from udistil.models.audio_context import AudioContext, encode as encode_context,
 from udistil.teacher.beam import beam_decode
 from udistil.teacher.greedy import STOP_END, DecodeRequest, DecodeResult, detect_languages, greedy_decode
 from udistil.teacher.packing import SAMPLE_RATE, assign_segments, pack_clips, parse_segments
+from udistil.teacher.options import MAX_NEW_TOKENS, MAX_TARGET_TOKENS, DecodeOptions  # noqa: F401 (re-exported)
 from udistil.teacher.token_rules import TokenRules
 
 logger = logging.getLogger(__name__)
 
-MAX_TARGET_TOKENS = 448
-# The decoder's positions less the longest prompt (start, language, task, no-timestamps).
-MAX_NEW_TOKENS = MAX_TARGET_TOKENS - 4
 
-
-@dataclass
-class DecodeOptions:
-    batch_size: int = 8
-    beam: int = 1
-    # Pack several clips per 30 s window (greedy only).  Off by default: a packed clip's
-    # label and statistics depend on its neighbours (and evaluation must not).
-    pack: bool = False
-    pack_gap: float = 1.0
-    pack_max_clips: int = 8
-    # Token budget per clip: base + rate * seconds.  Real speech rarely exceeds ~4 tokens/s
-    # in English and ~8 in Arabic (byte-level BPE); a hallucination blows through it.
-    budget_base: int = 16
-    budget_per_second: float = 12.0
-    detect_loops: bool = True
-    # Keep per-token log-probs and entropies (the data contract); off only for benchmarks.
-    token_stats: bool = True
-    # Keep the teacher's distillation targets (kd_targets.TargetSpec); they need each clip
-    # decoded alone, so asking for them turns packing off.
-    targets: object = None
-
-    def token_budget(self, seconds: float, rate_share: float = 1.0) -> int:
-        """New tokens allowed for `seconds` of audio (at `rate_share` of the per-second rate),
-        within what the decoder's positions leave after the prompt."""
-        per_second = self.budget_per_second * rate_share
-        return min(MAX_NEW_TOKENS, int(math.ceil(self.budget_base + per_second * seconds)))
 
 
 @dataclass

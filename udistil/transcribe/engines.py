@@ -26,10 +26,10 @@ import numpy as np
 
 from udistil.errors import UdistilError
 from udistil.teacher.transcriber import MAX_TARGET_TOKENS, DecodeOptions, balanced_batches
+from udistil.models.audio_context import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 
 
 # CTranslate2 generates at most half of max_length tokens (its Whisper keeps the original

@@ -30,8 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from udistil.models.audio_context import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 FRAME = 160  # 10 ms
 
 

@@ -16,8 +16,8 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from udistil.errors import UdistilError
+from udistil.models.audio_context import SAMPLE_RATE
 
-TARGET_RATE = 16000
 # espeak-ng voice names ("en", "en-gb", "en+f3", "mb-en1"); anything else could be an option.
 VOICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+\-]*")
 
@@ -29,7 +29,7 @@ def espeak_binary() -> str:
     return exe
 
 
-def resample(samples: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarray:
+def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
     if rate == target:
         return samples.astype(np.float32)
     g = gcd(rate, target)
