@@ -105,7 +105,7 @@ def test_stored_targets_give_the_live_teachers_kl_and_ce(tiny_whisper_dir, label
         s_logits = student(input_features=batch["input_features"],
                            decoder_input_ids=batch["decoder_input_ids"], use_cache=False).logits
     stored = StoredTeacher(batch["kd_ids"], batch["kd_logprobs"], batch["kd_mask"], batch["kd_hidden"])
-    weights = LossWeights(alpha_ce=0.8, alpha_kl=1.0, temperature=2.0)
+    weights = LossWeights(alpha_ce=0.8, alpha_kl=1.0, temperature=2.0, alpha_mse=0.0)
     parts = distillation_loss(s_logits, None, batch["labels"], weights, stored=stored)
 
     mask, labels = batch["kd_mask"], batch["labels"]
