@@ -15,7 +15,8 @@
 # skipped when re-run; a killed stage resumes without redoing finished shards.
 set -euo pipefail
 
-udistil_root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Internal variables are declared (not plain NAME=VALUE lines), so --help does not list them as options.
+declare -r udistil_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # The defaults the package owns (decoding, distillation: udistil/student/config.py and
 # udistil/teacher/options.py), read from it so that stage 6 trains what `udistil distill`
 # trains by default and --help shows the package's values.
@@ -121,7 +122,8 @@ redo_stale=false
 # Skip tools/install.sh (when you manage the environment yourself).
 skip_install=false
 
-run_command="$0 $*"
+# The command RESULTS.md records: the recipe's, as typed, when a recipe under egs/ called this.
+declare run_command="${UDISTIL_RECIPE_COMMAND:-$(printf '%q ' "$0" "$@")}"
 . "$udistil_root/utils/parse_options.sh"
 
 log() { echo -e "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }

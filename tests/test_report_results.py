@@ -207,3 +207,16 @@ def test_corrupt_wer_json_names_the_file(exp_tree, tmp_path, capsys):
     assert main(["report", "--exp", str(exp), "--out", str(tmp_path / "RESULTS.md")]) == 1
     assert str(bad) in capsys.readouterr().err
     assert not (tmp_path / "RESULTS.md").exists()  # nothing half-written
+
+
+def test_the_recorded_command_names_no_path_of_the_machine(repo_root, tmp_path):
+    """RESULTS.md's command reruns from any clone: a recipe called by its absolute path is
+    written relative to the run directory inside the checkout, else to the checkout."""
+    from udistil.report.results import run_command
+
+    recipe = repo_root / "egs" / "swahili" / "run.sh"
+    typed = f"{recipe} --alffa-dir /data/alffa --stage 8"
+    assert run_command(typed, cwd=repo_root / "egs" / "swahili") == "./run.sh --alffa-dir /data/alffa --stage 8"
+    assert run_command(typed, cwd=repo_root / "egs" / "swahili" / "exp") == "../run.sh --alffa-dir /data/alffa --stage 8"
+    assert run_command(typed, cwd=tmp_path) == "egs/swahili/run.sh --alffa-dir /data/alffa --stage 8"
+    assert run_command("./run.sh --nj 4", cwd=tmp_path) == "./run.sh --nj 4"

@@ -6,21 +6,11 @@
 # Unknown flags are an error, so a typo never silently runs the default.
 
 __po_script=${0}
+. "$(dirname "${BASH_SOURCE[0]}")/option_help.sh"
 __po_help() {
   echo "usage: $__po_script [--option value]..."
   echo "options (current value):"
-  local line name prev=""
-  while IFS= read -r line; do
-    if [[ $line =~ ^([a-z_][a-z0-9_]*)= ]]; then
-      name=${BASH_REMATCH[1]}
-      printf "  --%-22s %-28s %s\n" "${name//_/-}" "${!name-}" "$prev"
-      prev=""
-    elif [[ $line =~ ^#\ (.*) ]]; then
-      prev=${BASH_REMATCH[1]}
-    else
-      prev=""
-    fi
-  done < <(sed -n '1,/parse_options.sh/p' "$__po_script")
+  option_help "$__po_script"
 }
 
 while [ $# -gt 0 ]; do

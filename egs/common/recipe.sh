@@ -16,27 +16,19 @@ recipe_dir=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
 udistil_root=$(cd "$recipe_dir/../.." && pwd)
 pipeline_conf=${pipeline_conf:-$recipe_dir/conf/pipeline.conf}
 
+. "$udistil_root/utils/option_help.sh"
 recipe_help() {
   echo "Recipe options ($recipe_dir):"
-  local name prev="" line
-  while IFS= read -r line; do
-    if [[ $line =~ ^([a-z_][a-z0-9_]*)= ]]; then
-      name=${BASH_REMATCH[1]}
-      if [[ " $recipe_options " == *" $name "* ]]; then
-        printf "  --%-22s %-28s %s\n" "${name//_/-}" "${!name-}" "$prev"
-      fi
-      prev=""
-    elif [[ $line =~ ^#\ (.*) ]]; then
-      prev=${BASH_REMATCH[1]}
-    else
-      prev=""
-    fi
-  done < "$recipe_dir/run.sh"
+  option_help "$recipe_dir/run.sh" $recipe_options
   echo "  (settings from $pipeline_conf are passed first; any option below overrides them)"
   echo
   echo "Pipeline options ($udistil_root/run.sh):"
   "$udistil_root/run.sh" --help | tail -n +2
 }
+
+# RESULTS.md records the command as the user typed it in the recipe's directory (not the
+# generic run.sh's absolute path and the options this file adds), so it reruns anywhere.
+UDISTIL_RECIPE_COMMAND=$(printf '%q ' "$0" "$@"); export UDISTIL_RECIPE_COMMAND=${UDISTIL_RECIPE_COMMAND% }
 
 # Split "$@" into the recipe's options (assigned here) and the pipeline's (kept in order).
 pipeline_args=()

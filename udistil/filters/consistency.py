@@ -23,7 +23,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from udistil.errors import UdistilError
-from udistil.evaluate.scoring import utterance_wer
+from udistil.evaluate.scoring import BAD_WER, utterance_wer
 from udistil.filters.base import Filter, Score, cut_language, teacher_field, teacher_text
 
 PERTURBATIONS = ("speed", "noise", "beam")
@@ -46,7 +46,7 @@ class Consistency(Filter):
     name = "consistency"
     higher_is_worse = True
     needs = ("audio", "teacher", "model")
-    default_threshold = 80.0
+    default_threshold = BAD_WER
     batch_size = 32
 
     def __init__(self, model: str | None = None, perturb: str = "speed", speed_factor: float = 1.1,

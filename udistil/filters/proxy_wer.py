@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from udistil.evaluate.scoring import utterance_wer
+from udistil.evaluate.scoring import BAD_WER, utterance_wer
 from udistil.filters.base import Filter, Score, cut_language, teacher_field, teacher_text
 
 DEFAULT_PROXY = "packaged:whisper-tiny.en"
@@ -20,7 +20,7 @@ class ProxyWer(Filter):
     higher_is_worse = True
     needs = ("audio", "teacher", "model")
     # The paper's rule: drop pseudo-labels whose proxy WER exceeds 80.
-    default_threshold = 80.0
+    default_threshold = BAD_WER
     batch_size = 32
 
     def __init__(self, proxy: str = DEFAULT_PROXY, proxy_languages: list[str] | None = None,

@@ -277,9 +277,23 @@ def machine_description() -> str:
             f"threads, GPU {gpu}; Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def run_command(command: str | None) -> str:
-    """The command to record: --command, else $UDISTIL_RUN_COMMAND (run.sh sets it), else argv."""
-    return command or os.environ.get(COMMAND_ENV) or shlex.join(sys.argv)
+def run_command(command: str | None, cwd: Path | None = None) -> str:
+    """The command to record: --command, else $UDISTIL_RUN_COMMAND (run.sh sets it), else argv.
+
+    Its program (run.sh or a recipe's) is written relative to the directory the run was made
+    in when that lies inside the checkout (`./run.sh`, `../run.sh` from egs/ammi/ar), else
+    relative to the checkout (`egs/mgb2/run.sh`): no path of the machine it ran on, so the
+    command reruns from any clone."""
+    words = shlex.split(command or os.environ.get(COMMAND_ENV) or shlex.join(sys.argv))
+    if words and os.path.isabs(words[0]):
+        program, checkout = Path(words[0]).resolve(), udistil_checkout()
+        cwd = (cwd or Path.cwd()).resolve()
+        if program.is_relative_to(checkout) and cwd.is_relative_to(checkout):
+            relative = os.path.relpath(program, cwd)
+            words[0] = relative if relative.startswith(".") else f"./{relative}"
+        elif program.is_relative_to(checkout):
+            words[0] = os.path.relpath(program, checkout)
+    return shlex.join(words)
 
 
 # ---------------------------------------------------------------- rendering
