@@ -62,7 +62,7 @@ filters="confidence entropy nll nll_sum worst_window tail_nll entropy_window wor
 # Stage 4: proxy ASR for proxy_wer (the paper: facebook/seamless-m4t-v2-large).
 proxy=packaged:whisper-tiny.en
 # Stage 5: fraction kept by filters that have no natural threshold (nll_sum, sonar_sim, word_nll, ...).
-select_keep_fraction=0.5
+select_keep_fraction=${default[select.fallback_keep_fraction]}
 # Stage 5: per-filter thresholds overriding the filters' defaults, e.g. "oracle_wer:80 proxy_wer:80".
 select_thresholds=""
 # Stage 6: students as encoder-decoder layer counts kept from the teacher (e.g. "32-16 16-16").

@@ -1,6 +1,6 @@
 """The package's defaults, printed for the shell: `python3 -m udistil.defaults`.
 
-run.sh reads its stage-6 (distillation) and decoding option defaults from here, so what
+run.sh reads its decoding, selection and distillation option defaults from here, so what
 stage 6 trains is what `udistil distill` trains with no options, and `./run.sh --help` shows
 the same values as `udistil distill --help` and `udistil decode --help`.  Each line is a bash
 associative-array assignment, `default[GROUP.FIELD]=VALUE`, for run.sh to `eval`.
@@ -14,6 +14,7 @@ import shlex
 from dataclasses import fields
 
 from udistil.student.config import DataOptions, LossWeights, OptimOptions, RunOptions
+from udistil.select.options import FALLBACK_KEEP_FRACTION
 from udistil.teacher.options import DecodeOptions
 
 GROUPS = {"data": DataOptions, "optim": OptimOptions, "run": RunOptions, "loss": LossWeights,
@@ -37,6 +38,7 @@ def defaults() -> dict[str, str]:
             value = getattr(instance, f.name)
             if value is None or isinstance(value, (bool, int, float, str)):
                 table[f"{group}.{f.name}"] = shell_value(value)
+    table["select.fallback_keep_fraction"] = shell_value(FALLBACK_KEEP_FRACTION)
     return table
 
 

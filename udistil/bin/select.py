@@ -1,4 +1,5 @@
 """Stage 5: keep the cuts a filter trusts (threshold or top fraction); pseudo-label = training text."""
+from udistil.select.options import FALLBACK_KEEP_FRACTION
 
 
 def add_arguments(parser):
@@ -15,7 +16,7 @@ def add_arguments(parser):
     parser.add_argument("--keep-null", action="store_true", help="keep cuts the filter could not score")
     parser.add_argument("--thresholds", default="",
                         help="with --filters: per-filter thresholds, e.g. 'oracle_wer:80 proxy_wer:80'")
-    parser.add_argument("--fallback-keep-fraction", type=float, default=0.5,
+    parser.add_argument("--fallback-keep-fraction", type=float, default=FALLBACK_KEEP_FRACTION,
                         help="with --filters: the kept fraction of filters with no default threshold")
     parser.add_argument("--in", dest="in_path", required=True, help="scored CutSet (stage 4)")
     parser.add_argument("--out", help="output CutSet, e.g. data/select/proxy_wer/cuts.jsonl.gz (with --filter)")

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from udistil.errors import UdistilError
+from udistil.student.config import LossWeights
 
 INFO_KEY = "kd_targets"
 ARRAYS = ("kd_topk_ids", "kd_topk_logprobs", "kd_decoder_hidden")
@@ -44,7 +45,7 @@ STORE_INFO = "store.json"
 @dataclass(frozen=True)
 class TargetSpec:
     topk: int = 64
-    temperature: float = 2.0
+    temperature: float = LossWeights.temperature  # the distillation's: the KL is taken at it
     keep_hidden: bool = True
 
     def rows(self, logits: torch.Tensor, hidden: torch.Tensor) -> list[tuple]:
