@@ -70,6 +70,14 @@ class Filter:
         return f"{self.name} ({direction}; {'label-free' if self.label_free else 'needs references'})"
 
 
+class AudioModelFilter(Filter):
+    """A filter that runs a model on each clip's audio beside the teacher's label (proxy_wer,
+    consistency, pesq, sonar_sim): run.sh shards it like stage 3, and it loads audio in
+    batches of this size."""
+    needs = ("audio", "teacher", "model")
+    batch_size = 16
+
+
 def teacher_field(cut: Cut, key: str):
     """A stage-3 value from supervision.custom (None when absent)."""
     return (supervision(cut).custom or {}).get(key)

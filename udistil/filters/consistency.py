@@ -24,7 +24,7 @@ from scipy.signal import resample_poly
 
 from udistil.errors import UdistilError
 from udistil.evaluate.scoring import BAD_WER, utterance_wer
-from udistil.filters.base import Filter, Score, cut_language, teacher_field, teacher_text
+from udistil.filters.base import AudioModelFilter, Score, cut_language, teacher_field, teacher_text
 
 PERTURBATIONS = ("speed", "noise", "beam")
 
@@ -42,10 +42,9 @@ def add_noise(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
     return (audio + noise).astype(np.float32)
 
 
-class Consistency(Filter):
+class Consistency(AudioModelFilter):
     name = "consistency"
     higher_is_worse = True
-    needs = ("audio", "teacher", "model")
     default_threshold = BAD_WER
     batch_size = 32
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from udistil.errors import UdistilError
-from udistil.filters.base import Filter, Score, cut_language, teacher_text
+from udistil.filters.base import AudioModelFilter, Score, cut_language, teacher_text
 from udistil.filters.tts_render import SAMPLE_RATE, make_renderer
 
 # No speaker produces an "excellent" score below this; PESQ's floor (wb) is about 1.04.
@@ -49,12 +49,10 @@ def pesq_wb(reference: np.ndarray, degraded: np.ndarray) -> Score:
         return Score.null(f"PESQ failed: {type(e).__name__}: {e}")
 
 
-class PesqScore(Filter):
+class PesqScore(AudioModelFilter):
     name = "pesq"
     higher_is_worse = False
-    needs = ("audio", "teacher", "model")
     default_threshold = DEFAULT_THRESHOLD
-    batch_size = 16
 
     def __init__(self, tts: str = "espeak", device: str = "cpu"):
         self.renderer = make_renderer(tts, device)

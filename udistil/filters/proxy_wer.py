@@ -10,15 +10,14 @@ from __future__ import annotations
 from collections import defaultdict
 
 from udistil.evaluate.scoring import BAD_WER, utterance_wer
-from udistil.filters.base import Filter, Score, cut_language, teacher_field, teacher_text
+from udistil.filters.base import AudioModelFilter, Score, cut_language, teacher_field, teacher_text
 
 DEFAULT_PROXY = "packaged:whisper-tiny.en"
 
 
-class ProxyWer(Filter):
+class ProxyWer(AudioModelFilter):
     name = "proxy_wer"
     higher_is_worse = True
-    needs = ("audio", "teacher", "model")
     # The paper's rule: drop pseudo-labels whose proxy WER exceeds 80.
     default_threshold = BAD_WER
     batch_size = 32

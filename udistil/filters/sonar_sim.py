@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from udistil.errors import UdistilError
-from udistil.filters.base import Filter, Score, cut_language, teacher_text
+from udistil.filters.base import AudioModelFilter, Score, cut_language, teacher_text
 from udistil.filters.proxy_models import iso639_3
 
 # SONAR speech encoders published with sonar-space (model cards), by ISO 639-3.
@@ -47,13 +47,11 @@ def import_sonar():
     return SpeechToEmbeddingModelPipeline, TextToEmbeddingModelPipeline
 
 
-class SonarSimilarity(Filter):
+class SonarSimilarity(AudioModelFilter):
     name = "sonar_sim"
     higher_is_worse = False
-    needs = ("audio", "teacher", "model")
     # No threshold is given by the paper for its own data; select by --keep-fraction.
     default_threshold = None
-    batch_size = 16
 
     def __init__(self, device: str = "cpu", dtype: str | None = None):
         import torch
