@@ -344,11 +344,11 @@ submit_each() {
   mkdir -p "$dir/log"
   for line in "${lines[@]}"; do
     n=$((n + 1)); log=${line%%$'\t'*}
-    printf '#!/usr/bin/env bash\nexec %s\n' "${line#*$'\t'}" > "$dir/job.$n.sh"
+    printf '#!/usr/bin/env bash\nexec %s\n' "${line#*$'\t'}" > "$dir/$name.$n.sh"
     mkdir -p "$(dirname "$log")"
-    ln -sfn "$PWD/$log" "$dir/log/job.$n.log"
+    ln -sfn "$PWD/$log" "$dir/log/$name.$n.log"
   done
-  "$@" JOB=1:$n "$dir/log/job.JOB.log" bash "$dir/job.JOB.sh"
+  "$@" JOB=1:$n "$dir/log/$name.JOB.log" bash "$dir/$name.JOB.sh"
 }
 # job_line LOG WORDS...: one line for submit_each.
 job_line() { local log=$1; shift; printf '%s\t%s\n' "$log" "$(printf '%q ' "$@")"; }
@@ -446,7 +446,7 @@ stage8() {
     [ -s exp/scores/cuts_$set.jsonl.gz ] || continue
     $misc_cmd exp/log/filter_report_$set.log \
       udistil filter-report --skip-unlabelled --in exp/scores/cuts_$set.jsonl.gz --out "$out" \
-        --teacher-logs "exp/teacher/*/shards/*.stats.json"
+        --teacher-logs "exp/teacher/*/shards/*.stats.json" < /dev/null
   done < <(udistil report --exp exp --filter-report-dirs)
   $misc_cmd exp/log/report.log udistil report --exp exp --out RESULTS.md --command "$run_command"
   udistil summarize-decodes exp/teacher/decode_* $(ls -d exp/student_*/decode_* 2>/dev/null)
