@@ -111,11 +111,10 @@ distill_opts=""
 device=auto
 # Stages 3, 4 and 7: model precision: auto (float16 on cuda, float32 on cpu), float32, float16, bfloat16.
 dtype=auto
-# Stages 3, 4 and 7: GPUs each job asks the job runner for ("" = conf/jobs.conf's; locally, N
-# visible GPUs of its own, none when no GPU is visible; --device cpu: none).
+# Locally a job gets N visible GPUs of its own (none visible: ignored); --device cpu asks for none.
+# Stages 3, 4 and 7: GPUs each job asks the job runner for ("" = conf/jobs.conf's).
 decode_gpus=""
-# Stage 6: GPUs per node for each student ("" = conf/jobs.conf's); above 1, torchrun starts one
-# process per GPU.
+# Stage 6: GPUs per node for each student ("" = conf/jobs.conf's); above 1, torchrun, one process per GPU.
 distill_gpus=""
 # Stage 6: nodes per student; above 1, utils/torchrun_slurm.sh starts torchrun on each (cmd_backend=slurm).
 distill_nodes=1
@@ -148,7 +147,7 @@ done
 mkdir -p exp/log
 redo_opt=""; [ "$redo_stale" = true ] && redo_opt="--redo-stale"
 # Where models run (the same for every stage that runs one), and the job runner's GPU request
-# for the decoding stages (nothing is asked for by default, so a CPU run is unchanged).
+# (a runner that sees no GPU ignores it, so a CPU run is unchanged).
 device_opts=(--device "$device" --dtype "$dtype")
 # The model stages' GPU request: conf/jobs.conf's unless --decode-gpus says otherwise; none
 # with --device cpu.  (Threads are not passed: each job takes its allocation's, cmd.sh.)
