@@ -277,25 +277,35 @@ def test_slurm_dry_run_asks_every_model_stage_for_a_gpu_and_the_conf_resources(r
         assert "--num-threads" not in script.read_text()
 
 
-def test_every_model_job_gets_its_own_gpu_on_a_fake_four_gpu_machine(repo_root, tiny_whisper_dir, tmp_path):
+def test_every_model_job_gets_its_own_gpu_on_a_fake_four_gpu_machine(repo_root, tiny_whisper_dir, speak, tmp_path):
     """Stage 3 with --nj 8 and no GPU option on a machine that shows four GPUs (a stub
     nvidia-smi, CUDA_VISIBLE_DEVICES=0,1,2,3; the jobs then run on the CPU, as torch finds no
     driver): every job gets exactly one GPU, and no GPU runs two jobs at once."""
+    from lhotse import MonoCut, Recording, SupervisionSegment
+
+    from udistil.data.manifests import write_cuts
+
+    work = tmp_path / "work"
+    # Stage 3's inputs as stages 0-2 leave them: the teacher and 8 train and 8 dev cuts.
+    shutil.copytree(tiny_whisper_dir, work / "exp/models/teacher")
+    for part in ("train", "dev"):
+        cuts = []
+        for i in range(8):
+            wav = work / "wav" / f"{part}{i}.wav"
+            wav.parent.mkdir(parents=True, exist_ok=True)
+            speak(f"number {i} of the {part} set", voice="en", path=wav)
+            rec = Recording.from_file(wav, recording_id=f"{part}{i}")
+            sup = SupervisionSegment(id=rec.id, recording_id=rec.id, start=0, duration=rec.duration, language="en")
+            cuts.append(MonoCut(id=rec.id, start=0, duration=rec.duration, channel=0, recording=rec, supervisions=[sup]))
+        write_cuts(cuts, work / f"data/cuts_{part}.jsonl.gz")
     stub = tmp_path / "bin"
     stub.mkdir()
     (stub / "nvidia-smi").write_text("#!/bin/sh\nfor i in 0 1 2 3; do echo \"GPU $i: Fake GPU (UUID: GPU-$i)\"; done\n")
     (stub / "nvidia-smi").chmod(0o755)
     env = dict(os.environ, HF_HUB_OFFLINE="1", PATH=f"{stub}:{os.environ['PATH']}",
                CUDA_VISIBLE_DEVICES="0,1,2,3", max_local_jobs="8", local_cores="8")
-    work = tmp_path / "work"
-    work.mkdir()
-    base = [str(repo_root / "run.sh"), "--skip-install", "true", "--teacher", str(tiny_whisper_dir),
-            "--mini-train-size", "8", "--mini-dev-size", "8", "--mini-test-size", "1"]
-    prep = subprocess.run(base + ["--nj", "1", "--stop-stage", "2"], cwd=work, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert prep.returncode == 0, prep.stdout[-2000:] + prep.stderr[-2000:]
-    out = subprocess.run(base + ["--nj", "8", "--stage", "3", "--stop-stage", "3"], cwd=work, env=env,
-                         capture_output=True, text=True, timeout=900)
+    out = subprocess.run([str(repo_root / "run.sh"), "--skip-install", "true", "--nj", "8", "--stage", "3",
+                          "--stop-stage", "3"], cwd=work, env=env, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     jobs = runner_logs(sorted(work.glob("exp/teacher/*/log/pseudo_label.*.log")))
     assert len(jobs) == 16
