@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One command that checks the GPU path on a machine with CUDA GPUs (about 5-8 minutes on one
-# GPU), and prints one table:
+# One command that checks the GPU path on a machine with CUDA GPUs (sized for at most 8 minutes on one
+# GPU; not yet run on one), and prints one table:
 #   (a) the tests marked `gpu` (trainer device placement, bf16/fp16 autocast, GradScaler,
 #       float16 decoding on the GPU);
 #   (b) 200 mini-corpus clips labelled by whisper-base (stage 3's `udistil pseudo-label`) in
@@ -86,8 +86,8 @@ wall[cpu_float32]=$(label cpu_float32 cpu float32)
 wall[${device}_$half]=$(label "${device}_$half" "$device" "$half")
 wall[${device}_float32]=$(label "${device}_float32" "$device" float32 train --targets-dir "$out/labels/targets")
 label "${device}_float32" "$device" float32 dev --targets-dir "$out/labels/targets" > /dev/null
-for name in "${device}_$half" "${device}_float32" cpu_float32; do
-  row "(b) labels $name" "$(python - "$out" "$name" "${wall[$name]}" <<'EOF'
+agreement() {  # agreement NAME WALL_S: one table cell for a labelling run
+  python - "$out" "$1" "$2" <<'EOF'
 import sys
 from udistil.data.manifests import read_cuts
 
@@ -99,7 +99,9 @@ audio = sum(c.duration for c in cuts)
 print(f"{same}/{len(cuts)} texts equal the CPU float32 labels ({100 * same / len(cuts):.1f} %); "
       f"{audio:.0f} s of audio in {wall:.1f} s = {audio / wall:.1f} audio-s/s (model load included)")
 EOF
-)")
+}
+for name in "${device}_$half" "${device}_float32" cpu_float32; do
+  row "(b) labels $name" "$(agreement "$name" "${wall[$name]}")"
 done
 
 # (c) a 6-3 student, 30 steps, autocast, 2 loader workers, the encoder cache, torchrun.
@@ -116,8 +118,8 @@ torchrun --standalone --nnodes 1 --nproc_per_node "$procs" --no-python \
     --precision "$precision" --encoder-cache "$out/encoder_cache" --device "$device" > "$out/log/distill.log" 2>&1 \
   || { tail -n 20 "$out/log/distill.log" >&2; row "(c) training" "FAILED: see $out/log/distill.log"; }
 train_wall=$(python -c "import time; print(f'{time.time() - $start:.1f}')")
-if [ -s "$out/student/training_summary.json" ]; then
-  row "(c) training" "$(python - "$out/student/training_summary.json" "$train_wall" "$precision" <<'EOF'
+training_cell() {  # training_cell SUMMARY WALL_S PRECISION
+  python - "$@" <<'EOF'
 import json, sys
 
 s = json.load(open(sys.argv[1]))
@@ -126,7 +128,9 @@ print(f"{s['steps']} steps on {s['world_size']} x {s['device']} (precision {sys.
       f"best dev loss {s['best_dev_loss']:.3f}; encoder cache: {cache.get('computed')} computed, "
       f"{cache.get('loaded')} loaded; {s['wall_s']:.0f} s training, {float(sys.argv[2]):.0f} s with start-up")
 EOF
-)")
+}
+if [ -s "$out/student/training_summary.json" ]; then
+  row "(c) training" "$(training_cell "$out/student/training_summary.json" "$train_wall" "$precision")"
 fi
 
 row "total" "$((SECONDS - t0)) s on $gpus GPU(s) ($gpu_name)$([ "$dry" = true ] && echo '; CPU dry run: plumbing only, no GPU figure')"
