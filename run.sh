@@ -27,7 +27,7 @@ eval "$(PYTHONPATH="$udistil_root" python3 -m udistil.defaults)"
 stage=0
 # Last stage to run.
 stop_stage=8
-# Parallel shards for stages 3, 4 and 7 (JOB=1:nj through $decode_cmd).
+# Parallel shards for stages 2, 3 and 4 (JOB=1:nj through the job runner, cmd.sh).
 nj=2
 # Teacher: hub id, local transformers dir, or packaged:whisper-base / packaged:whisper-tiny.en.
 teacher=packaged:whisper-base
@@ -105,15 +105,17 @@ temperature=${default[loss.temperature]}
 alpha_mse=${default[loss.alpha_mse]}
 # Stage 6: extra options for `udistil distill` (e.g. "--train-embeddings --schedule cosine").
 distill_opts=""
-# GPUs and clusters (docs/clusters.md; the CUDA path has not yet run on a GPU).
+# GPUs and clusters (docs/clusters.md; the CUDA path has not yet run on a GPU).  What each kind
+# of job asks for (GPUs, threads, memory, time) is in conf/jobs.conf.
 # Stages 3, 4, 6 and 7: where models run: auto (cuda when a GPU is visible, else cpu), cpu or cuda.
 device=auto
 # Stages 3, 4 and 7: model precision: auto (float16 on cuda, float32 on cpu), float32, float16, bfloat16.
 dtype=auto
-# Stages 3, 4 and 7: GPUs each job asks the job runner for (--gpu N; 0 = none; locally, N GPUs of its own).
-decode_gpus=0
-# Stage 6: GPUs per node for each student (--gpu N); above 1, torchrun starts one process per GPU.
-distill_gpus=0
+# Locally a job gets N visible GPUs of its own (none visible: ignored); --device cpu asks for none.
+# Stages 3, 4 and 7: GPUs each job asks the job runner for ("" = conf/jobs.conf's).
+decode_gpus=""
+# Stage 6: GPUs per node for each student ("" = conf/jobs.conf's); above 1, torchrun, one process per GPU.
+distill_gpus=""
 # Stage 6: nodes per student; above 1, utils/torchrun_slurm.sh starts torchrun on each (cmd_backend=slurm).
 distill_nodes=1
 # Stages 3, 4 and 7: redo outputs whose fingerprint (input, model, options) no longer matches,
@@ -136,18 +138,24 @@ fi
 . "$udistil_root/cmd.sh"
 
 for n in decode_gpus distill_gpus distill_nodes; do
-  [[ ${!n} =~ ^[0-9]+$ ]] || { echo "run.sh: --${n//_/-} must be a whole number, not '${!n}'" >&2; exit 1; }
+  # The GPU counts may be left empty (conf/jobs.conf's).
+  [[ ${!n} =~ ^[0-9]+$ ]] || { [ -z "${!n}" ] && [ "$n" != distill_nodes ]; } || \
+    { echo "run.sh: --${n//_/-} must be a whole number, not '${!n}'" >&2; exit 1; }
 done
 [ "$distill_nodes" -ge 1 ] || { echo "run.sh: --distill-nodes must be at least 1" >&2; exit 1; }
 
 mkdir -p exp/log
 redo_opt=""; [ "$redo_stale" = true ] && redo_opt="--redo-stale"
 # Where models run (the same for every stage that runs one), and the job runner's GPU request
-# for the decoding stages (nothing is asked for by default, so a CPU run is unchanged).
+# (a runner that sees no GPU ignores it, so a CPU run is unchanged).
 device_opts=(--device "$device" --dtype "$dtype")
-decode_gpu_opts=(); [ "$decode_gpus" -gt 0 ] && decode_gpu_opts=(--gpu "$decode_gpus")
-# Parallel local jobs share the cores; more torch threads than cores only thrash.
-threads_per_job=$(( $(nproc) / nj )); [ "$threads_per_job" -ge 1 ] || threads_per_job=1
+# The model stages' GPU request: conf/jobs.conf's unless --decode-gpus says otherwise; none
+# with --device cpu.  (Threads are not passed: each job takes its allocation's, cmd.sh.)
+decode_gpu_opts=()
+if [ "$device" = cpu ]; then decode_gpu_opts=(--gpu 0)
+elif [ -n "$decode_gpus" ]; then decode_gpu_opts=(--gpu "$decode_gpus"); fi
+[ "$device" = cpu ] && distill_gpus=0
+distill_gpus=${distill_gpus:-$(job_request train gpu)}; distill_gpus=${distill_gpus:-0}
 teacher_dir=exp/models/teacher
 declare -A stage_seconds=()
 timed() { local s=$1; shift; local t0=$SECONDS; "$@"; stage_seconds[$s]=$((SECONDS - t0)); }
@@ -188,7 +196,7 @@ stage1() {
 }
 
 stage2() {
-  log "Stage 2: cuts at 16 kHz, <= 30 s, validated"
+  log "Stage 2: cuts at 16 kHz, <= 30 s, validated (nj=$nj)"
   local part rc inputs
   for part in $train_set $dev_set $test_sets; do
     # Skipped only when made from these very stage-1 manifests (the marker holds their hashes).
@@ -200,10 +208,15 @@ stage2() {
       log "  data/cuts_$part.jsonl.gz exists, skipping"; continue
     fi
     [ $rc -eq 0 ] || [ $rc -eq 3 ] || return 1
-    udistil prepare-cuts \
-      --recordings data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz \
-      --supervisions data/manifests/${manifest_prefix}_supervisions_$part.jsonl.gz \
-      --out data/cuts_$part.jsonl.gz
+    # nj jobs, each reading the audio of one block of recordings; a finished shard is kept,
+    # so a killed stage 2 redoes only the rest.  The merge gives the cuts an unsharded run would.
+    $prepare_cmd JOB=1:$nj data/log/prepare_cuts_$part.JOB.log \
+      udistil prepare-cuts --shard JOB/$nj --mono-dir data/wav_mono16k \
+        --recordings data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz \
+        --supervisions data/manifests/${manifest_prefix}_supervisions_$part.jsonl.gz \
+        --out data/cuts_$part.shards/cuts.JOB.jsonl.gz
+    udistil prepare-cuts --merge $(for j in $(seq "$nj"); do echo "data/cuts_$part.shards/cuts.$j.jsonl.gz"; done) \
+      --recordings data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz --out data/cuts_$part.jsonl.gz
     udistil stage-marker write data/.cuts_$part.done "${inputs[@]}"
   done
 }
@@ -214,9 +227,9 @@ stage2() {
 pseudo_label_set() {
   local in=$1 out=$2 dir=$3
   udistil split-cuts --in "$in" --nj "$nj" --out-dir "$dir/split$nj"
-  $decode_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
+  $label_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
     udistil pseudo-label --model "$teacher_dir" --batch-size "$batch_size" --beam "$beam" \
-      --num-threads "$threads_per_job" "${device_opts[@]}" $redo_opt \
+      "${device_opts[@]}" $redo_opt \
       --targets-dir "$dir/targets" --targets-temperature "$temperature" \
       --in "$dir/split$nj/cuts.JOB.jsonl.gz" --out "$dir/shards/cuts.JOB.jsonl.gz"
   udistil merge-cuts --out "$out" $(for j in $(seq "$nj"); do echo "$dir/shards/cuts.$j.jsonl.gz"; done)
@@ -263,8 +276,8 @@ score_set() {
   fi
   for f in $sharded; do
     udistil split-cuts --in "$cur" --nj "$nj" --out-dir "$dir/$f/split$nj"
-    $decode_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/score_$f.JOB.log" \
-      udistil score "$f" --num-threads "$threads_per_job" --proxy "$proxy" --model "$teacher_dir" \
+    $score_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/score_$f.JOB.log" \
+      udistil score "$f" --proxy "$proxy" --model "$teacher_dir" \
         "${device_opts[@]}" $redo_opt \
         --in "$dir/$f/split$nj/cuts.JOB.jsonl.gz" --out "$dir/$f/shards/cuts.JOB.jsonl.gz"
     udistil merge-cuts --out "$dir/$f.jsonl.gz" $(for j in $(seq "$nj"); do echo "$dir/$f/shards/cuts.$j.jsonl.gz"; done)
@@ -276,17 +289,18 @@ score_set() {
   else
     log "  oracle_wer not scored: $(tail -n 1 "$dir/log/score_oracle_wer.log")"
   fi
+  # Fusion's fit and scoring read the whole set: jobs, like every model stage.
   if [ "$calibration" = fit ]; then
     calibration=exp/scores/fusion_calibration.json
-    if udistil fit-fusion --dev "$cur" --out "$calibration" > "$dir/log/fit_fusion.log" 2>&1; then
-      grep -v " INFO " "$dir/log/fit_fusion.log" | sed 's/^/  fusion calibration: /' || true
+    if $misc_cmd "$dir/log/fit_fusion.log" udistil fit-fusion --dev "$cur" --out "$calibration" 2>/dev/null; then
+      grep -v " INFO \|^#" "$dir/log/fit_fusion.log" | sed 's/^/  fusion calibration: /' || true
     else
-      log "  fusion left uncalibrated (label-free agreement weights): $(tail -n 1 "$dir/log/fit_fusion.log")"
+      log "  fusion left uncalibrated (label-free agreement weights): $(grep -v '^#' "$dir/log/fit_fusion.log" | tail -n 1)"
       rm -f "$calibration"; calibration=""
     fi
   fi
-  udistil score fusion $redo_opt ${calibration:+--calibration "$calibration"} --in "$cur" --out "$out" \
-    > "$dir/log/score_fusion.log" 2>&1 || { tail -n 5 "$dir/log/score_fusion.log" >&2; return 1; }
+  $misc_cmd "$dir/log/score_fusion.log" \
+    udistil score fusion $redo_opt ${calibration:+--calibration "$calibration"} --in "$cur" --out "$out"
   grep -h "family weights\|calibrated on" "$dir/log/score_fusion.log" | sed 's/^.*fusion/  fusion/' || true
 }
 
@@ -307,18 +321,43 @@ stage5() {
   # fingerprint) and redoes one whose scores or rule changed. Each filter's rule: its entry in
   # select_thresholds, else its own default threshold, else select_keep_fraction. A filter
   # that keeps nothing (or oracle_wer without references) is reported; students skip it.
-  udistil select --filters "none $filters fusion oracle_wer" --thresholds "$select_thresholds" \
-    --fallback-keep-fraction "$select_keep_fraction" \
-    --in exp/scores/cuts_$train_set.jsonl.gz --out-dir data/select
+  $misc_cmd exp/log/select.log \
+    udistil select --filters "none $filters fusion oracle_wer" --thresholds "$select_thresholds" \
+      --fallback-keep-fraction "$select_keep_fraction" \
+      --in exp/scores/cuts_$train_set.jsonl.gz --out-dir data/select
+  grep -v '^#' exp/log/select.log || true
 }
+
+# submit_each NAME RUNNER...: one job per line of stdin ("LOG<TAB>command as shell words"), all
+# in one call of the runner, so they start together and the runner alone decides how many run
+# at once (and shares the cores among them).  Each command goes in a script under
+# exp/jobs/NAME.<hash of every line>/ (a changed list never matches an old finished log) and
+# its log is written at LOG (through a symlink there).
+submit_each() {
+  local name=$1 lines=() line log dir hash n=0
+  shift
+  mapfile -t lines < <(grep -v '^$' || true)
+  [ ${#lines[@]} -gt 0 ] || return 0
+  hash=$(printf '%s\n' "${lines[@]}" | sha1sum | cut -c1-10)
+  dir=exp/jobs/$name.$hash
+  mkdir -p "$dir/log"
+  for line in "${lines[@]}"; do
+    n=$((n + 1)); log=${line%%$'\t'*}
+    printf '#!/usr/bin/env bash\nexec %s\n' "${line#*$'\t'}" > "$dir/$name.$n.sh"
+    mkdir -p "$(dirname "$log")"
+    ln -sfn "$PWD/$log" "$dir/log/$name.$n.log"
+  done
+  "$@" JOB=1:$n "$dir/log/$name.JOB.log" bash "$dir/$name.JOB.sh"
+}
+# job_line LOG WORDS...: one line for submit_each.
+job_line() { local log=$1; shift; printf '%s\t%s\n' "$log" "$(printf '%q ' "$@")"; }
 
 # How stage 6 starts `udistil distill`: the job runner's request (--gpu, --nodes: conf/slurm.conf
 # maps them to sbatch options; the local runner gives each job --gpu N GPUs of its own and
-# ignores --nodes) and the launcher: none for one
-# process, torchrun for several GPUs on one node, utils/torchrun_slurm.sh for several nodes.
+# ignores --nodes) and the launcher: none for one process, torchrun for several GPUs on one
+# node, utils/torchrun_slurm.sh for several nodes.
 distill_launch() {
-  runner_opts=() launcher=()
-  [ "$distill_gpus" -gt 0 ] && runner_opts+=(--gpu "$distill_gpus")
+  runner_opts=(--gpu "$distill_gpus") launcher=()
   if [ "$distill_nodes" -gt 1 ]; then
     runner_opts+=(--nodes "$distill_nodes")
     launcher=(torchrun_slurm.sh --nnodes "$distill_nodes")
@@ -332,21 +371,26 @@ distill_launch() {
 
 stage6() {
   log "Stage 6: students ($students) distilled on: $train_filters"
-  local shape f exp runner_opts launcher
+  local shape f exp runner_opts launcher inits="" jobs=""
   distill_launch
   [ ${#launcher[@]} -eq 0 ] || log "  each student: $distill_nodes node(s) x $distill_gpus GPU(s): ${launcher[*]}"
   for shape in $students; do
-    [ -s exp/init_student_${shape}/config.json ] || \
+    [ -s exp/init_student_${shape}/config.json ] || inits+=$(job_line exp/log/make_student_${shape}.log \
       udistil make-student --teacher "$teacher_dir" --encoder-layers "${shape%-*}" \
-        --decoder-layers "${shape#*-}" --audio-context "$student_context" --out exp/init_student_${shape}
+        --decoder-layers "${shape#*-}" --audio-context "$student_context" --out exp/init_student_${shape})$'\n'
+  done
+  # The initialisations (each loads the teacher) as jobs, then every student at once.
+  submit_each make_student $misc_cmd <<< "${inits%$'\n'}"
+  for shape in $students; do
     for f in $train_filters; do
       if [ ! -s data/select/$f/cuts.jsonl.gz ]; then log "  no data/select/$f: skipping"; continue; fi
       exp=exp/student_${shape}_$f
       if grep -q '"finished": true' $exp/training_summary.json 2>/dev/null; then
         log "  $exp finished, skipping"; continue
       fi
-      # --resume is safe on a fresh run and continues a killed one on the same loss curve.
-      $train_cmd "${runner_opts[@]}" $exp/log/distill.log \
+      # --resume is safe on a fresh run and continues a killed (or preempted) one on the same
+      # loss curve.
+      jobs+=$(job_line $exp/log/distill.log \
         "${launcher[@]}" udistil distill --teacher "$teacher_dir" --student exp/init_student_${shape} \
           --train data/select/$f/cuts.jsonl.gz --dev exp/teacher/cuts_$dev_set.jsonl.gz --exp $exp \
           --batch-size "$distill_batch_size" --num-epochs "$distill_epochs" \
@@ -355,17 +399,19 @@ stage6() {
           --encoder-cache exp/encoder_cache \
           --alpha-ce "$alpha_ce" --alpha-kl "$alpha_kl" --alpha-mse "$alpha_mse" \
           --temperature "$temperature" --max-dev-cuts "${distill_dev_cuts:-0}" \
-          --device "$device" --resume $distill_opts
+          --device "$device" --resume $distill_opts)$'\n'
     done
   done
+  submit_each distill $train_cmd "${runner_opts[@]}" <<< "${jobs%$'\n'}"
 }
 
-decode_model() {
-  local model=$1 dir=$2
-  # No skip here: `udistil decode` keeps a finished decode of the same model, input and options
-  # (its fingerprint) and stops on one made otherwise (--redo-stale true: redoes it).
+# decode_jobs MODEL DIR: one job line per test set.  No skip here: `udistil decode` keeps a
+# finished decode of the same model, input and options (its fingerprint) and stops on one made
+# otherwise (--redo-stale true: redoes it).
+decode_jobs() {
+  local model=$1 dir=$2 part
   for part in $test_sets; do
-    $decode_cmd "${decode_gpu_opts[@]}" "$dir/log/decode_$part.log" \
+    job_line "$dir/log/decode_$part.log" \
       udistil decode --model "$model" --batch-size "$batch_size" --beam "$beam" "${device_opts[@]}" \
         $redo_opt --in data/cuts_$part.jsonl.gz --out "$dir/decode_$part"
   done
@@ -373,17 +419,20 @@ decode_model() {
 
 stage7() {
   log "Stage 7: decode test sets with the teacher, each student's initialisation and every student"
-  decode_model "$teacher_dir" exp/teacher
-  local d
-  if [ "$decode_init" = true ]; then
-    for d in exp/init_student_*; do
-      if [ -s "$d/config.json" ]; then decode_model "$d" "$d"; fi
-    done
-  fi
-  # `if`, not `&&`: with no student (the glob left as is) the stage still succeeds.
-  for d in exp/student_*/best; do
-    if [ -s "$d/config.json" ]; then decode_model "$d" "$(dirname "$d")"; fi
-  done
+  local d jobs
+  jobs=$(
+    decode_jobs "$teacher_dir" exp/teacher
+    if [ "$decode_init" = true ]; then
+      for d in exp/init_student_*; do
+        if [ -s "$d/config.json" ]; then decode_jobs "$d" "$d"; fi
+      done
+    fi
+    # `if`, not `&&`: with no student (the glob left as is) the stage still succeeds.
+    for d in exp/student_*/best; do
+      if [ -s "$d/config.json" ]; then decode_jobs "$d" "$(dirname "$d")"; fi
+    done)
+  # Every (model, test set) at once; the runner decides how many run together.
+  submit_each decode $decode_cmd "${decode_gpu_opts[@]}" <<< "$jobs"
 }
 
 stage8() {
@@ -394,11 +443,11 @@ stage8() {
   while IFS=$'\t' read -r role out; do
     case $role in dev) set=$dev_set ;; pool) set=$train_set ;; *) continue ;; esac
     [ -s exp/scores/cuts_$set.jsonl.gz ] || continue
-    udistil filter-report --skip-unlabelled --in exp/scores/cuts_$set.jsonl.gz --out "$out" \
-      --teacher-logs "exp/teacher/*/shards/*.stats.json" > exp/log/filter_report_$set.log 2>&1 \
-      || { tail -n 5 exp/log/filter_report_$set.log >&2; return 1; }
+    $misc_cmd exp/log/filter_report_$set.log \
+      udistil filter-report --skip-unlabelled --in exp/scores/cuts_$set.jsonl.gz --out "$out" \
+        --teacher-logs "exp/teacher/*/shards/*.stats.json" < /dev/null
   done < <(udistil report --exp exp --filter-report-dirs)
-  udistil report --exp exp --out RESULTS.md --command "$run_command"
+  $misc_cmd exp/log/report.log udistil report --exp exp --out RESULTS.md --command "$run_command"
   udistil summarize-decodes exp/teacher/decode_* $(ls -d exp/student_*/decode_* 2>/dev/null)
 }
 

@@ -186,3 +186,65 @@ def test_distill_process_device(monkeypatch):
     assert process_device("cpu", local_rank=1) == torch.device("cpu")
     with pytest.raises(UdistilError, match="LOCAL_RANK 2 has no GPU"):
         process_device("cuda", local_rank=2)
+
+
+# --- training on a GPU (marked gpu: skipped without CUDA; benchmarks/gpu_check.sh runs them) ---
+# and the data loader with worker processes, which runs on a CPU too.
+
+from test_student_distill import corpus, student_dir  # noqa: E402,F401  (fixtures)
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _train_tiny(tiny_whisper_dir, student, corpus, exp, steps=3, num_workers=0, **run):
+    from udistil.student.config import DataOptions, DistillConfig, OptimOptions, RunOptions
+    from udistil.student.trainer import train
+
+    return train(DistillConfig(
+        teacher=str(tiny_whisper_dir), student=str(student), train=str(corpus["train"]),
+        dev=str(corpus["dev"]), exp=str(exp), data=DataOptions(batch_size=2, num_workers=num_workers),
+        optim=OptimOptions(lr=2e-3, warmup_steps=1, max_steps=steps),
+        run=RunOptions(checkpoint_every=steps, valid_every=100, **run)))
+
+
+def _losses(exp):
+    import json
+
+    return [json.loads(l)["loss"] for l in (Path(exp) / "log" / "metrics.jsonl").read_text().splitlines()]
+
+
+def _scaler_state(exp):
+    from udistil.student.checkpoint import list_checkpoints
+
+    return torch.load(list_checkpoints(exp)[-1] / "state.pt", map_location="cpu", weights_only=False)["scaler"]
+
+
+def test_data_loader_workers_give_the_same_training(tiny_whisper_dir, student_dir, corpus, tmp_path):  # noqa: F811
+    """num_workers=2 (the GPU default) reads the same batches as the in-process loader."""
+    _train_tiny(tiny_whisper_dir, student_dir, corpus, tmp_path / "w0", device="cpu")
+    _train_tiny(tiny_whisper_dir, student_dir, corpus, tmp_path / "w2", device="cpu", num_workers=2)
+    assert _losses(tmp_path / "w2") == pytest.approx(_losses(tmp_path / "w0"), rel=1e-5)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_gpu_training_places_the_student_and_autocasts(tiny_whisper_dir, student_dir, corpus,  # noqa: F811
+                                                       tmp_path, precision):
+    summary = _train_tiny(tiny_whisper_dir, student_dir, corpus, tmp_path / precision,
+                          device="auto", precision=precision)
+    assert summary["device"].startswith("cuda") and summary["finished"]
+    losses = _losses(tmp_path / precision)
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    # The GradScaler runs for float16 only (bf16 has float32's range): its state is empty otherwise.
+    assert bool(_scaler_state(tmp_path / precision)) == (precision == "fp16")
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_decoding_in_float16_keeps_the_model_on_the_gpu(tiny_whisper_dir):
+    model, processor = load_whisper(str(tiny_whisper_dir), "cuda", "float16")
+    assert model.device.type == "cuda" and model.dtype == torch.float16
+    out = Transcriber(model, processor, DecodeOptions(batch_size=2, budget_base=4, budget_per_second=2)
+                      ).transcribe(_clips()[:2], ["en", "ar"])
+    assert all(np.isfinite(t.logprobs).all() for t in out)

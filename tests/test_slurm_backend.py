@@ -74,7 +74,9 @@ def two_shards(tmp_path, speak):
 
 def test_config_maps_resources_to_sbatch_options():
     conf = slurm.SlurmConfig.parse(CONF)
-    assert conf.command == ["sbatch", "--export=ALL"]
+    # Preemption: SIGTERM to the job script 5 min before the limit, and the task requeued.
+    assert conf.command[:2] == ["sbatch", "--export=ALL"] and "--requeue" in conf.command
+    assert any(a.startswith("--signal=B:TERM@") for a in conf.command)
     args = conf.sbatch_args({"mem": "8G", "gpu": "2", "num_threads": "4", "time": "1:00:00"})
     assert args == ["--gres=gpu:2", "--mem", "8G", "--cpus-per-task", "4", "--time", "1:00:00"]
     assert conf.sbatch_args({}) == []  # gpu=0 by default adds nothing
@@ -96,6 +98,31 @@ def test_generated_job_script_runs_locally(tmp_path):
                                  slurm.command_line(spec.command, "JOB", index))
     rc = subprocess.run(["bash", "-c", f"SLURM_ARRAY_TASK_ID=3 bash {script}"], env=env()).returncode
     assert rc == 0  # index 3 just runs the same command with 3
+
+
+def test_job_script_takes_threads_from_the_allocation_and_passes_sigterm_on(tmp_path):
+    """The job's threads are SLURM_CPUS_PER_TASK (never the submitting host's), and a SIGTERM
+    to the job script (Slurm's --signal=B:TERM) reaches the command, whose own exit code
+    is logged."""
+    import signal
+    import time
+
+    os.chdir(tmp_path)
+    command = ("echo threads=$OMP_NUM_THREADS; trap 'echo checkpointed; exit 7' TERM; "
+               "touch started; while true; do sleep 0.1; done")
+    spec = slurm.parse_args(["log/train.log", command])
+    script = tmp_path / "job.sh"
+    script.write_text(slurm.job_script(spec, "1", script))
+    proc = subprocess.Popen(["bash", str(script)], env=dict(env(), SLURM_CPUS_PER_TASK="6"))
+    deadline = time.time() + 60
+    while not (tmp_path / "started").exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 7
+    log = (tmp_path / "log" / "train.log").read_text()
+    assert "threads=6" in log and "# Runner: threads=6" in log
+    assert "SIGTERM: passed on" in log and "checkpointed" in log and "# Ended (code 7)" in log
 
 
 # --- real Slurm -----------------------------------------------------------------------------

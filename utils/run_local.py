@@ -9,15 +9,26 @@ replaced by the job index.  Each job runs as its own process with stdout and std
 own log (with the command line, start and end time, and exit code, as run.pl writes them).
 Jobs run in parallel up to --max-jobs-run (default: all).  The exit status is non-zero if
 any job failed, and the failed jobs' logs are named on stderr.  Resource options that only
-mean something to a cluster backend (--mem, --num-threads, --time) are accepted and
-ignored, so the same stage line works with either backend.
+mean something to a cluster backend (--mem, --time, --nodes, and the --num-threads a
+cluster job asks for) are accepted and ignored, so the same stage line (conf/jobs.conf)
+works with either backend.
+
+Threads: the runner is given --cores C (default: the CPUs this process may run on) and
+runs at most C jobs at once; each job gets an equal share, C // (jobs running at once),
+through OMP_NUM_THREADS and MKL_NUM_THREADS (torch reads them), so the threads of all
+running jobs together never exceed C.  The count is not on the job's command line: a job
+started again elsewhere is the same command.
 
 --gpu N places jobs on this machine's GPUs: each job gets N of them of its own, through
 CUDA_VISIBLE_DEVICES, and waits until N are free, so jobs never share a GPU and never
 all land on GPU 0.  The GPUs are those CUDA_VISIBLE_DEVICES lists when it is set, else
 those `nvidia-smi -L` lists.  With no GPU visible the option is ignored (the jobs run as
 they would without it: `--device auto` then means the CPU); asking for more GPUs per job
-than the machine has is an error before any job starts.
+than the machine has is an error before any job starts.  --gpu 0 hides the GPUs from the
+job (CUDA_VISIBLE_DEVICES empty), as a cluster job that asked for none would see them.
+
+Each log's header and footer hold the job's threads, GPUs and start/end times (seconds
+since the epoch), so the placement of a run can be checked afterwards.
 """
 import os
 import re
@@ -31,9 +42,17 @@ from concurrent.futures import ThreadPoolExecutor
 CLUSTER_ONLY_OPTIONS = {"--mem", "--num-threads", "--time", "--nodes", "--config"}
 
 
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def parse(argv):
     max_jobs = None
-    gpus_per_job = 0
+    gpus_per_job = None
+    cores = available_cores()
     while argv and argv[0].startswith("--"):
         opt = argv.pop(0)
         if "=" in opt:
@@ -42,16 +61,18 @@ def parse(argv):
             value = argv.pop(0)
         else:
             sys.exit(f"run_local.py: option {opt} needs a value")
-        if opt in ("--max-jobs-run", "--gpu"):
+        if opt in ("--max-jobs-run", "--gpu", "--cores"):
             if not value.isdigit():
                 sys.exit(f"run_local.py: {opt} needs a whole number, not '{value}'")
             if opt == "--max-jobs-run":
                 max_jobs = int(value)
+            elif opt == "--cores":
+                cores = max(1, int(value))
             else:
-                gpus_per_job = int(value)
+                gpus_per_job = int(value)  # the last one given wins (run.sh's --device cpu: --gpu 0)
         elif opt not in CLUSTER_ONLY_OPTIONS:
             sys.exit(f"run_local.py: unknown option {opt}")
-    return (*parse_job_array(argv, "run_local.py", __doc__), max_jobs, gpus_per_job)
+    return (*parse_job_array(argv, "run_local.py", __doc__), max_jobs, gpus_per_job, cores)
 
 
 def visible_gpus() -> list[str]:
@@ -119,42 +140,63 @@ def command_line(command, jobvar, index) -> str:
     return args[0] if len(args) == 1 else shlex.join(args)
 
 
-def run_job(jobvar, index, logfile, command, gpu_pool=None):
+def job_environment(threads: int, gpus: list[str] | None) -> dict:
+    """The job's environment: its thread share and, when GPUs are handed out (or hidden), its GPUs."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    return env
+
+
+def run_job(jobvar, index, logfile, command, threads, gpu_pool=None, hide_gpus=False):
     logfile = substitute(logfile, jobvar, index)
     cmdline = command_line(command, jobvar, index)
     os.makedirs(os.path.dirname(logfile) or ".", exist_ok=True)
-    gpus = gpu_pool.take() if gpu_pool else []
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(gpus)) if gpus else None
+    gpus = gpu_pool.take() if gpu_pool else ([] if hide_gpus else None)
+    env = job_environment(threads, gpus)
     start = time.time()
     with open(logfile, "w") as log:
-        log.write(f"# {cmdline}\n# Started at {time.ctime()}\n")
-        if gpus:
+        log.write(f"# {cmdline}\n# Started at {time.ctime(start)}\n")
+        if gpus is not None:
             log.write(f"# CUDA_VISIBLE_DEVICES={','.join(gpus)}\n")
-        log.write("#\n")
+        log.write(f"# Runner: threads={threads} start={start:.3f}\n#\n")
         log.flush()
         try:
             rc = subprocess.call(["bash", "-c", cmdline], stdout=log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, env=env)
         finally:
-            if gpus:
+            end = time.time()
+            if gpu_pool and gpus:
                 gpu_pool.give_back(gpus)
-        elapsed = time.time() - start
-        log.write(f"# Accounting: time={elapsed:.0f} threads=1\n# Ended (code {rc}) at {time.ctime()}, elapsed time {elapsed:.0f} seconds\n")
+        elapsed = end - start
+        log.write(f"# Runner: end={end:.3f}\n"
+                  f"# Accounting: time={elapsed:.0f} threads={threads}\n# Ended (code {rc}) at {time.ctime(end)}, elapsed time {elapsed:.0f} seconds\n")
     return index, rc, logfile
 
 
-def main():
-    jobvar, first, last, logfile, command, max_jobs, gpus_per_job = parse(sys.argv[1:])
-    indices = list(range(first, last + 1))
-    gpu_pool = None
-    if gpus_per_job:
-        gpus = visible_gpus()
-        if gpus and gpus_per_job > len(gpus):
+def plan(num_jobs: int, max_jobs: int | None, cores: int, gpus: list[str], gpus_per_job: int | None):
+    """(jobs run at once, threads per job, GPU pool or None, hide the GPUs from the jobs)."""
+    at_once = min(num_jobs, max_jobs or num_jobs, cores)
+    pool, hide = None, False
+    if gpus_per_job and gpus:
+        if gpus_per_job > len(gpus):
             sys.exit(f"run_local.py: --gpu {gpus_per_job} asks for more GPUs per job than this machine "
                      f"shows ({len(gpus)}: {','.join(gpus)})")
-        gpu_pool = GpuPool(gpus, gpus_per_job) if gpus else None
-    with ThreadPoolExecutor(max_workers=max_jobs or len(indices)) as pool:
-        results = list(pool.map(lambda i: run_job(jobvar, i, logfile, command, gpu_pool), indices))
+        at_once = min(at_once, len(gpus) // gpus_per_job)
+        pool = GpuPool(gpus, gpus_per_job)
+    elif gpus_per_job == 0 and gpus:
+        hide = True
+    return at_once, max(1, cores // at_once), pool, hide
+
+
+def main():
+    jobvar, first, last, logfile, command, max_jobs, gpus_per_job, cores = parse(sys.argv[1:])
+    indices = list(range(first, last + 1))
+    gpus = visible_gpus() if gpus_per_job is not None else []
+    at_once, threads, gpu_pool, hide = plan(len(indices), max_jobs, cores, gpus, gpus_per_job)
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
+        results = list(pool.map(lambda i: run_job(jobvar, i, logfile, command, threads, gpu_pool, hide),
+                                indices))
     failed = [(i, rc, log) for i, rc, log in results if rc != 0]
     if failed:
         for i, rc, log in failed:

@@ -175,6 +175,12 @@ def job_script(spec: JobSpec, threads: str, script_path: Path) -> str:
 
     The command and the log path are stored once as templates; the index replaces the
     placeholder at run time, so the script does not grow with the number of jobs.
+
+    Threads come from the job's own allocation (SLURM_CPUS_PER_TASK, set by --cpus-per-task),
+    through OMP_NUM_THREADS / MKL_NUM_THREADS, never from the host that submitted it.
+    A SIGTERM (Slurm's --signal=B:TERM@..., or scancel) is passed on to the command, which
+    can checkpoint; when it then fails, the task is requeued (scontrol requeue) if the job
+    was submitted with --requeue, and a rerun resumes it.
     """
     cmd_template = command_line(spec.command, spec.jobvar, INDEX_PLACEHOLDER if spec.jobvar else None)
     log_template = log_path(spec, INDEX_PLACEHOLDER if spec.jobvar else None)
@@ -187,14 +193,26 @@ cmd_template={shlex.quote(cmd_template)}
 log_template={shlex.quote(log_template)}
 cmd=${{cmd_template//{INDEX_PLACEHOLDER}/$task}}
 log=${{log_template//{INDEX_PLACEHOLDER}/$task}}
+threads=${{SLURM_CPUS_PER_TASK:-{threads}}}
+export OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
 mkdir -p "$(dirname "$log")"
 start=$(date +%s)
-{{ printf '# %s\\n' "$cmd"; echo "# Started at $(date)"; echo "# Slurm job ${{SLURM_ARRAY_JOB_ID:-${{SLURM_JOB_ID:-none}}}}_$task on $(hostname)"; echo "#"; }} > "$log"
-bash -c "$cmd" >> "$log" 2>&1 < /dev/null
-rc=$?
+{{ printf '# %s\\n' "$cmd"; echo "# Started at $(date)"; echo "# Slurm job ${{SLURM_ARRAY_JOB_ID:-${{SLURM_JOB_ID:-none}}}}_$task on $(hostname)"; echo "# CUDA_VISIBLE_DEVICES=${{CUDA_VISIBLE_DEVICES:-}}"; echo "# Runner: threads=$threads start=$start"; echo "#"; }} > "$log"
+signalled=false
+bash -c "$cmd" >> "$log" 2>&1 < /dev/null &
+child=$!
+trap 'signalled=true; echo "# SIGTERM: passed on to the command (it checkpoints and stops)" >> "$log"; kill -TERM $child 2>/dev/null' TERM
+wait $child; rc=$?
+# The trap ends the first wait early; the second returns the command's own exit code.
+if [ "$signalled" = true ]; then wait $child; rc=$?; fi
 elapsed=$(( $(date +%s) - start ))
-echo "# Accounting: time=$elapsed threads={threads}" >> "$log"
+echo "# Accounting: time=$elapsed threads=$threads" >> "$log"
 echo "# Ended (code $rc) at $(date), elapsed time $elapsed seconds" >> "$log"
+if [ "$signalled" = true ] && [ "$rc" -ne 0 ] && [ -n "${{SLURM_JOB_ID:-}}" ] && \\
+   [ "$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | grep -o 'Requeue=[01]')" = Requeue=1 ]; then
+  echo "# requeued: the rerun resumes from the checkpoint" >> "$log"
+  scontrol requeue "${{SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}}${{SLURM_ARRAY_JOB_ID:+_$task}}" || true
+fi
 exit $rc
 """
 
@@ -270,6 +288,7 @@ def main(argv=None) -> int:
     name = Path(spec.logfile).name.replace(f".{spec.jobvar}", "").replace(".log", "") if spec.jobvar \
         else Path(spec.logfile).stem
     script = qdir / f"{name}.sh"
+    # Only where the job has no SLURM_CPUS_PER_TASK (a config without --cpus-per-task).
     threads = spec.resources.get("num_threads", config.defaults.get("num_threads", "1"))
     script.write_text(job_script(spec, threads, script))
 

@@ -33,6 +33,14 @@ recording or supervision id, and counted in the closing summary):
 
 Sources that are commands (Kaldi `sox ... |`) or URLs are not probed at header level;
 with check_audio="decode" they are still decoded once, which catches a broken pipe.
+
+Sharded (stage 2 in run.sh: one job per shard, `shard=(j, n)`): shard j takes the j-th of n
+contiguous blocks of the recordings sorted by id, and their supervisions (a supervision of a
+recording the manifest lacks is reported by shard 1); a shard may come out empty.  Each shard
+records what it was made from (`<out>.fingerprint.json`): a finished shard of the same
+manifests and options is kept, so a killed stage 2 redoes only the shards it had not
+finished.  `merge_prepared_shards` concatenates them in order (the same cuts, in the same
+order, as one unsharded run) and stops when no cut is left.
 """
 from __future__ import annotations
 
@@ -145,18 +153,56 @@ def downmix_to_file(rec: Recording, mono_dir: Path) -> Recording:
                      sources=[AudioSource(type="file", channels=[0], source=str(path))])
 
 
+def shard_recording_ids(recording_ids, shard: int, num_shards: int) -> set[str]:
+    """The recording ids of shard `shard` (1-based) of `num_shards`: a contiguous block of the sorted ids."""
+    if not 1 <= shard <= num_shards:
+        raise UdistilError(f"--shard {shard} is not between 1 and --num-shards {num_shards}")
+    ids = sorted(recording_ids)
+    lo, hi = (len(ids) * (shard - 1)) // num_shards, (len(ids) * shard) // num_shards
+    return set(ids[lo:hi])
+
+
+def _shard_fingerprint(recordings_path, supervisions_path, max_duration, split_long, check_audio, shard):
+    from udistil.parallel.fingerprint import fingerprint
+
+    return fingerprint([recordings_path, supervisions_path],
+                       options={"max_duration": max_duration, "split_long": split_long,
+                                "check_audio": check_audio, "shard": list(shard)})
+
+
 def prepare_cuts(recordings_path, supervisions_path, out_path, max_duration: float = MAX_DURATION,
-                 split_long: bool = False, check_audio: str = "decode", mono_dir=None) -> PrepareCutsReport:
-    """Build, check and write the stage-2 CutSet; see the module docstring for bad input."""
+                 split_long: bool = False, check_audio: str = "decode", mono_dir=None,
+                 shard: tuple[int, int] | None = None) -> PrepareCutsReport:
+    """Build, check and write the stage-2 CutSet (or one shard of it, see the module docstring)."""
     if check_audio not in CHECK_AUDIO_MODES:
         raise UdistilError(f"--check-audio must be one of {CHECK_AUDIO_MODES}, not {check_audio!r}")
     out_path = Path(out_path)
     mono_dir = Path(mono_dir) if mono_dir else out_path.parent / "wav_mono16k"
     report = PrepareCutsReport()
+    fp = None
+    if shard is not None:
+        from udistil.parallel.fingerprint import differences, fingerprint_path, read_fingerprint
+
+        fp = _shard_fingerprint(recordings_path, supervisions_path, max_duration, split_long, check_audio, shard)
+        old = read_fingerprint(out_path)
+        if out_path.exists() and old is not None:
+            if not differences(old, fp):
+                log.info("%s: shard %d/%d already made from these manifests; kept", out_path, *shard)
+                return report
+            log.warning("%s: made from other manifests or options (%s); redoing it", out_path,
+                        "; ".join(differences(old, fp)))
+        fingerprint_path(out_path).unlink(missing_ok=True)
     recordings = read_recordings(recordings_path)
     supervisions = read_supervisions(supervisions_path)
     for sup in supervisions:
         check_language(sup.language, f"{supervisions_path} (supervision {sup.id})")
+    if shard is not None:
+        all_ids = set(recordings.ids)
+        mine = shard_recording_ids(all_ids, *shard)
+        recordings = RecordingSet.from_recordings(r for r in recordings if r.id in mine)
+        supervisions = SupervisionSet.from_segments(
+            s for s in supervisions
+            if s.recording_id in mine or (shard[0] == 1 and s.recording_id not in all_ids))
 
     usable: dict[str, Recording] = {}
     for rec in recordings:
@@ -214,7 +260,7 @@ def prepare_cuts(recordings_path, supervisions_path, out_path, max_duration: flo
         final_recs[rec_id] = rec
     kept_sups = [replace(s, channel=0) for s in kept_sups if s.recording_id in final_recs]
     if not kept_sups:
-        raise UdistilError(f"{recordings_path}: no usable cuts left ({report.summary()})")
+        return _write_empty_shard(out_path, fp, report, recordings_path)
 
     cuts = CutSet.from_manifests(
         recordings=RecordingSet.from_recordings(final_recs[k] for k in sorted(final_recs)),
@@ -235,9 +281,45 @@ def prepare_cuts(recordings_path, supervisions_path, out_path, max_duration: flo
             raise ManifestError(f"{recordings_path} (cut {cut.id}): lhotse validation failed: {e}") from e
         good.append(cut)
     if not good:
-        raise UdistilError(f"{recordings_path}: no usable cuts left ({report.summary()})")
+        return _write_empty_shard(out_path, fp, report, recordings_path)
     write_cuts(good, out_path)
     report.num_cuts = len(good)
+    if fp is not None:
+        _record_shard(out_path, fp)
     log.info("%s: %s", out_path, report.summary())
     return report
+
+
+def _record_shard(out_path: Path, fp: dict) -> None:
+    from udistil.data.manifests import write_json_atomic
+    from udistil.parallel.fingerprint import fingerprint_path
+
+    write_json_atomic(fp, fingerprint_path(out_path))
+
+
+def _write_empty_shard(out_path: Path, fp: dict | None, report: PrepareCutsReport, recordings_path):
+    """A shard may be empty (the merge checks the whole set); an unsharded run with no cut stops."""
+    if fp is None:
+        raise UdistilError(f"{recordings_path}: no usable cuts left ({report.summary()})")
+    write_cuts([], out_path)
+    _record_shard(out_path, fp)
+    log.info("%s: %s", out_path, report.summary())
+    return report
+
+
+def merge_prepared_shards(shard_paths, out_path, recordings_path=None) -> int:
+    """Concatenate stage-2 shards (in order) into `out_path`; stop when no cut is left."""
+    from udistil.parallel.fingerprint import fingerprint_path, read_fingerprint
+    from udistil.parallel.shards import merge_cuts
+    from udistil.data.manifests import count_cuts
+
+    missing = [str(p) for p in shard_paths if read_fingerprint(p) is None or not Path(p).exists()]
+    if missing:
+        raise UdistilError(f"stage-2 shards not finished: {', '.join(missing)}; rerun stage 2")
+    total = sum(count_cuts(p) for p in shard_paths)
+    if total == 0:
+        raise UdistilError(f"{recordings_path or shard_paths[0]}: no usable cuts left in any shard "
+                           "(each shard's log says what was skipped and why)")
+    merge_cuts(list(shard_paths), out_path)
+    return total
 

@@ -79,3 +79,33 @@ def init_distributed(device: str = "auto") -> DistEnv:
 def shutdown_distributed() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+class StopSignal:
+    """SIGTERM (Slurm's --signal before the time limit or a preemption, scancel, torchrun
+    passing one on) asks training to stop at the end of the current optimizer step, after a
+    checkpoint, instead of dying mid-step; `requested` is agreed by every rank."""
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+
+    def __enter__(self) -> "StopSignal":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = True
+
+    def requested(self, env: DistEnv) -> bool:
+        return not env.all_true(not self.received)

@@ -35,7 +35,7 @@ from udistil.student import checkpoint as ckpt
 from udistil.student.config import DistillConfig
 from udistil.student.data import (DistillDataset, LabelEncoder, has_targets, make_loader, spread_subset,
                                   usable_cuts)
-from udistil.student.distributed import DistEnv, init_distributed, shutdown_distributed
+from udistil.student.distributed import DistEnv, StopSignal, init_distributed, shutdown_distributed
 from udistil.student.forward import (DistillForward, StudentForward, encoders_identical,
                                      freeze_encoder, unwrap)
 from udistil.student.loss import StoredTeacher, distillation_loss
@@ -48,9 +48,16 @@ def train(config: DistillConfig) -> dict:
     """Run (or resume) a distillation; returns the summary also written to EXP/training_summary.json."""
     env = init_distributed(config.run.device)
     try:
-        return Trainer(config, env).fit()
+        with StopSignal() as stop:
+            trainer = Trainer(config, env)
+            trainer.stop = stop
+            return trainer.fit()
     finally:
         shutdown_distributed()
+
+
+class Preempted(UdistilError):
+    """SIGTERM stopped training after a checkpoint; --resume continues exactly there."""
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -377,6 +384,7 @@ class Trainer:
             self.writer.close()
         return summary
 
+    stop = None  # a StopSignal (train() sets it)
     _last_valid_step = -1
     _last_dev_loss = float("inf")
     _last_checkpoint_step = -1
@@ -417,6 +425,11 @@ class Trainer:
             progress.update(1)
             self._after_step(sums, grad_norm, progress)
             sums = Counter()
+            if self.stop is not None and self.stop.requested(env):
+                if self._last_checkpoint_step != self.step:
+                    self._checkpoint()
+                raise Preempted(f"{self.exp}: stopped by SIGTERM after step {self.step} (checkpoint "
+                                "written); rerun with --resume to continue exactly there")
             if self.step >= stop_at:
                 return is_last
         return True
