@@ -77,3 +77,51 @@ def test_hub_id_is_never_downloaded_offline(monkeypatch, fake_hub):
     with pytest.raises(UdistilError, match=r"HF_HUB_OFFLINE=1.*huggingface-cli download openai/whisper-large-v3"):
         resolve_model("openai/whisper-large-v3")
     assert all(c[0] == "snapshot" and c[2] for c in fake_hub.calls)
+
+
+# --- stage 0: every model the run needs, checked at once ----------------------------------
+
+def test_check_models_lists_everything_missing_in_one_message(monkeypatch, tiny_whisper_dir):
+    from udistil.models.check import check_models, missing_models
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert missing_models("packaged:whisper-base", ["confidence", "nll", "pesq"]) == []
+    assert missing_models(str(tiny_whisper_dir), ["proxy_wer"], proxy="packaged:whisper-tiny.en") == []
+    with pytest.raises(UdistilError) as err:
+        check_models("openai/whisper-nonexistent-teacher", ["confidence", "proxy_wer"],
+                     proxy="facebook/nonexistent-proxy")
+    message = str(err.value)
+    assert "2 model(s)" in message
+    assert "teacher openai/whisper-nonexistent-teacher" in message and "proxy (proxy_wer) facebook/nonexistent-proxy" in message
+    assert "huggingface-cli download facebook/nonexistent-proxy" in message
+    # The proxy is only needed when a filter uses it.
+    assert missing_models(str(tiny_whisper_dir), ["confidence"], proxy="facebook/nonexistent-proxy") == []
+
+
+def test_run_sh_stage_0_stops_on_a_missing_proxy_before_any_work(tmp_path, tiny_whisper_dir):
+    import os
+    import subprocess
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", cmd_backend="local")
+    proc = subprocess.run([str(REPO_ROOT / "run.sh"), "--skip-install", "true", "--stop-stage", "0",
+                           "--teacher", str(tiny_whisper_dir), "--filters", "confidence proxy_wer",
+                           "--proxy", "facebook/nonexistent-proxy"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "proxy (proxy_wer) facebook/nonexistent-proxy" in proc.stderr
+    assert not (tmp_path / "exp" / "models" / "teacher").exists()  # nothing prepared
+
+
+def test_unknown_pipeline_conf_key_is_an_error(tmp_path):
+    import os
+    import subprocess
+
+    conf = tmp_path / "pipeline.conf"
+    conf.write_text("--beam=1\n--students-layers=32-16\n")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", cmd_backend="local", pipeline_conf=str(conf))
+    proc = subprocess.run(["bash", str(REPO_ROOT / "egs" / "swahili" / "run.sh"), "--skip-install", "true",
+                           "--stage", "1", "--stop-stage", "2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert f"{conf}: --students-layers is not an option" in proc.stderr
+    assert not (tmp_path / "data").exists()
