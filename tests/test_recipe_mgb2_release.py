@@ -68,3 +68,16 @@ def test_mgb2_release_with_its_quirks(release, tmp_path):
         assert sorted(cuts) == [f"DEV_{part}_seg0", f"DEV_{part}_seg1"]  # LOST_* skipped, counted
         assert [cuts[f"DEV_{part}_seg{i}"].supervisions[0].text for i in range(2)] == [a for a, _ in DEV_SEGMENTS]
     assert "LOST_dev.wav not found" in log and "'missing audio': 1" in log
+
+
+def test_non_utf8_dev_text_names_the_release_file(tmp_path):
+    from udistil.errors import UdistilError
+    from udistil.recipes.mgb2 import prepare_mgb2_part
+
+    dev = tmp_path / "mgb2" / "dev"
+    (dev / "wav").mkdir(parents=True)
+    (dev / "wav.scp").write_text("R1 wav/R1.wav\n")
+    (dev / "segments.non_overlap_speech").write_text("R1_seg0 R1 0.00 1.00\n")
+    (dev / "text.non_overlap_speech").write_bytes(b"R1_seg0 caf\xe9\n")
+    with pytest.raises(UdistilError, match=rf"{dev / 'text.non_overlap_speech'}:1: not UTF-8"):
+        prepare_mgb2_part(tmp_path / "mgb2", "dev", tmp_path / "m", "mgb2", "dev", work_dir=tmp_path / "w")

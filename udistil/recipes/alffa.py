@@ -36,7 +36,7 @@ from pathlib import Path
 from udistil.data.kaldi_dir import BadAudio, MissingAudio, import_kaldi_dir, probe_file, read_table
 from udistil.data.source_manifests import read_recordings, read_supervisions
 from udistil.errors import UdistilError
-from udistil.recipes.common import require, write_set
+from udistil.recipes.common import check_utf8, require, write_set
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,6 @@ LANGUAGE = "sw"
 DEV_FRACTION = 0.05
 LAYOUT = ("<alffa_dir>/{train,test}/{wav.scp,text,utt2spk} with the audio under "
           "<alffa_dir>/train/wav/<speaker>/ and <alffa_dir>/test/wav5/<speaker>/ (ALFFA_PUBLIC/ASR/SWAHILI/data)")
-
-
-def check_utf8(path: Path) -> None:
-    """Stop naming `path` (the user's file) and the first line that is not UTF-8."""
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise UdistilError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start}); convert the file "
-                           f"with iconv (e.g. iconv -f latin1 -t utf-8) and run again") from e
 
 
 def audio_files(split_dir: Path) -> dict[tuple[str, str], Path]:

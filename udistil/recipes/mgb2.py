@@ -28,7 +28,7 @@ from lhotse.utils import recursion_limit
 from udistil.data.kaldi_dir import import_kaldi_dir
 from udistil.data.source_manifests import read_recordings, read_supervisions
 from udistil.errors import UdistilError
-from udistil.recipes.common import require, write_set
+from udistil.recipes.common import check_utf8, require, write_set
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,10 @@ def prepare_mgb2_part(corpus_dir, part: str, out_dir, prefix: str, set_name: str
         kaldi_dir.mkdir(parents=True, exist_ok=True)
         for src, dst in (("text.non_overlap_speech", "text"), ("segments.non_overlap_speech", "segments")):
             require(part_dir / src, f"MGB2 {part} {dst}", LAYOUT)
+            check_utf8(part_dir / src)  # errors name the release's file, not our copy
             (kaldi_dir / dst).write_text((part_dir / src).read_text(encoding="utf-8"), encoding="utf-8")
-        wav_scp = require(part_dir / "wav.scp", f"MGB2 {part} wav.scp", LAYOUT).read_text(encoding="utf-8")
+        check_utf8(require(part_dir / "wav.scp", f"MGB2 {part} wav.scp", LAYOUT))
+        wav_scp = (part_dir / "wav.scp").read_text(encoding="utf-8")
         (kaldi_dir / "wav.scp").write_text(wav_scp.replace("wav/", f"{part_dir.resolve()}/wav/"), encoding="utf-8")
         imported = import_kaldi_dir(kaldi_dir, "ar", kaldi_dir, prefix="kaldi", split=part,
                                     skip_bad_audio=skip_bad_audio)
