@@ -17,8 +17,7 @@ fleurs_dir=
 alffa_dir=
 # Add FLEURS sw_ke train to the training set (true/false).
 fleurs_in_train=false
-# Where the dev set comes from: auto (Common Voice dev, else FLEURS dev, else ALFFA), cv, fleurs,
-# or alffa (whole speakers split off ALFFA train by a fixed rule; they leave train).
+# Dev set source: auto (CV dev, else FLEURS dev, else ALFFA), cv, fleurs or alffa (train speakers split off).
 dev_from=auto
 # Share of ALFFA train's utterances held by the dev speakers (--dev-from alffa), at least.
 alffa_dev_fraction=0.05
