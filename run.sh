@@ -162,6 +162,8 @@ timed() { local s=$1; shift; local t0=$SECONDS; "$@"; stage_seconds[$s]=$((SECON
 
 stage0() {
   log "Stage 0: teacher $teacher -> $teacher_dir"
+  # Every model later stages load (teacher, proxy, SONAR, TTS), checked now: one message lists what is missing.
+  udistil check-models --teacher "$teacher" --filters "$filters" --proxy "$proxy"
   udistil prepare-model "$teacher" "$teacher_dir"
 }
 

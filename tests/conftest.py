@@ -47,7 +47,7 @@ def tiny_whisper_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def whisper_base_dir() -> Path:
-    """The real packaged whisper-base converted to a transformers directory (cached in exp/)."""
+    """The real packaged whisper-base converted to a transformers directory (in the model cache, converted once)."""
     from udistil.models.spec import resolve_model
 
     return Path(resolve_model("packaged:whisper-base"))

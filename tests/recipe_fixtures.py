@@ -115,3 +115,51 @@ def make_kaldi_dir(data_dir: Path, utterances: list, speak, voice: str, wav_root
     for name, lines in (("wav.scp", scp), ("text", text), ("utt2spk", utt2spk)):
         (data_dir / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return data_dir
+
+
+# macOS AppleDouble header (what a "._<name>" file starts with): magic 0x00051607, version 2.
+APPLE_DOUBLE = bytes.fromhex("00051607") + bytes.fromhex("00020000") + b"Mac OS X        " + bytes(16)
+
+
+def make_alffa(root: Path, splits: dict, speak, missing=(), corrupt=(), latin1_text: bool = False) -> Path:
+    """ALFFA Swahili as getalp/ALFFA_PUBLIC publishes it under ASR/SWAHILI/data (its files as released):
+
+        train/{wav.scp,text,utt2spk,spk2utt}, train/wav/<speaker>/<utt>.wav
+        test/{wav.scp,text,utt2spk,spk2utt},  test/wav5/<speaker>/<utt>.wav
+
+    with the release's quirks: train's wav.scp paths are its authors' ("/home/tan/kaldi/swahili/
+    data/train/wav/<spk>/<utt>.wav " with a trailing space), test's a placeholder ("/my_dir/wav/
+    <spk>/<utt>.wav", though the folder is wav5); `text` lines end in runs of spaces and hold
+    <UNK> / <music> tags (some lines are only a tag); macOS "._*" AppleDouble files and .DS_Store
+    lie beside the files and wavs.  Test quirks added here: ids in `missing` are listed but have
+    no wav, ids in `corrupt` have a wav that is not audio, latin1_text writes train/text in
+    Latin-1 with a non-ASCII character.
+
+    splits: {"train": [(utt_id, speaker, spoken_text, text_as_written), ...], "test": [...]}
+    """
+    placeholders = {"train": "/home/tan/kaldi/swahili/data/train/wav", "test": "/my_dir/wav"}
+    folders = {"train": "wav", "test": "wav5"}
+    for split, rows in splits.items():
+        split_dir = root / split
+        split_dir.mkdir(parents=True, exist_ok=True)
+        scp, text, utt2spk, spk2utt = [], [], [], {}
+        for utt, spk, spoken, written in rows:
+            wav = split_dir / folders[split] / spk / f"{utt}.wav"
+            if utt in corrupt:
+                wav.parent.mkdir(parents=True, exist_ok=True)
+                wav.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk" + bytes(64))
+            elif utt not in missing:
+                write_audio(wav, speak(spoken, voice="sw"))
+            if wav.parent.is_dir():
+                (wav.parent / f"._{utt}.wav").write_bytes(APPLE_DOUBLE)
+            scp.append(f"{utt} {placeholders[split]}/{spk}/{utt}.wav" + (" " if split == "train" else ""))
+            text.append(f"{utt} {written}" + " " * 18)
+            utt2spk.append(f"{utt} {spk}")
+            spk2utt.setdefault(spk, []).append(utt)
+        encoding = "latin-1" if latin1_text and split == "train" else "utf-8"
+        for name, lines in (("wav.scp", scp), ("text", text), ("utt2spk", utt2spk),
+                            ("spk2utt", [f"{s} {' '.join(u)}" for s, u in spk2utt.items()])):
+            (split_dir / name).write_text("\n".join(lines) + "\n", encoding=encoding if name == "text" else "utf-8")
+            (split_dir / f"._{name}").write_bytes(APPLE_DOUBLE)
+        (split_dir / ".DS_Store").write_bytes(bytes(32))
+    return root

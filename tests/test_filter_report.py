@@ -17,6 +17,7 @@ def test_auroc_by_hand():
     # 3 vs 1: 1, 3 vs 2: 1, 1 vs 1: 0.5, 1 vs 2: 0  -> 2.5 / 4
     assert auroc([3, 1, 1, 2], [True, True, False, False]) == pytest.approx(0.625)
     assert auroc([1, 2], [True, True]) is None
+    assert auroc([1, 2, 3], [False, False, True]) is None  # one positive: no measurement
 
 
 def test_spearman_by_hand():
@@ -45,9 +46,11 @@ def test_report_per_language(tmp_path):
     log.write_text("... labelled 5 of 5 cuts (0 skipped: {}); stops {}; 10.0 s audio in 5.0 s\n")
     report = filter_quality(tmp_path / "s.jsonl.gz", tmp_path / "report", str(log))
     en, sw, everything = (report["languages"][k] for k in ("en", "sw", "all"))
-    assert en["filters"]["proxy_wer"]["auroc"] == 1.0 and en["bad"] == 1
-    # Confident wrong Swahili output: confidence runs the wrong way there.
-    assert sw["filters"]["confidence"]["auroc"] == 0.0
+    # One bad cut in en, one good in sw: too few for an AUROC there (a warning instead).
+    assert en["filters"]["proxy_wer"]["auroc"] is None and en["bad"] == 1 and "1 bad and 2 good" in en["warning"]
+    assert sw["filters"]["confidence"]["auroc"] is None and "warning" not in everything
+    # Overall (bad: c2, c4): the confident wrong Swahili cut c4 ranks best, c2 worst -> 3 of 6 pairs.
+    assert everything["filters"]["confidence"]["auroc"] == pytest.approx(0.5)
     assert everything["filters"]["proxy_wer"]["scored"] == 3
     # Oracle keeps 3 of 5; confidence at equal fraction keeps c4 (0.95), c0, c3: 3 of 9 words wrong.
     assert everything["equal_fraction"] == pytest.approx(0.6)
@@ -79,10 +82,13 @@ def test_report_prints_the_per_language_table_and_the_figure_without_the_languag
     assert fusion["all"] == pytest.approx(0.75)
     assert fusion["without_language_prior"] == pytest.approx(0.5)
     assert fusion["language_prior_alone"] == pytest.approx(0.75)
-    assert fusion["en"] == pytest.approx(1 / 3) and fusion["sw"] == pytest.approx(2 / 3)
+    # One bad English cut, one good Swahili cut: no per-language AUROC from a class of one
+    # (they still count among the pooled same-language pairs above).
+    assert fusion["en"] is None and fusion["sw"] is None
     assert report["summary"]["confidence"]["without_language_prior"] == 1.0
     md = (tmp_path / "report" / "filter_quality.md").read_text()
     assert "## AUROC (true WER > 80) per language" in md
     assert "| filter | en | sw | all | all, without language prior |" in md
-    assert "| confidence | 1.000 | 1.000 | 1.000 | 1.000 |" in md
+    assert "| confidence | – | – | 1.000 | 1.000 |" in md
+    assert "Warning: 1 bad and 3 good cuts: no AUROC" in md
     assert "Language prior alone" in md

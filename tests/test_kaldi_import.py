@@ -106,7 +106,7 @@ def test_missing_audio_can_be_skipped_and_counted(tmp_path, audio):
     with pytest.raises(UdistilError, match="--skip-bad-audio"):
         import_kaldi_dir(data_dir, "sw", tmp_path / "m", "k")
     result = import_kaldi_dir(data_dir, "sw", tmp_path / "m", "k", skip_bad_audio=True)
-    assert result.skipped == {"bad audio": 1}
+    assert result.skipped == {"missing audio": 1}
     assert [s["id"] for s in read_jsonl_gz(result.supervisions)] == ["good"]
 
 

@@ -6,8 +6,8 @@
 #   * takes the recipe's own options (--mgb2-dir D) off the command line and exports them,
 #     so the recipe's local/prepare.sh (stage 1) sees them;
 #   * reads the recipe's conf/pipeline.conf ("--name=value" lines: the paper's settings) and
-#     passes every option the generic run.sh knows; one it does not know yet is reported and
-#     left out, so a conf written ahead of the pipeline never breaks it;
+#     passes them to the generic run.sh; a name run.sh does not know is an error naming the
+#     conf file (a misspelt setting silently left out would change the run);
 #   * runs the generic "$udistil_root/run.sh" with those, --corpus-prep local/prepare.sh and
 #     the remaining command-line arguments last, so the command line wins (ESPnet habit).
 # Outputs (data/, exp/) go to the current directory, as for the generic run.sh.
@@ -54,7 +54,7 @@ unset __key __name
 for __name in $recipe_options; do export "${__name?}"; done
 unset __name
 
-# "--name=value" lines of the pipeline conf, keeping only what run.sh accepts.
+# "--name=value" lines of the pipeline conf; an option run.sh does not accept stops the run.
 conf_args() {
   [ -f "$pipeline_conf" ] || return 0
   local known line name
@@ -69,7 +69,8 @@ conf_args() {
     elif [[ $known == *" $name "* ]]; then
       conf_pipeline_args+=("$line")
     else
-      echo "$(basename "$pipeline_conf"): --$name is not an option of run.sh yet; this setting is not applied" >&2
+      echo "$pipeline_conf: --$name is not an option of $udistil_root/run.sh (see ./run.sh --help); fix or remove the line" >&2
+      exit 1
     fi
   done < "$pipeline_conf"
 }

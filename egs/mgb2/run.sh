@@ -12,7 +12,9 @@ set -euo pipefail
 mgb2_dir=
 # Train: keep segments whose caption alignment WMER is at most this ("none": keep all).
 mer_thresh=80
-recipe_options="mgb2_dir mer_thresh"
+# Skip (one log line each, counted) recordings whose wav is missing or unreadable (true/false).
+skip_bad_audio=true
+recipe_options="mgb2_dir mer_thresh skip_bad_audio"
 . "$(dirname "${BASH_SOURCE[0]}")/../common/recipe.sh"
 
 run_pipeline --manifest-prefix mgb2 --train-set train --dev-set dev --test-sets "test_mgb2"

@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--force", action="store_true", help="replace OUT if it is not empty")
     parser.add_argument("--cache-dir", default=None,
                         help="where packaged models are converted once (default: $UDISTIL_MODEL_CACHE "
-                             "or <repo>/exp/models)")
+                             "or ~/.cache/udistil/models)")
 
 
 def run(args) -> int:

@@ -9,8 +9,8 @@ def add_arguments(parser):
     parser.add_argument("--set", dest="set_name", required=True, help="set name: writes PREFIX_recordings_SET.jsonl.gz")
     parser.add_argument("--prefix", required=True, help="manifest name prefix (run.sh's --manifest-prefix)")
     parser.add_argument("--out-dir", default="data/manifests", help="where the manifests go")
-    parser.add_argument("--num-jobs", type=int, default=1, help="processes reading mp3 headers")
-    parser.add_argument("--work-dir", default="data/local/common_voice", help="scratch directory")
+    parser.add_argument("--num-jobs", type=int, default=1, help="threads reading the clips' headers")
+    parser.add_argument("--work-dir", default="data/local/common_voice", help="not used (accepted so that older scripts run)")
 
 
 def run(args):

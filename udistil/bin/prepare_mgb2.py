@@ -13,9 +13,12 @@ def add_arguments(parser):
     parser.add_argument("--no-text-cleaning", action="store_true",
                         help="train only: keep the captions as they are (default: lhotse's MGB2 cleaning)")
     parser.add_argument("--work-dir", default="data/local/mgb2", help="scratch directory for dev/test")
+    parser.add_argument("--skip-bad-audio", action="store_true",
+                        help="skip (one log line each, counted) recordings whose wav is missing or unreadable")
 
 
 def run(args):
     mer = None if args.mer_thresh.lower() == "none" else float(args.mer_thresh)
     prepare_mgb2_part(args.corpus_dir, args.part, args.out_dir, args.prefix, args.set_name, mer_thresh=mer,
-                      text_cleaning=not args.no_text_cleaning, work_dir=args.work_dir)
+                      text_cleaning=not args.no_text_cleaning, work_dir=args.work_dir,
+                      skip_bad_audio=args.skip_bad_audio)

@@ -8,7 +8,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to hold the ready model")
     parser.add_argument("--cache-dir", default=None,
                         help="where packaged models are converted once (default: $UDISTIL_MODEL_CACHE "
-                             "or <repo>/exp/models)")
+                             "or ~/.cache/udistil/models)")
 
 
 def run(args) -> int:

@@ -13,7 +13,10 @@ a few bad lines, and the user needs "segments:1234: end 3.2 is before start 4.0"
 ValueError from deep inside a thread pool.  Every structural problem stops with a
 UdistilError naming the file and line.  An audio file that is missing or unreadable also
 stops the import, naming its wav.scp line, unless skip_bad_audio is set, in which case the
-recording and its utterances are skipped and counted in the log.
+recording and its utterances are skipped, one log line each, and counted ("missing audio",
+"unreadable audio").  When a listed file is missing but a file of that name lies under the
+data dir, wav.scp was written on another machine (ALFFA's is): the message says so and
+points to `udistil prepare-alffa`, which maps such paths.
 
 Piped recordings are run once to learn their sampling rate and length, unless reco2dur is
 present and `sampling_rate` is given.
@@ -44,7 +47,22 @@ ARK_OFFSET = re.compile(r"\.ark:\d+$")
 
 
 class BadAudio(UdistilError):
-    """A wav.scp entry whose audio is missing or unreadable (skippable, unlike a malformed line)."""
+    """A wav.scp entry whose audio is unreadable (skippable, unlike a malformed line)."""
+    kind = "unreadable audio"
+
+
+class MissingAudio(BadAudio):
+    """A wav.scp entry naming a file that does not exist."""
+    kind = "missing audio"
+
+
+def placeholder_hint(data_dir: Path, missing: Path) -> str:
+    """Why a listed file may be missing when the audio is here: wav.scp written on another machine."""
+    if not any(p.name == missing.name and not p.name.startswith("._") for p in data_dir.rglob(missing.name)):
+        return ""
+    return (f"; a {missing.name} is under {data_dir}: its wav.scp holds paths from another machine (ALFFA's "
+            "does: `udistil prepare-alffa --corpus-dir <ALFFA_PUBLIC/ASR/SWAHILI/data>` maps them onto its "
+            "folders), so rewrite the paths rather than skipping")
 
 
 @dataclass(frozen=True)
@@ -99,7 +117,7 @@ def probe_file(line: Line, path: Path) -> AudioFacts:
         raise UdistilError(f"{line.where}: {path} points into a Kaldi archive; extract it to wav "
                            "first (e.g. wav-copy) or use a 'command |' entry")
     if not path.exists():
-        raise BadAudio(f"{line.where}: audio file {path} not found (recording {line.key})")
+        raise MissingAudio(f"{line.where}: audio file {path} not found (recording {line.key})")
     if path.stat().st_size == 0:
         raise BadAudio(f"{line.where}: audio file {path} is empty (recording {line.key})")
     try:
@@ -215,14 +233,17 @@ def import_kaldi_dir(data_dir, language: str, out_dir, prefix: str, split: str |
     skipped = Counter()
     recordings: dict[str, Recording] = {}
     skipped_recordings: set[str] = set()
+    hint = None  # checked once, at the first missing file
     for line in read_table(wav_scp).values():
         try:
             recordings[line.key] = make_recording(line, optional.get("reco2dur", {}), sampling_rate)
         except BadAudio as e:
+            if isinstance(e, MissingAudio) and hint is None:
+                hint = placeholder_hint(data_dir, Path(line.rest.strip()))
             if not skip_bad_audio:
-                raise UdistilError(f"{e} (use --skip-bad-audio to skip such recordings)") from e
+                raise UdistilError(f"{e} (use --skip-bad-audio to skip such recordings){hint or ''}") from e
             log.warning("skipping %s", e)
-            skipped["bad audio"] += 1
+            skipped[e.kind] += 1
             skipped_recordings.add(line.key)
 
     if "segments" in optional:
@@ -249,7 +270,7 @@ def import_kaldi_dir(data_dir, language: str, out_dir, prefix: str, split: str |
         sup.speaker = speakers[sup.id].rest if sup.id in speakers else None
     without_text = sum(1 for s in sups if not s.text)
     if not sups:
-        raise UdistilError(f"{data_dir}: no utterances left to import ({dict(skipped)})")
+        raise UdistilError(f"{data_dir}: no utterances left to import (skipped: {dict(skipped)}){hint or ''}")
 
     paths = (manifest_path(out_dir, prefix, "recordings", split),
              manifest_path(out_dir, prefix, "supervisions", split))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from udistil.data.manifests import custom, read_cuts, supervision
 from udistil.evaluate.decode_outputs import HYPS_NAME, LABELS_NAME, PER_UTT_NAME, WER_NAME, write_decode_dir
-from udistil.parallel.fingerprint import StaleOutputError, differences, read_fingerprint, remove_output
+from udistil.parallel.fingerprint import REDO_HINT, StaleOutputError, differences, read_fingerprint, remove_output
 from udistil.teacher.pseudo_label import NothingLabelledError, labelling_fingerprint, pseudo_label
 from udistil.teacher.transcriber import Transcriber
 
@@ -36,7 +36,7 @@ def finished_decode_is_current(in_path, out_dir: Path, transcriber: Transcriber,
     why = "; ".join(differences(old, fp)) if old is not None else "it has no fingerprint"
     if not redo_stale:
         raise StaleOutputError(f"{out_dir}: a finished decode made from another model, input or options "
-                               f"({why}); rerun with --redo-stale, or delete {out_dir}, to redo it")
+                               f"({why}); {REDO_HINT}, or delete {out_dir}, to redo it")
     logger.warning("%s: stale decode (%s); decoding again", out_dir, why)
     for name in (WER_NAME, HYPS_NAME, PER_UTT_NAME):
         (out_dir / name).unlink(missing_ok=True)
@@ -53,7 +53,7 @@ def decode_cuts(in_path: str | Path, out_dir: str | Path, transcriber: Transcrib
     t0 = time.time()
     labelled_path = out_dir / LABELS_NAME
     try:
-        summary = pseudo_label(in_path, labelled_path, transcriber, redo_stale=redo_stale)
+        summary = pseudo_label(in_path, labelled_path, transcriber, redo_stale=redo_stale, progress="decode")
         labelled = {c.id: c for c in read_cuts(labelled_path)}
     except NothingLabelledError as e:
         # A test set none of whose cuts could be decoded still gets its score (every

@@ -27,6 +27,13 @@ Other languages use `normalize_basic`: NFKC, lower case, punctuation and symbols
 spaces (apostrophes inside words are dropped: "ng'ombe" -> "ngombe", "it's" -> "its"),
 letters, combining marks and digits of every script are kept, whitespace collapsed.
 
+Non-speech tags: one rule for every corpus and both sides of a comparison.  A tag in angle
+or square brackets (`<UNK>`, `<music>`, `<noise>`, `<sil>`, `[laughter]`, `[noise]`,
+`[MUSIC]`, ...: how Kaldi-style corpora such as ALFFA, and Whisper itself, mark what is not
+a word) is removed before anything else, so it is never scored as the words "unk" or
+"music".  A reference that is nothing but tags normalises to "" and counts as unlabelled
+(`has_reference`): it is left out of WER, the oracle filter and the filter report.
+
 Numbers: digits are left as digits in every language; nothing spells "25" as "twenty
 five" (English) or "ishirini na tano" (Swahili), nor the reverse.  A reference written in
 words scored against a hypothesis written in digits therefore counts as an error, as it
@@ -79,10 +86,19 @@ _ARABIC_KEEP = (
 _NOT_ARABIC_KEEP = re.compile(f"[^{_ARABIC_KEEP}]")
 _SPACES = re.compile(r"\s+")
 
+# A non-speech tag: <...> or [...] without nested brackets or line breaks, at most 40
+# characters inside, no space just inside a bracket ("a < b and c > d" is text).
+NON_SPEECH_TAG = re.compile(r"<(?!\s)[^<>\n]{1,40}(?<!\s)>|\[(?!\s)[^\[\]\n]{1,40}(?<!\s)\]")
+
+
+def remove_tags(text: str) -> str:
+    """`text` with its non-speech tags (<UNK>, <music>, [laughter], ...) replaced by spaces."""
+    return NON_SPEECH_TAG.sub(" ", text)
+
 
 def normalize_arabic(text: str) -> str:
     """Normalise Arabic text by the paper's evaluation rules (see module docstring)."""
-    text = unicodedata.normalize("NFKC", text or "")
+    text = remove_tags(unicodedata.normalize("NFKC", text or ""))
     text = _ARABIC_IN_WORD_MARKS.sub("", text)
     text = text.translate(_ARABIC_FOLD_TABLE)
     text = _NOT_ARABIC_KEEP.sub(" ", text)
@@ -103,7 +119,7 @@ def _is_kept_in_basic(ch: str) -> bool:
 
 def normalize_basic(text: str) -> str:
     """Lower-case, punctuation/symbols to spaces, apostrophes dropped, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text or "").lower()
+    text = remove_tags(unicodedata.normalize("NFKC", text or "")).lower()
     text = _APOSTROPHES.sub("", text)
     text = "".join(ch if _is_kept_in_basic(ch) else " " for ch in text)
     return _SPACES.sub(" ", text).strip()
@@ -138,3 +154,11 @@ def is_arabic(language: str | None) -> bool:
 def normalizer_for(language: str | None) -> Callable[[str], str]:
     """The normaliser for a cut's `supervision.language` (Arabic or dialect -> Arabic rules)."""
     return normalize_arabic if is_arabic(language) else normalize_basic
+
+
+def has_reference(text: str | None, language: str | None) -> bool:
+    """Whether a reference has anything to score once normalised (tags and punctuation gone).
+
+    The one rule for "this cut is labelled": a line that is empty, or only `<music>` or
+    `<UNK>`, is unlabelled."""
+    return bool(normalizer_for(language)(text or ""))

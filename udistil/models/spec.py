@@ -2,8 +2,14 @@
 
 `resolve_model` turns any of them into a local directory; `load_whisper` loads it for
 inference (on a device, in a dtype: models/device.py; eval mode, Whisper generation
-settings present).  Packaged
-models are converted once into the model cache and reused.
+settings present).
+
+Packaged models are converted once into the model cache and reused: $UDISTIL_MODEL_CACHE,
+else $XDG_CACHE_HOME/udistil/models (~/.cache/udistil/models), outside the checkout, so a
+read-only or shared checkout works and every checkout of a machine converts once.  A hub id
+is taken from the Hugging Face cache when it is there, and otherwise downloaded into it
+(weights for PyTorch only), unless HF_HUB_OFFLINE=1 says the hub must not be asked, as
+transformers reads it.
 """
 from __future__ import annotations
 
@@ -20,13 +26,24 @@ log = logging.getLogger(__name__)
 
 PACKAGED_PREFIX = "packaged:"
 PREPARED_MARKER = "udistil_prepared.json"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_cache_dir() -> Path:
-    """$UDISTIL_MODEL_CACHE, else <repo>/exp/models."""
+    """$UDISTIL_MODEL_CACHE, else $XDG_CACHE_HOME/udistil/models (XDG default ~/.cache)."""
     env = os.environ.get("UDISTIL_MODEL_CACHE")
-    return Path(env) if env else REPO_ROOT / "exp" / "models"
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "udistil" / "models"
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub and transformers read it ("1", "ON", "YES", "TRUE")."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+# Files of other frameworks a hub repository may also hold; not downloaded.
+_OTHER_FRAMEWORKS = ["*.msgpack", "*.h5", "*.ot", "*.onnx", "*.onnx_data", "flax_model*", "tf_model*"]
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -63,17 +80,39 @@ def _resolve_packaged(name: str, cache_dir) -> Path:
     return convert_packaged(name, target)
 
 
-def _resolve_hub_id(spec: str) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+def hub_model_missing(spec: str) -> str:
+    """Why hub id `spec` cannot be had offline, or "" when it is in the Hugging Face cache."""
+    import huggingface_hub
 
     try:
-        path = Path(snapshot_download(spec, local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError) as e:
+        huggingface_hub.snapshot_download(spec, local_files_only=True)
+        return ""
+    except Exception as e:  # LocalEntryNotFoundError, OSError, ValueError (bad id)
+        return f"'{spec}' is not in the Hugging Face cache ({type(e).__name__})"
+
+
+def _resolve_hub_id(spec: str) -> Path:
+    import huggingface_hub
+
+    try:
+        return check_model_dir(Path(huggingface_hub.snapshot_download(spec, local_files_only=True)))
+    except (UdistilError, Exception) as local_error:  # not cached (or cached incompletely)
+        if hub_offline():
+            raise UdistilError(
+                f"model '{spec}' is neither a local directory nor in the Hugging Face cache, and the hub "
+                f"is offline (HF_HUB_OFFLINE=1); download it where the hub can be reached "
+                f"(huggingface-cli download {spec}), or pass a local transformers directory or one of "
+                + ", ".join(PACKAGED_PREFIX + n for n in packaged_names())) from local_error
+    log.info("downloading %s from the Hugging Face hub into its cache", spec)
+    try:
+        files = huggingface_hub.list_repo_files(spec)
+        ignore = _OTHER_FRAMEWORKS + (["*.bin"] if any(f.endswith(".safetensors") for f in files) else [])
+        path = Path(huggingface_hub.snapshot_download(spec, ignore_patterns=ignore))
+    except Exception as e:  # network errors, RepositoryNotFoundError, GatedRepoError, ...
         raise UdistilError(
-            f"model '{spec}' is neither a local directory nor in the Hugging Face cache, and the hub "
-            f"is offline; pass a local transformers directory or one of "
-            + ", ".join(PACKAGED_PREFIX + n for n in packaged_names())) from e
+            f"model '{spec}' is not a local directory, not in the Hugging Face cache, and could not be "
+            f"downloaded ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); check the id and "
+            "the network (or log in for a gated model), or pass a local transformers directory") from e
     return check_model_dir(path)
 
 

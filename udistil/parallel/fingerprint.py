@@ -159,8 +159,13 @@ def has_work(out_path: str | os.PathLike) -> bool:
     return out_path.exists() or out_path.with_name(out_path.name + ".partial.jsonl").exists()
 
 
+# What a stale-output error tells the user to do.  Users meet it through run.sh, whose
+# option takes a value (`--redo-stale true`); a udistil action alone takes the bare flag.
+REDO_HINT = "rerun run.sh with --redo-stale true (a udistil action alone: --redo-stale)"
+
+
 def check_or_write(out_path: str | os.PathLike, fp: dict, redo: bool = False,
-                   redo_hint: str = "rerun with --redo-stale") -> bool:
+                   redo_hint: str = REDO_HINT) -> bool:
     """Make sure existing work at `out_path` was made as `fp` says; record `fp` for new work.
 
     Returns True when work made with this fingerprint may be reused (or resumed), False
@@ -186,7 +191,7 @@ def check_or_write(out_path: str | os.PathLike, fp: dict, redo: bool = False,
 
 
 def check_marker(marker: str | os.PathLike, options: dict, inputs: list | None = None,
-                 redo: bool = False, redo_hint: str = "rerun with --redo-stale true") -> bool:
+                 redo: bool = False, redo_hint: str = REDO_HINT) -> bool:
     """A stage's `.done` marker holding the fingerprint of what the stage was run with.
 
     True: the marker exists and matches (skip the stage).  False: no marker, or a stale one

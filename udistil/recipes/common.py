@@ -28,6 +28,17 @@ def require(path, what: str, layout_hint: str) -> Path:
     return path
 
 
+def check_utf8(path: Path) -> None:
+    """Stop naming `path` (the user's file) and the first line that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise UdistilError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start}); convert the file "
+                           f"with iconv (e.g. iconv -f latin1 -t utf-8) and run again") from e
+
+
 def write_set(recordings: Iterable[Recording], supervisions: Iterable[SupervisionSegment],
               out_dir, prefix: str, set_name: str, language: str, source: str) -> tuple[Path, Path]:
     """Set every supervision's language, drop orphans (logged), and write the set's manifests.

@@ -5,21 +5,29 @@ Layout (one language of a release, unpacked as downloaded from commonvoice.mozil
     <cv_dir>/<lang>/clips/*.mp3
     <cv_dir>/<lang>/{train,dev,test}.tsv      (also validated/other/invalidated.tsv)
 
-Parsing is lhotse's `prepare_commonvoice`, with the language passed explicitly: its "auto"
-list (COMMONVOICE_LANGS) has neither ar nor sw.  lhotse reads these columns of each tsv:
-path, sentence, client_id, gender, age, accents, variant; releases older than the
-`variant`/`accents` columns (before CV 13) get them added, empty, in a copy of the tsv
-under work_dir (the clips are linked, not copied).  The mp3s are decoded by libsndfile
-(soundfile >= 0.12 with libsndfile >= 1.1 reads MP3); `check_mp3_support` says so clearly
-when it cannot.
+Each tsv is tab-separated with a header row; the columns read are `path` (the clip's file
+name under clips/), `sentence` (the reference) and, where the release has them,
+`client_id` (the speaker) and `locale` (the language; releases before CV 10 lack it).
+Other columns (up_votes, age, gender, accents, variant, segment, sentence_id, ...) vary by
+release and are ignored, so any release reads the same way.  Quotes are not special (the
+sentences hold unbalanced ones); a UTF-8 byte-order mark and CRLF line ends (a tsv
+re-saved by a spreadsheet) are accepted.
+
+A clip listed but absent, or one that cannot be read, is skipped with one log line and
+counted; a row whose `locale` is not the language asked for stops preparation (the wrong
+language's folder).  The mp3s are decoded by libsndfile (soundfile >= 0.12 with libsndfile
+>= 1.1 reads MP3; `check_mp3_support` says so clearly when it cannot); clips of any sample
+rate (the releases mix 48, 44.1 and 32 kHz) are resampled to 16 kHz by stage 2.
 """
 from __future__ import annotations
 
 import csv
 import logging
-import os
-import shutil
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from lhotse import Recording, SupervisionSegment
 
 from udistil.errors import UdistilError
 from udistil.recipes.common import require, write_set
@@ -27,8 +35,7 @@ from udistil.recipes.common import require, write_set
 log = logging.getLogger(__name__)
 
 LAYOUT = "<cv_dir>/<lang>/clips/*.mp3 and <cv_dir>/<lang>/{train,dev,test}.tsv"
-# Columns lhotse's Common Voice reader indexes; all but path and sentence may be empty.
-LHOTSE_COLUMNS = ("client_id", "path", "sentence", "age", "gender", "accents", "variant")
+REQUIRED_COLUMNS = ("path", "sentence")
 
 
 def check_mp3_support() -> None:
@@ -41,55 +48,78 @@ def check_mp3_support() -> None:
             "(its wheel bundles libsndfile>=1.1 with MP3) via tools/install.sh")
 
 
-def lhotse_ready_dir(cv_dir: Path, language: str, split: str, work_dir: Path) -> Path:
-    """The directory to give lhotse: the release itself, or a copy of the tsv with missing columns."""
-    tsv = require(cv_dir / language / f"{split}.tsv", f"Common Voice {language} {split}.tsv", LAYOUT)
-    require(cv_dir / language / "clips", f"Common Voice {language} clips directory", LAYOUT)
-    with open(tsv, encoding="utf-8", newline="") as fh:
-        header = fh.readline().rstrip("\n").split("\t")
-    missing_required = [c for c in ("path", "sentence") if c not in header]
-    if missing_required:
-        raise UdistilError(f"{tsv}: no column {', '.join(missing_required)} in the header {header}; "
-                           "is this a Common Voice tsv?")
-    missing = [c for c in LHOTSE_COLUMNS if c not in header]
-    if not missing:
-        return cv_dir
-    log.info("%s: older release without columns %s; adding them (empty) in %s", tsv, missing, work_dir)
-    lang_dir = work_dir / language
-    lang_dir.mkdir(parents=True, exist_ok=True)
-    clips_link = lang_dir / "clips"
-    if not clips_link.exists():
-        os.symlink((cv_dir / language / "clips").resolve(), clips_link)
-    with open(tsv, encoding="utf-8", newline="") as src, \
-            open(lang_dir / f"{split}.tsv", "w", encoding="utf-8", newline="") as dst:
-        reader = csv.DictReader(src, delimiter="\t", quoting=csv.QUOTE_NONE)
-        writer = csv.DictWriter(dst, fieldnames=header + missing, delimiter="\t",
-                                quoting=csv.QUOTE_NONE, escapechar="\\")
-        writer.writeheader()
-        for row in reader:
-            writer.writerow({**row, **{c: "" for c in missing}})
-    return work_dir
+def read_tsv(tsv: Path, language: str) -> list[tuple[int, dict]]:
+    """(line number, row) of a Common Voice tsv, checked (module docstring)."""
+    try:
+        with open(tsv, encoding="utf-8-sig", newline="") as fh:
+            rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as e:
+        raise UdistilError(f"{tsv}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    if not rows:
+        raise UdistilError(f"{tsv}: empty file; expected a header row with {', '.join(REQUIRED_COLUMNS)}")
+    header = [c.strip() for c in rows[0]]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise UdistilError(f"{tsv}: no column {', '.join(missing)} in the header {header}; is this a Common Voice tsv?")
+    out = []
+    for number, values in enumerate(rows[1:], start=2):
+        if not any(v.strip() for v in values):
+            continue
+        row = dict(zip(header, (v.strip() for v in values)))
+        if not row.get("path"):
+            raise UdistilError(f"{tsv}:{number}: no clip in the path column")
+        locale = row.get("locale")
+        if locale and locale.split("-")[0] != language.split("-")[0]:
+            raise UdistilError(f"{tsv}:{number}: locale {locale!r}, not {language!r}: is this the {language} "
+                               "folder of the release?")
+        out.append((number, row))
+    return out
+
+
+def _recording(clip: Path, clip_id: str) -> Recording | str:
+    """The clip's Recording, or why it cannot be read."""
+    if not clip.is_file():
+        return "not found"
+    try:
+        return Recording.from_file(clip, recording_id=clip_id)
+    except Exception as e:  # soundfile/audioread raise many types for a bad file
+        return f"cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:150] if str(e) else ''})"
 
 
 def prepare_common_voice_split(cv_dir, language: str, split: str, out_dir, prefix: str, set_name: str,
-                               num_jobs: int = 1, work_dir="data/local/common_voice") -> None:
-    """Write the manifests of Common Voice `language`/`split` (train, dev, test, ...) as `set_name`."""
-    from lhotse.recipes.commonvoice import prepare_commonvoice
+                               num_jobs: int = 1, work_dir=None) -> Counter:
+    """Write the manifests of Common Voice `language`/`split` (train, dev, test, ...) as `set_name`.
 
+    Returns the skipped-clip counts ("missing audio", "unreadable audio").  work_dir is
+    not used (kept for the command line)."""
     cv_dir = require(cv_dir, "Common Voice release directory", LAYOUT)
     check_mp3_support()
-    work_dir = Path(work_dir)
-    corpus_dir = lhotse_ready_dir(cv_dir, language, split, work_dir)
-    lhotse_out = work_dir / "lhotse"
-    if lhotse_out.exists():
-        # lhotse writes cv-<lang>_*_<split>.jsonl.gz but looks for cached ones under another
-        # name, so it never reuses them; clear stale ones so nothing old can be picked up.
-        shutil.rmtree(lhotse_out)
-    manifests = prepare_commonvoice(corpus_dir, lhotse_out, languages=[language], splits=[split],
-                                    num_jobs=num_jobs)
-    part = manifests[language][split]
-    if len(part["supervisions"]) == 0:
-        raise UdistilError(f"{cv_dir / language / (split + '.tsv')}: no clip listed there was found "
-                           f"in {cv_dir / language / 'clips'}")
-    write_set(part["recordings"], part["supervisions"], out_dir, prefix, set_name, language,
+    tsv = require(cv_dir / language / f"{split}.tsv", f"Common Voice {language} {split}.tsv", LAYOUT)
+    clips_dir = require(cv_dir / language / "clips", f"Common Voice {language} clips directory", LAYOUT)
+    rows = read_tsv(tsv, language)
+    clip_ids = [Path(row["path"]).stem for _, row in rows]
+    with ThreadPoolExecutor(max_workers=max(1, num_jobs)) as pool:
+        results = list(pool.map(_recording, (clips_dir / row["path"] for _, row in rows), clip_ids))
+
+    recordings, supervisions, skipped, seen = [], [], Counter(), {}
+    for (number, row), clip_id, rec in zip(rows, clip_ids, results):
+        if clip_id in seen:
+            raise UdistilError(f"{tsv}:{number}: clip {row['path']} is listed again (line {seen[clip_id]})")
+        seen[clip_id] = number
+        if isinstance(rec, str):
+            kind = "missing audio" if rec == "not found" else "unreadable audio"
+            skipped[kind] += 1
+            log.warning("skipping %s:%d: clip %s %s", tsv, number, clips_dir / row["path"], rec)
+            continue
+        recordings.append(rec)
+        supervisions.append(SupervisionSegment(
+            id=clip_id, recording_id=clip_id, start=0.0, duration=rec.duration, channel=0,
+            text=row["sentence"], language=language, speaker=row.get("client_id") or None))
+    if skipped:
+        log.warning("%s: skipped %d clips not found and %d unreadable (one line each above) of %d listed",
+                    tsv, skipped["missing audio"], skipped["unreadable audio"], len(rows))
+    if not supervisions:
+        raise UdistilError(f"{tsv}: no clip listed there was found in {clips_dir}")
+    write_set(recordings, supervisions, out_dir, prefix, set_name, language,
               f"Common Voice {language} {split} ({cv_dir})")
+    return skipped

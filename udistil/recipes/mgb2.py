@@ -28,7 +28,7 @@ from lhotse.utils import recursion_limit
 from udistil.data.kaldi_dir import import_kaldi_dir
 from udistil.data.source_manifests import read_recordings, read_supervisions
 from udistil.errors import UdistilError
-from udistil.recipes.common import require, write_set
+from udistil.recipes.common import check_utf8, require, write_set
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,12 @@ def train_supervisions(corpus_dir: Path, mer_thresh: float | None, text_cleaning
 
 
 def prepare_mgb2_part(corpus_dir, part: str, out_dir, prefix: str, set_name: str, mer_thresh: float | None = 80,
-                      text_cleaning: bool = True, work_dir="data/local/mgb2") -> None:
-    """Write the manifests of MGB2 `part` (train, dev or test) as set `set_name`."""
+                      text_cleaning: bool = True, work_dir="data/local/mgb2", skip_bad_audio: bool = False) -> None:
+    """Write the manifests of MGB2 `part` (train, dev or test) as set `set_name`.
+
+    skip_bad_audio: a dev/test recording whose wav is missing or unreadable is skipped (one
+    log line each, counted) instead of stopping.  In train, a transcript XML without its wav
+    is always left out with one log line (a partial copy of the release is common)."""
     corpus_dir = Path(corpus_dir)
     if part not in PARTS:
         raise UdistilError(f"MGB2 part must be one of {PARTS}, not {part!r}")
@@ -74,6 +78,12 @@ def prepare_mgb2_part(corpus_dir, part: str, out_dir, prefix: str, set_name: str
         wav_dir = require(corpus_dir / "train" / "wav", "MGB2 training audio", LAYOUT)
         recordings = RecordingSet.from_dir(wav_dir, pattern="*.wav")
         supervisions = train_supervisions(corpus_dir, mer_thresh, text_cleaning)
+        no_wav = sorted({s.recording_id for s in supervisions} - set(recordings.ids))
+        for rec_id in no_wav:
+            log.warning("skipping %s: no %s.wav in %s; its segments are left out",
+                        corpus_dir / "train" / "xml" / "utf8" / f"{rec_id}.xml", rec_id, wav_dir)
+        if no_wav:
+            log.warning("MGB2 train: %d transcripts without their wav left out", len(no_wav))
     else:
         part_dir = corpus_dir / part
         # The release's dev/test are Kaldi files with non-standard names and wav.scp paths
@@ -82,10 +92,13 @@ def prepare_mgb2_part(corpus_dir, part: str, out_dir, prefix: str, set_name: str
         kaldi_dir.mkdir(parents=True, exist_ok=True)
         for src, dst in (("text.non_overlap_speech", "text"), ("segments.non_overlap_speech", "segments")):
             require(part_dir / src, f"MGB2 {part} {dst}", LAYOUT)
+            check_utf8(part_dir / src)  # errors name the release's file, not our copy
             (kaldi_dir / dst).write_text((part_dir / src).read_text(encoding="utf-8"), encoding="utf-8")
-        wav_scp = require(part_dir / "wav.scp", f"MGB2 {part} wav.scp", LAYOUT).read_text(encoding="utf-8")
+        check_utf8(require(part_dir / "wav.scp", f"MGB2 {part} wav.scp", LAYOUT))
+        wav_scp = (part_dir / "wav.scp").read_text(encoding="utf-8")
         (kaldi_dir / "wav.scp").write_text(wav_scp.replace("wav/", f"{part_dir.resolve()}/wav/"), encoding="utf-8")
-        imported = import_kaldi_dir(kaldi_dir, "ar", kaldi_dir, prefix="kaldi", split=part)
+        imported = import_kaldi_dir(kaldi_dir, "ar", kaldi_dir, prefix="kaldi", split=part,
+                                    skip_bad_audio=skip_bad_audio)
         recordings = read_recordings(imported.recordings)
         # References are Buckwalter; Whisper and the scorer want Arabic script.
         supervisions = [s.transform_text(from_buck_walter) for s in read_supervisions(imported.supervisions)]

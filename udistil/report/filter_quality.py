@@ -34,6 +34,7 @@ from scipy.stats import rankdata, spearmanr
 
 from udistil.data.manifests import read_cuts, supervision, write_json_atomic, write_text_atomic
 from udistil.errors import UdistilError
+from udistil.evaluate.normalize import has_reference
 from udistil.evaluate.scoring import BAD_WER, score_pairs, utterance_wer
 from udistil.filters import FILTERS, filter_class
 from udistil.filters.base import cut_language, teacher_field, teacher_text, worse_is_higher
@@ -48,14 +49,19 @@ ALL = "all"
 _TEACHER_LOG_LINE = re.compile(r"([\d.]+) s audio in ([\d.]+) s")
 
 
-def auroc(scores, positives) -> float | None:
+# Fewer cuts than this in the bad or the good class: an AUROC would be 0, 1 or a step of
+# 1/n, not a measurement, so none is given (and the report says why).
+MIN_CLASS_CUTS = 2
+
+
+def auroc(scores, positives, min_class: int = MIN_CLASS_CUTS) -> float | None:
     """Area under the ROC curve of `scores` (higher = more likely positive) for boolean
-    `positives`; ties count one half (Mann-Whitney U / (n_pos * n_neg)).  None when one
-    class is absent."""
+    `positives`; ties count one half (Mann-Whitney U / (n_pos * n_neg)).  None when a
+    class has fewer than `min_class` cuts."""
     scores = np.asarray(scores, dtype=float)
     positives = np.asarray(positives, dtype=bool)
     n_pos, n_neg = int(positives.sum()), int((~positives).sum())
-    if n_pos == 0 or n_neg == 0:
+    if n_pos < max(min_class, 1) or n_neg < max(min_class, 1):
         return None
     ranks = rankdata(scores, method="average")
     u = ranks[positives].sum() - n_pos * (n_pos + 1) / 2
@@ -124,12 +130,12 @@ def filters_present(cuts) -> list[str]:
 
 
 def has_references(in_path) -> bool:
-    return any((supervision(c).text or "").strip() for c in read_cuts(in_path))
+    return any(has_reference(supervision(c).text, cut_language(c)) for c in read_cuts(in_path))
 
 
 def filter_quality(in_path, out_dir, teacher_logs: str | None = None, plots: bool = True) -> dict:
     cuts = [c for c in read_cuts(in_path) if teacher_field(c, "teacher_text") is not None]
-    cuts = [c for c in cuts if (supervision(c).text or "").strip()]
+    cuts = [c for c in cuts if has_reference(supervision(c).text, cut_language(c))]
     if not cuts:
         raise UdistilError(f"{in_path}: no cut has both a pseudo-label and a reference; the filter-quality "
                            "report needs a labelled, pseudo-labelled and scored set (e.g. the dev set)")
@@ -150,6 +156,11 @@ def filter_quality(in_path, out_dir, teacher_logs: str | None = None, plots: boo
                  "wer_oracle": kept_wer(subset, oracle_kept), "filters": {}}
         for name in names:
             block["filters"][name] = evaluate_filter(name, subset, true_wer, fraction)
+        good = block["n"] - block["bad"]
+        if min(block["bad"], good) < MIN_CLASS_CUTS:
+            block["warning"] = (f"{block['bad']} bad and {good} good cuts: no AUROC (needs at least "
+                                f"{MIN_CLASS_CUTS} of each)")
+            logger.warning("%s, %s: %s", in_path, lang, block["warning"])
         report["languages"][lang] = block
     report["summary"] = language_summary(cuts, names, languages)
     for name in names:
@@ -171,11 +182,15 @@ def filter_quality(in_path, out_dir, teacher_logs: str | None = None, plots: boo
 def within_language_auroc(values, positives, languages) -> float | None:
     """AUROC over the (bad, good) pairs of the same language only: what a score knows
     beyond the language, whatever the languages' rates of bad clips."""
+    n_pos = sum(bool(p) for p in positives)
+    if min(n_pos, len(positives) - n_pos) < MIN_CLASS_CUTS:
+        return None
     u = pairs = 0.0
     for lang in set(languages):
         idx = [i for i, l in enumerate(languages) if l == lang]
         pos = sum(bool(positives[i]) for i in idx)
-        a = auroc([values[i] for i in idx], [positives[i] for i in idx])
+        # Pooled over languages: a language's class of one still gives its pairs.
+        a = auroc([values[i] for i in idx], [positives[i] for i in idx], min_class=1)
         if a is not None:
             u += a * pos * (len(idx) - pos)
             pairs += pos * (len(idx) - pos)
@@ -241,8 +256,10 @@ def markdown_table(report) -> str:
     for lang, block in report["languages"].items():
         lines += [f"## {lang} ({block['n']} cuts, {block['bad']} bad; no filter WER "
                   f"{_fmt(block['wer_all'], 1)}, oracle-kept WER {_fmt(block['wer_oracle'], 1)} at "
-                  f"{block['equal_fraction']:.0%} kept)", "",
-                  "| filter | direction | scored | bad | AUROC | Spearman | threshold | kept @thr | "
+                  f"{block['equal_fraction']:.0%} kept)", ""]
+        if block.get("warning"):
+            lines += [f"Warning: {block['warning']}.", ""]
+        lines += ["| filter | direction | scored | bad | AUROC | Spearman | threshold | kept @thr | "
                   "WER @thr | WER @equal fraction | cost ×stage 3 |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         ordered = sorted(block["filters"].items(), key=lambda kv: -(kv[1]["auroc"] if kv[1]["auroc"] is not None else -1))

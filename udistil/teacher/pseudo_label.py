@@ -124,14 +124,15 @@ def labelling_fingerprint(in_path, model, options, targets_dir=None, dtype=None)
 
 def pseudo_label(in_path: str | Path, out_path: str | Path, transcriber: Transcriber,
                  overwrite: bool = False, targets_dir: str | Path | None = None,
-                 redo_stale: bool = False) -> dict:
+                 redo_stale: bool = False, progress: str = "pseudo-label") -> dict:
     """Label every cut of `in_path` into `out_path`; returns counts for the log.
 
     With `targets_dir` (and `transcriber.options.targets` set), the teacher's distillation
     targets are stored there and attached to each labelled cut (kd_targets.py).
     Memory is bounded by a window of cuts (WINDOW_CUTS), not by the corpus.  A finished
     or partial output made with another input, teacher or options stops the run (or is
-    redone with redo_stale); see udistil.parallel.fingerprint.
+    redone with redo_stale); see udistil.parallel.fingerprint.  `progress` names the work
+    on the progress bar (`udistil decode` says "decode").
     """
     out_path = Path(out_path)
     fp = labelling_fingerprint(in_path, transcriber.name, transcriber.options, targets_dir,
@@ -151,7 +152,7 @@ def pseudo_label(in_path: str | Path, out_path: str | Path, transcriber: Transcr
     audio_s, t0, total = 0.0, time.time(), 0
     try:
         with tqdm(initial=len(writer.done) + len(writer.skipped),
-                  desc=f"pseudo-label {Path(in_path).name}", unit="cut", mininterval=5) as bar:
+                  desc=f"{progress} {Path(in_path).name}", unit="cut", mininterval=5) as bar:
             for chunk in iter_chunks(in_path):
                 total += len(chunk)
                 if all(writer.is_done(c.id) for c in chunk):

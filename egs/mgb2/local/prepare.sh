@@ -16,5 +16,5 @@ for set in $(requested_sets); do
   need_dir "${mgb2_dir:-}" --mgb2-dir "the MGB-2 release"
   log "MGB-2 $part -> set $set"
   udistil prepare-mgb2 --corpus-dir "$mgb2_dir" --part "$part" --prefix "$prefix" --set "$set" --out-dir "$out_dir" \
-    --mer-thresh "${mer_thresh:-80}"
+    --mer-thresh "${mer_thresh:-80}" $([ "${skip_bad_audio:-true}" = true ] && echo --skip-bad-audio)
 done
