@@ -1,0 +1,141 @@
+"""Whisper's timestamp mode: labels, decodes and `udistil transcribe` (docs/timestamps.md)."""
+import numpy as np
+import pytest
+import torch
+
+from udistil.models.spec import load_whisper
+from udistil.teacher.greedy import DecodeRequest, greedy_decode
+from udistil.teacher.token_rules import MAX_INITIAL_TIMESTAMP, TIMESTAMP_RESOLUTION, TokenRules
+from udistil.teacher.transcriber import DecodeOptions, Transcriber
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_whisper_dir):
+    return load_whisper(str(tiny_whisper_dir))
+
+
+def noise_clips(n, seconds=(2.0, 6.0), seed=0):
+    rng = np.random.default_rng(seed)
+    return [(0.1 * rng.standard_normal(int(16000 * rng.uniform(*seconds)))).astype(np.float32)
+            for _ in range(n)]
+
+
+def assert_timestamp_grammar(tokens, rules):
+    """Whisper's rules: an opening timestamp no later than 1 s, timestamps never going back,
+    and no two timestamp pairs without text between them."""
+    tb = rules.timestamp_begin
+    assert tokens and tokens[0] >= tb
+    assert (tokens[0] - tb) * TIMESTAMP_RESOLUTION <= MAX_INITIAL_TIMESTAMP + 1e-9
+    stamps = [t for t in tokens if t >= tb]
+    assert stamps == sorted(stamps)
+    for a, b, c in zip(tokens, tokens[1:], tokens[2:]):
+        assert not (a >= tb and b >= tb and c >= tb), tokens
+
+
+def test_options_choose_the_mode_by_clip_length():
+    assert not DecodeOptions(timestamps="never").use_timestamps(29.0)
+    assert DecodeOptions(timestamps="always").use_timestamps(1.0)
+    auto = DecodeOptions(timestamps="auto", timestamps_above=12.0)
+    assert not auto.use_timestamps(12.0) and auto.use_timestamps(12.5)
+    assert auto.timestamp_budget(20.0) > auto.token_budget(20.0)
+    with pytest.raises(ValueError, match="timestamps must be one of"):
+        DecodeOptions(timestamps="sometimes")
+
+
+def test_beam_search_follows_the_timestamp_rules_and_one_beam_is_greedy(tiny):
+    """beam.py decodes in timestamp mode with the greedy loop's rules: one beam gives the
+    greedy tokens and stops; wider beams keep the grammar."""
+    from udistil.teacher.beam import beam_decode
+
+    model, processor = tiny
+    rules = TokenRules.from_model(model)
+    features = processor.feature_extractor(noise_clips(3, seed=2), sampling_rate=16000,
+                                           return_tensors="pt").input_features
+    with torch.inference_mode():
+        encoder_out = model.get_encoder()(features).last_hidden_state
+    prompt = rules.prompt("en", timestamps=True)
+    requests = [DecodeRequest(row, prompt, 40, timestamps=True) for row in range(3)]
+    greedy = greedy_decode(model, encoder_out, requests, rules)
+    one = beam_decode(model, encoder_out, requests, rules, beam=1)
+    assert [(r.tokens, r.stop) for r in one] == [(r.tokens, r.stop) for r in greedy]
+    for result in beam_decode(model, encoder_out, requests, rules, beam=3):
+        assert_timestamp_grammar(result.tokens, rules)
+
+
+@pytest.mark.parametrize("beam", [1, 2])
+def test_labels_carry_text_without_timestamp_tokens(tiny, tiny_whisper_dir, speak, tmp_path, beam):
+    """A clip labelled in timestamp mode: text, tokens and per-token statistics hold the text
+    tokens only; the timestamped sequence is kept beside them."""
+    from lhotse import Recording, SupervisionSegment
+
+    import udistil.teacher.pseudo_label as pl
+    from udistil.data.manifests import custom, read_cuts, write_cuts
+
+    model, processor = tiny
+    rules = TokenRules.from_model(model)
+    cuts = []
+    for i, text in enumerate(("good morning everyone", "the train leaves at noon")):
+        path = tmp_path / f"utt{i}.wav"
+        speak(text, path=path)
+        rec = Recording.from_file(str(path), recording_id=f"utt{i}")
+        cut = rec.to_cut()
+        cut.supervisions = [SupervisionSegment(id=rec.id, recording_id=rec.id, start=0.0, duration=rec.duration,
+                                               language="en", text=text)]
+        cuts.append(cut)
+    write_cuts(cuts, tmp_path / "cuts.jsonl.gz")
+    transcriber = Transcriber(model, processor, DecodeOptions(timestamps="always", beam=beam, budget_base=20),
+                              name=str(tiny_whisper_dir))
+    pl.pseudo_label(tmp_path / "cuts.jsonl.gz", tmp_path / "labels.jsonl.gz", transcriber)
+    labelled = list(read_cuts(tmp_path / "labels.jsonl.gz"))
+    assert len(labelled) == 2
+    for cut in labelled:
+        fields = custom(cut)
+        assert "<|" not in fields["teacher_text"]
+        assert all(t < rules.end_of_text for t in fields["teacher_tokens"])
+        assert len(fields["teacher_logprobs"]) == len(fields["teacher_entropy"]) == len(fields["teacher_tokens"])
+        stamped = fields["teacher_timestamped_tokens"]
+        assert_timestamp_grammar(stamped, rules)
+        assert [t for t in stamped if t < rules.timestamp_begin] == fields["teacher_tokens"]
+
+
+def test_the_mode_is_part_of_the_labels_fingerprint(tmp_path):
+    from udistil.teacher.pseudo_label import labelling_fingerprint
+
+    manifest = tmp_path / "cuts.jsonl"
+    manifest.write_text("{}\n")
+    prints = {mode: labelling_fingerprint(manifest, "packaged:whisper-base", DecodeOptions(timestamps=mode))
+              for mode in ("never", "always", "auto")}
+    assert len({repr(p) for p in prints.values()}) == 3
+    assert labelling_fingerprint(manifest, "m", DecodeOptions(timestamps_above=10.0)) != \
+        labelling_fingerprint(manifest, "m", DecodeOptions(timestamps_above=20.0))
+
+
+def test_timed_sentences_follow_the_model_timestamps():
+    from udistil.transcribe.engines import timed_sentences
+
+    tb = 1000
+
+    def ts(seconds):
+        return tb + int(round(seconds / TIMESTAMP_RESOLUTION))
+
+    def decode(ids):
+        return " ".join(f"w{t}" for t in ids)
+
+    tokens = [ts(0.0), 1, 2, ts(2.5), ts(3.0), 3, ts(5.0), 4, 5]
+    assert timed_sentences(tokens, tb, 8.0, decode) == [(0.0, 2.5, "w1 w2"), (3.0, 5.0, "w3"), (5.0, 8.0, "w4 w5")]
+    # Times past the clip are clamped to it; a closing time before its opening one is not kept.
+    assert timed_sentences([ts(1.0), 1, ts(0.5), ts(9.0), 2, ts(12.0)], tb, 8.0, decode) == \
+        [(1.0, 1.0, "w1"), (8.0, 8.0, "w2")]
+
+
+def test_file_segments_map_window_times_to_the_file():
+    from udistil.transcribe.engines import TimedText
+    from udistil.transcribe.runner import file_segments
+    from udistil.transcribe.segments import SpeechSegment
+
+    # Two pieces of the file joined: 10-14 s and 20-26 s.
+    segment = SpeechSegment(((160000, 224000), (320000, 416000)))
+    out = file_segments(segment, TimedText("a b", [(0.5, 3.5, "a"), (4.5, 9.0, "b")]))
+    assert [(s.start, s.end, s.text) for s in out] == [(10.5, 13.5, "a"), (20.5, 25.0, "b")]
+    whole = file_segments(segment, TimedText("a b"))
+    assert [(s.start, s.end) for s in whole] == [(10.0, 26.0)]
