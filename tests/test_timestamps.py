@@ -139,3 +139,91 @@ def test_file_segments_map_window_times_to_the_file():
     assert [(s.start, s.end, s.text) for s in out] == [(10.5, 13.5, "a"), (20.5, 25.0, "b")]
     whole = file_segments(segment, TimedText("a b"))
     assert [(s.start, s.end) for s in whole] == [(10.0, 26.0)]
+
+
+# A window as the long-form benchmark builds them: three mini-corpus utterances (voice,
+# speed, pitch, babble noise at an SNR) joined with 0.5-2 s of silence.  Without timestamps
+# whisper-base writes only the last sentence of it and ends.
+WINDOW = [("The city council approved a new budget for public schools on Monday.", "croak", 165, 40, 5.0),
+          ("The twins celebrated their tenth birthday at the swimming pool.", "m3", 150, 60, 10.0),
+          ("We watched the sunset from the top of the hill.", "f1", 130, 50, 10.0)]
+BABBLE = [("Heavy rain is expected across the northern region later this week.", "m1", 180, 50),
+          ("She bought fresh bread and a bag of oranges at the market.", "f3", 150, 40),
+          ("The train to the airport leaves every twenty minutes from platform four.", "klatt", 165, 60)]
+
+
+@pytest.fixture(scope="module")
+def three_sentence_window():
+    from udistil.data.mini_corpus import Utterance, render, speak
+
+    clean = {}
+    for i, (text, variant, speed, pitch) in enumerate(BABBLE):
+        utt = Utterance(f"babble{i}", "train", "en", text, variant, speed, pitch, "none", None)
+        clean[utt.cut_id] = speak(utt)
+    babble_ids = list(clean)
+    rng = np.random.default_rng(1)
+    parts = []
+    for i, (text, variant, speed, pitch, snr) in enumerate(WINDOW):
+        utt = Utterance(f"window{i}", "train", "en", text, variant, speed, pitch, "babble", snr,
+                        babble_ids=babble_ids)
+        clean[utt.cut_id] = speak(utt)
+        parts += [render(utt, clean, 1), np.zeros(int(rng.uniform(0.5, 2.0) * 16000), np.float32)]
+    return np.concatenate(parts)
+
+
+def sentences_kept(text):
+    """Which of WINDOW's sentences `text` holds: two or more of a sentence's words of four
+    letters or more (the noisy first sentences are often misheard, but not dropped)."""
+    from udistil.evaluate.normalize import normalizer_for
+
+    norm = normalizer_for("en")
+    words = set(norm(text).split())
+    return [len(words & {w for w in norm(s).split() if len(w) >= 4}) >= 2 for s, *_ in WINDOW]
+
+
+def test_a_three_sentence_window_label_keeps_every_sentence(whisper_base_dir, three_sentence_window):
+    """Stage 3's default options label a 17.8 s window of three sentences with all three
+    (in timestamp mode); decoded after <|notimestamps|> the same window loses two."""
+    audio = three_sentence_window
+    assert DecodeOptions().use_timestamps(len(audio) / 16000)
+    model, processor = load_whisper(str(whisper_base_dir))
+    (label,) = Transcriber(model, processor, DecodeOptions()).transcribe([audio], ["en"])
+    assert sentences_kept(label.text) == [True, True, True], label.text
+    assert label.timestamped_tokens and "<|" not in label.text
+    (untimed,) = Transcriber(model, processor, DecodeOptions(timestamps="never")).transcribe([audio], ["en"])
+    assert sentences_kept(untimed.text).count(True) < 3, untimed.text
+
+
+def srt_cues(text):
+    def seconds(stamp):
+        h, m, rest = stamp.split(":")
+        s, ms = rest.split(",")
+        return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+    cues = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        start, end = lines[1].split(" --> ")
+        cues.append((seconds(start), seconds(end), " ".join(lines[2:])))
+    return cues
+
+
+@pytest.mark.parametrize("engine", ["torch", "ctranslate2"])
+def test_srt_cues_come_from_the_model_timestamps(engine, request, three_sentence_window, tmp_path, capsys):
+    """`udistil transcribe --format srt` of the window: one cue per sentence the model
+    timestamped, in order, inside the file, rather than one cue spanning the whole window."""
+    import soundfile as sf
+
+    from udistil.transcribe.runner import run_transcribe
+
+    model = request.getfixturevalue("whisper_base_dir" if engine == "torch" else "whisper_base_ct2_dir")
+    wav = tmp_path / "window.wav"
+    sf.write(str(wav), three_sentence_window, 16000)
+    duration = len(three_sentence_window) / 16000
+    assert run_transcribe([str(wav)], str(model), language="en", fmt="srt", device="cpu", threads=2,
+                          progress=False) == 0
+    cues = srt_cues(capsys.readouterr().out)
+    assert len(cues) >= 3, cues
+    assert all(0.0 <= start <= end <= duration + 1e-3 for start, end, _ in cues)
+    assert all(a[1] <= b[0] for a, b in zip(cues, cues[1:]))
+    assert sentences_kept(" ".join(text for *_, text in cues)).count(True) >= 2
