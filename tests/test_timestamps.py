@@ -227,3 +227,72 @@ def test_srt_cues_come_from_the_model_timestamps(engine, request, three_sentence
     assert all(0.0 <= start <= end <= duration + 1e-3 for start, end, _ in cues)
     assert all(a[1] <= b[0] for a, b in zip(cues, cues[1:]))
     assert sentences_kept(" ".join(text for *_, text in cues)).count(True) >= 2
+
+
+def test_a_student_trained_on_timestamped_labels_decodes_a_long_window_with_timestamps(
+        tiny_whisper_dir, speak, tmp_path):
+    """A cut labelled with timestamps, trained on with DataOptions.timestamp_share 1: the
+    batches hold its timestamped sequence (prompt without <|notimestamps|>), and a tiny random
+    student trained briefly on them writes that sequence again when it decodes the 16 s
+    window in timestamp mode (trained on the text sequence only, it does not)."""
+    from lhotse import Recording, SupervisionSegment
+
+    from udistil.student.data import DistillDataset, LabelEncoder
+
+    audio = np.concatenate([speak("the train leaves at noon"), np.zeros(16000 * 6, np.float32),
+                            speak("the sun is hot today"), np.zeros(16000 * 5, np.float32)])
+    path = tmp_path / "window.wav"
+    import soundfile as sf
+
+    sf.write(str(path), audio, 16000)
+    _, processor = load_whisper(str(tiny_whisper_dir))
+    tok = processor.tokenizer
+    rules_model, _ = load_whisper(str(tiny_whisper_dir))
+    rules = TokenRules.from_model(rules_model)
+
+    def ts(seconds):
+        return rules.timestamp_begin + int(round(seconds / TIMESTAMP_RESOLUTION))
+
+    first, second = (tok.encode(" The train leaves at noon.", add_special_tokens=False),
+                     tok.encode(" The sun is hot today.", add_special_tokens=False))
+    stamped = [ts(0.0)] + first + [ts(2.0), ts(8.0)] + second + [ts(10.0)]
+    rec = Recording.from_file(str(path), recording_id="window")
+    cut = rec.to_cut()
+    cut.supervisions = [SupervisionSegment(
+        id="window", recording_id="window", start=0.0, duration=rec.duration, language="en",
+        text="The train leaves at noon. The sun is hot today.",
+        custom={"teacher_text": "The train leaves at noon. The sun is hot today.", "teacher_tokens": first + second,
+                "teacher_timestamped_tokens": stamped})]
+    labels = LabelEncoder(tok, multilingual=True, max_length=448)
+
+    def train(share):
+        torch.manual_seed(0)
+        model, _ = load_whisper(str(tiny_whisper_dir))
+        batch = DistillDataset(processor.feature_extractor, labels, timestamp_share=share)[[cut]]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        model.train()
+        for _ in range(60):
+            loss = model(input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"],
+                         labels=batch["labels"]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        return model, batch
+
+    student, batch = train(1.0)
+    prompt = rules.prompt("en", timestamps=True)
+    assert batch["decoder_input_ids"][0, :len(prompt)].tolist() == prompt
+    assert rules.no_timestamps not in batch["decoder_input_ids"][0].tolist()
+    features = processor.feature_extractor([audio], sampling_rate=16000, return_tensors="pt").input_features
+
+    def decode(model):
+        with torch.inference_mode():
+            hidden = model.get_encoder()(features).last_hidden_state
+        (result,) = greedy_decode(model, hidden, [DecodeRequest(0, prompt, 60, timestamps=True)], rules)
+        return result.tokens
+
+    assert decode(student) == stamped
+    text_only, batch = train(0.0)
+    assert rules.no_timestamps in batch["decoder_input_ids"][0].tolist()
+    assert decode(text_only) != stamped
