@@ -105,7 +105,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from udistil.student.config import DistillConfig, OptimOptions, RunOptions
+    from udistil.student.config import DataOptions, DistillConfig, OptimOptions, RunOptions
     from udistil.student.loss import LossWeights
     from udistil.student.trainer import train
 
