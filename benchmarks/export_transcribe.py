@@ -24,9 +24,11 @@
    CTranslate2 engine), faster-whisper's BatchedInferencePipeline (int8 export, batch 8, its
    bundled Silero VAD; beam 5, its default, and beam 1), and the clips decoded one by one
    (CTranslate2 int8 and torch engines) are timed on it (model loading excluded) and scored against the joined
-   references.  `udistil transcribe` runs twice: with its default (pauses inside a segment
-   shortened, as the pipeline's VAD drops them) and with --keep-pauses; each row gives its
-   number of 30 s windows.
+   references.  `udistil transcribe` runs with its default (pauses inside a segment
+   shortened, as the pipeline's VAD drops them; its 30 s windows decoded in Whisper's
+   timestamp mode), with --timestamps never (the mode it had before), and with
+   --keep-pauses; each row gives its WER, its deletions (the share of reference words
+   dropped) and its number of output segments (one per timestamped sentence).
 
 3. Speed again: `udistil transcribe` (CTranslate2 int8) and BatchedInferencePipeline (int8,
    beam 1) alternately, `--speed-repeats` times each, on the same file.
@@ -54,10 +56,14 @@ import soundfile as sf
 SAMPLE_RATE = 16000
 
 
-def wer(refs, hyps, langs):
+def errors(refs, hyps, langs):
     from udistil.evaluate.scoring import count_errors, normalise_pairs
 
-    return count_errors(*normalise_pairs(refs, hyps, langs)).rate()
+    return count_errors(*normalise_pairs(refs, hyps, langs))
+
+
+def wer(refs, hyps, langs):
+    return errors(refs, hyps, langs).rate()
 
 
 def normalised(text, lang):
@@ -181,13 +187,14 @@ def timed(fn):
     return text, round(time.perf_counter() - t0, 2)
 
 
-def udistil_transcribe_long(model, wav, threads, compute_type="default", max_segment=30.0, drop_pauses=True):
+def udistil_transcribe_long(model, wav, threads, compute_type="default", max_segment=30.0, drop_pauses=True,
+                            timestamps="auto"):
     from udistil.teacher.transcriber import DecodeOptions
     from udistil.transcribe.engines import open_engine
     from udistil.transcribe.runner import transcribe_paths
     from udistil.transcribe.segments import SegmentOptions
 
-    engine = open_engine(model, DecodeOptions(batch_size=8, pack=True), device="cpu",
+    engine = open_engine(model, DecodeOptions(batch_size=8, pack=True, timestamps=timestamps), device="cpu",
                          compute_type=compute_type, threads=threads)
     out = []
 
@@ -292,6 +299,8 @@ def main():
     parser.add_argument("--long-seconds", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", default="long,parity,speed", help="which parts, in this order")
+    parser.add_argument("--long-systems", default=None,
+                        help="comma-separated systems of the long part (default: all of them)")
     parser.add_argument("--speed-repeats", type=int, default=3, help="alternating runs in the speed part")
     parser.add_argument("--int8-cuts", type=Path, default=None,
                         help="the int8 part's cuts (default: the mini test sets), e.g. the 90 English clips "
@@ -409,20 +418,26 @@ def long_part(args, results, test_clips, i8):
     # Most informative first: the machine is shared and a run may be cut short.
     systems = {
         "udistil_transcribe_ct2_int8": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads),
+        "udistil_transcribe_ct2_int8_no_timestamps": lambda: udistil_transcribe_long(
+            str(i8), long_wav, args.threads, timestamps="never"),
+        "batched_pipeline_int8_beam5": lambda: batched_pipeline_long(i8, long_wav, args.threads, 5),
+        "clip_by_clip_ct2_int8": lambda: clip_by_clip(str(i8), pieces, args.threads),
         "batched_pipeline_int8_beam1": lambda: batched_pipeline_long(i8, long_wav, args.threads, 1),
         "udistil_transcribe_ct2_int8_keep_pauses": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
                                                                                    drop_pauses=False),
-        "clip_by_clip_ct2_int8": lambda: clip_by_clip(str(i8), pieces, args.threads),
-        "batched_pipeline_int8_beam5": lambda: batched_pipeline_long(i8, long_wav, args.threads, 5),
         "udistil_transcribe_torch": lambda: udistil_transcribe_long(args.model, long_wav, args.threads),
         "clip_by_clip_torch": lambda: clip_by_clip(args.model, pieces, args.threads),
     }
+    if args.long_systems:
+        systems = {name: systems[name] for name in args.long_systems.split(",")}
     table = {}
     for name, fn in systems.items():
         r = results.run(f"long_{name}", fn)
+        counts = errors([long["ref"]], [r["hyp"]], ["en"])
         table[name] = {"audio_s_per_s": round(long["seconds"] / r["wall_s"], 2),
-                       "wer": round(wer([long["ref"]], [r["hyp"]], ["en"]), 2), "wall_s": r["wall_s"],
-                       **({"windows": r["segments"]} if "segments" in r else {})}
+                       "wer": round(counts.rate(), 2), "deletions": counts.deletions,
+                       "deleted_pct": round(100 * counts.deletions / counts.ref_units, 2), "wall_s": r["wall_s"],
+                       **({"segments": r["segments"]} if "segments" in r else {})}
     return {"file_s": long["seconds"], "clips": long["clips"], **table}
 
 

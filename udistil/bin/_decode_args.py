@@ -2,7 +2,19 @@
 import torch
 
 from udistil.models.device import add_device_arguments
-from udistil.teacher.transcriber import DecodeOptions
+from udistil.teacher.transcriber import TIMESTAMP_MODES, DecodeOptions
+
+
+def add_timestamp_arguments(parser, default: str = DecodeOptions.timestamps,
+                            above: float = DecodeOptions.timestamps_above):
+    parser.add_argument("--timestamps", choices=TIMESTAMP_MODES, default=default,
+                        help="Whisper's timestamp mode: never (<|notimestamps|>), always, or auto: "
+                             "clips longer than --timestamps-above seconds (a window of several "
+                             "sentences; without timestamps Whisper tends to stop after the first). "
+                             "Labels and transcripts carry the text only (docs/timestamps.md)")
+    parser.add_argument("--timestamps-above", type=float, default=above,
+                        help="with --timestamps auto: the clip length in seconds above which clips "
+                             "are decoded with timestamps")
 
 
 def add_decode_arguments(parser):
@@ -21,6 +33,7 @@ def add_decode_arguments(parser):
                         help="token budget per second of audio (stops hallucination early)")
     parser.add_argument("--num-threads", type=int, default=0,
                         help="torch CPU threads (0 = torch default; run.sh sets cores / nj)")
+    add_timestamp_arguments(parser)
     add_device_arguments(parser)
 
 
@@ -28,4 +41,5 @@ def decode_options(args) -> DecodeOptions:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     return DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=args.pack,
-                         budget_per_second=args.budget_per_second)
+                         budget_per_second=args.budget_per_second, timestamps=args.timestamps,
+                         timestamps_above=args.timestamps_above)

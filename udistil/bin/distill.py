@@ -29,6 +29,9 @@ def add_arguments(parser):
     data.add_argument("--max-duration", type=float, default=data_defaults.max_duration,
                       help="also cap the seconds of speech per batch")
     data.add_argument("--num-buckets", type=int, default=data_defaults.num_buckets)
+    data.add_argument("--timestamp-share", type=float, default=data_defaults.timestamp_share,
+                      help="share of the cuts labelled with timestamps that are trained with them "
+                           "(without stored targets; docs/timestamps.md)")
     data.add_argument("--num-workers", type=int, default=data_defaults.num_workers,
                       help="data loader workers (default 2 on GPU, 0 on CPU)")
 
@@ -109,7 +112,8 @@ def run(args):
     config = DistillConfig(
         teacher=args.teacher, student=args.student, train=args.train, dev=args.dev, exp=args.exp,
         data=DataOptions(batch_size=args.batch_size, max_duration=args.max_duration,
-                         num_buckets=args.num_buckets, num_workers=args.num_workers),
+                         num_buckets=args.num_buckets, num_workers=args.num_workers,
+                         timestamp_share=args.timestamp_share),
         optim=OptimOptions(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
                            schedule=args.schedule, grad_accum=args.grad_accum,
                            max_grad_norm=args.max_grad_norm, num_epochs=args.num_epochs,

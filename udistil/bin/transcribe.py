@@ -1,6 +1,7 @@
 """Transcribe audio files or directories (wav/flac/mp3/ogg, any length) with a model or an export."""
 from __future__ import annotations
 
+from udistil.bin._decode_args import add_timestamp_arguments
 from udistil.models.device import add_device_arguments
 from udistil.teacher.transcriber import DecodeOptions
 from udistil.transcribe.output import FORMATS
@@ -32,6 +33,7 @@ def add_arguments(parser) -> None:
                              "longer than twice 0.2 s are shortened, so a window holds more speech)")
     parser.add_argument("--budget-per-second", type=float, default=DecodeOptions.budget_per_second,
                         help="token budget per second of audio (stops hallucination early)")
+    add_timestamp_arguments(parser)
     parser.add_argument("--num-threads", type=int, default=0, help="CPU threads (0 = library default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -43,6 +45,7 @@ def run(args) -> int:
         args.paths, args.model, language=args.language, fmt=args.fmt, output_dir=args.output_dir,
         device=args.device, dtype=args.dtype, compute_type=args.compute_type, threads=args.num_threads,
         options=DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=True,
-                              budget_per_second=args.budget_per_second),
+                              budget_per_second=args.budget_per_second, timestamps=args.timestamps,
+                              timestamps_above=args.timestamps_above),
         segment_options=SegmentOptions(max_seconds=args.max_segment, drop_pauses=not args.keep_pauses),
         progress=not args.no_progress)

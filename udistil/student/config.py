@@ -17,6 +17,8 @@ class DataOptions:
     num_buckets: int = 10
     num_workers: int | None = None  # None: 2 on GPU, 0 on CPU
     leading_space: bool = True
+    # Share of the cuts labelled with timestamps that are trained with them (docs/timestamps.md).
+    timestamp_share: float = 0.2
 
 
 @dataclass

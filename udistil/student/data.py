@@ -11,7 +11,10 @@ token sequence Whisper is trained on:
 
 The tokens are the teacher's own (`teacher_tokens`), the sequence its stored distillation
 targets (teacher/kd_targets.py) were computed on; a manifest without them falls back to
-encoding `teacher_text`.  The stored targets are padded into the batch as `kd_*` tensors
+encoding `teacher_text`.  A share (DataOptions.timestamp_share) of the cuts labelled in
+timestamp mode is trained on the teacher's timestamped output instead, after the prompt
+without <|notimestamps|>, so that the student learns to write timestamps (not with stored
+targets, which belong to the text sequence).  The stored targets are padded into the batch as `kd_*` tensors
 aligned with `labels`; cuts whose frozen encoder output is cached (encoder_cache.py) need
 no audio at all.
 
@@ -51,6 +54,21 @@ def teacher_text(cut) -> str:
 def teacher_tokens(cut) -> list[int] | None:
     tokens = (supervision(cut).custom or {}).get("teacher_tokens")
     return [int(t) for t in tokens] if isinstance(tokens, list) and tokens else None
+
+
+def teacher_timestamped_tokens(cut) -> list[int] | None:
+    """The teacher's output with its timestamp tokens (a clip labelled in timestamp mode)."""
+    tokens = (supervision(cut).custom or {}).get("teacher_timestamped_tokens")
+    return [int(t) for t in tokens] if isinstance(tokens, list) and tokens else None
+
+
+def trains_with_timestamps(cut_id: str, share: float) -> bool:
+    """Whether a cut labelled with timestamps is trained with them: a fixed `share` of such
+    cuts, chosen by a hash of the id (the same cuts in every epoch and after a resume)."""
+    import hashlib
+
+    draw = int.from_bytes(hashlib.sha256(cut_id.encode()).digest()[:8], "big") / 2 ** 64
+    return draw < share
 
 
 def cut_language(cut) -> str | None:
@@ -122,8 +140,13 @@ class LabelEncoder:
             raise ValueError(f"language {language!r} is not one of Whisper's")
         return [self.start, lang_id, self.transcribe, self.no_timestamps]
 
-    def encode(self, text: str, language: str | None, tokens: list[int] | None = None) -> list[int]:
-        """The full sequence; `tokens` (the teacher's own) win over re-encoding `text`."""
+    def encode(self, text: str, language: str | None, tokens: list[int] | None = None,
+               timestamped: list[int] | None = None) -> list[int]:
+        """The full sequence; `tokens` (the teacher's own) win over re-encoding `text`;
+        `timestamped` (the teacher's output with its timestamps) wins over both, after the
+        prompt of the timestamp mode (without <|notimestamps|>)."""
+        if timestamped is not None:
+            return self.prefix(language)[:-1] + list(timestamped) + [self.end]
         if tokens is None:
             if self.leading_space and not text[:1].isspace():
                 text = " " + text
@@ -151,7 +174,7 @@ class DistillDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, feature_extractor, labels: LabelEncoder, context=None, targets=None,
-                 encoder_cache=None, source: str = ""):
+                 encoder_cache=None, source: str = "", timestamp_share: float = 0.0):
         from udistil.models.audio_context import AudioContext
 
         self.feature_extractor = feature_extractor
@@ -160,6 +183,8 @@ class DistillDataset(torch.utils.data.Dataset):
         self.targets = targets
         self.encoder_cache = encoder_cache
         self.source = source
+        # Stored targets belong to the text sequence: with them, every cut is trained on it.
+        self.timestamp_share = timestamp_share if targets is None else 0.0
 
     def __getitem__(self, cuts) -> dict:
         cuts = list(cuts)
@@ -172,8 +197,11 @@ class DistillDataset(torch.utils.data.Dataset):
         audio, sequences, ids, kept, skipped = [], [], [], [], Counter()
         for cut in cuts:
             tokens = teacher_tokens(cut)
+            stamped = teacher_timestamped_tokens(cut) if self.timestamp_share > 0 else None
+            if stamped is not None and not trains_with_timestamps(cut.id, self.timestamp_share):
+                stamped = None
             try:
-                sequence = self.labels.encode(teacher_text(cut), cut_language(cut), tokens)
+                sequence = self.labels.encode(teacher_text(cut), cut_language(cut), tokens, stamped)
             except ValueError as e:
                 log.warning("%s: cut %s: %s; skipped", self.source, cut.id, e)
                 skipped["bad_language"] += 1

@@ -146,7 +146,7 @@ class Trainer:
                                         want_hidden=config.loss.alpha_mse > 0)
                 targets.check(cuts)
             return DistillDataset(self.processor.feature_extractor, labels, self.context, targets,
-                                  self.encoder_cache, source)
+                                  self.encoder_cache, source, timestamp_share=opts.timestamp_share)
 
         self.train_loader = make_loader(train_cuts, dataset(config.train, train_cuts), opts.batch_size,
                                         opts.max_duration, shuffle=True, seed=run.seed,

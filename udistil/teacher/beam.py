@@ -41,11 +41,11 @@ class _Hypothesis:
 
 
 def _finish(request: DecodeRequest, tokens: list[int], logprob: float, detect_loops: bool,
-            ended: bool) -> BeamResult | None:
+            ended: bool, timestamp_begin: int) -> BeamResult | None:
     """The finished hypothesis that `tokens` makes, or None while it may go on."""
     if ended:  # the end token counts in the length
         return BeamResult(tokens, STOP_END, logprob / (len(tokens) + 1))
-    cut = loop_cut(tokens) if detect_loops else None  # beam search decodes without timestamps
+    cut = loop_cut(tokens, timestamp_begin if request.timestamps else None) if detect_loops else None
     if cut is not None:
         return BeamResult(tokens[:cut], STOP_LOOP, logprob / len(tokens))
     if len(tokens) >= request.max_new_tokens:
@@ -56,14 +56,17 @@ def _finish(request: DecodeRequest, tokens: list[int], logprob: float, detect_lo
 @torch.inference_mode()
 def beam_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeRequest], rules: TokenRules,
                 beam: int, detect_loops: bool = True) -> list[BeamResult]:
-    """Beam search for every request (prompts of equal length, no timestamps)."""
+    """Beam search for every request (prompts of equal length).
+
+    A request with `timestamps` follows Whisper's timestamp rules (token_rules.py) at every
+    step, as greedy_decode does; its hypotheses keep their timestamp tokens."""
     if not requests:
         return []
     if beam < 1:
         raise ValueError(f"beam must be at least 1, not {beam}")
     prompt_len = len(requests[0].prompt)
-    if any(len(r.prompt) != prompt_len or r.timestamps for r in requests):
-        raise ValueError("beam_decode needs prompts of equal length, without timestamps")
+    if any(len(r.prompt) != prompt_len for r in requests):
+        raise ValueError("beam_decode needs prompts of equal length; group requests by prompt")
     device = encoder_hidden.device
     finished: list[list[BeamResult]] = [[] for _ in requests]
     # One row of the batch (and of the KV cache) per live hypothesis.
@@ -77,7 +80,8 @@ def beam_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeReques
     while live:
         hidden = decoder(input_ids=input_ids, encoder_hidden_states=encoder_states, cache=cache,
                          use_cache=True).last_hidden_state[:, -1]
-        logits = rules.mask_logits(proj_out(hidden).float(), [h.tokens for h in live], [False] * len(live))
+        logits = rules.mask_logits(proj_out(hidden).float(), [h.tokens for h in live],
+                                  [requests[h.request].timestamps for h in live])
         totals = torch.log_softmax(logits, dim=-1) + torch.tensor([h.logprob for h in live], device=device)[:, None]
         by_request: dict[int, list[int]] = {}
         for row, hyp in enumerate(live):
@@ -94,7 +98,8 @@ def beam_decode(model, encoder_hidden: torch.Tensor, requests: list[DecodeReques
             for score, flat in zip(top.values.tolist(), top.indices.tolist()):
                 row, token = request_rows[flat // vocab], flat % vocab
                 tokens = live[row].tokens + ([] if token == end else [token])
-                done = _finish(requests[request], tokens, score, detect_loops, ended=token == end)
+                done = _finish(requests[request], tokens, score, detect_loops, ended=token == end,
+                               timestamp_begin=rules.timestamp_begin)
                 if done is not None:
                     finished[request].append(done)
                     continue

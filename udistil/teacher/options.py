@@ -12,6 +12,7 @@ from dataclasses import dataclass
 MAX_TARGET_TOKENS = 448
 # The decoder's positions less the longest prompt (start, language, task, no-timestamps).
 MAX_NEW_TOKENS = MAX_TARGET_TOKENS - 4
+TIMESTAMP_MODES = ("never", "always", "auto")
 
 
 @dataclass
@@ -33,6 +34,26 @@ class DecodeOptions:
     # Keep the teacher's distillation targets (kd_targets.TargetSpec); they need each clip
     # decoded alone, so asking for them turns packing off.
     targets: object = None
+    # Whisper's timestamp mode (docs/timestamps.md).  "never": every clip is decoded after
+    # <|notimestamps|>; "always": every clip with timestamps; "auto": clips longer than
+    # `timestamps_above` seconds with timestamps.  Without timestamps whisper-base often
+    # writes one sentence of a window that holds several and ends; with them it tends to
+    # go on after closing a sentence.  Transcripts carry the text only.
+    timestamps: str = "auto"
+    timestamps_above: float = 12.0
+
+    def __post_init__(self):
+        if self.timestamps not in TIMESTAMP_MODES:
+            raise ValueError(f"timestamps must be one of {', '.join(TIMESTAMP_MODES)}, not {self.timestamps!r}")
+
+    def use_timestamps(self, seconds: float) -> bool:
+        """Whether a clip of `seconds` is decoded in timestamp mode."""
+        return self.timestamps == "always" or (self.timestamps == "auto" and seconds > self.timestamps_above)
+
+    def timestamp_budget(self, seconds: float) -> int:
+        """token_budget plus room for the timestamp pairs (one pair per second at most:
+        Whisper's segments are sentences or phrases, seconds long)."""
+        return min(MAX_NEW_TOKENS, self.token_budget(seconds) + 2 + 2 * int(math.ceil(seconds)))
 
     def token_budget(self, seconds: float, rate_share: float = 1.0) -> int:
         """New tokens allowed for `seconds` of audio (at `rate_share` of the per-second rate),

@@ -2,7 +2,10 @@
 
 Adds to each supervision's `custom`: teacher_text, teacher_tokens, teacher_logprobs,
 teacher_entropy (per token), plus teacher_language (forced or detected), teacher_stop
-(eot | budget | loop: a loop means Whisper was hallucinating) and teacher_packed.
+(eot | budget | loop: a loop means Whisper was hallucinating) and teacher_packed; a clip
+decoded in Whisper's timestamp mode (DecodeOptions.timestamps) also gets
+teacher_timestamped_tokens, its output with the timestamp tokens (the text and the
+per-token fields never hold them).
 
 Cuts are processed in chunks; each finished cut is appended to a partial file at once, so
 a killed run re-run redoes at most the chunk in flight.  Cuts that cannot be labelled are
@@ -100,6 +103,10 @@ def store_transcript(cut, transcript, targets=None) -> None:
     fields["teacher_language"] = transcript.language
     fields["teacher_stop"] = transcript.stop
     fields["teacher_packed"] = transcript.packed
+    if transcript.timestamped_tokens:
+        # Decoded in timestamp mode: the text above is without its timestamps; the whole
+        # sequence is kept for students that learn to write them (docs/timestamps.md).
+        fields["teacher_timestamped_tokens"] = transcript.timestamped_tokens
     if targets is not None:
         targets.attach(cut, transcript.targets, transcript.tokens)
 

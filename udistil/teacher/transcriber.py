@@ -25,7 +25,8 @@ from udistil.models.audio_context import AudioContext, encode as encode_context,
 from udistil.teacher.beam import beam_decode
 from udistil.teacher.greedy import STOP_END, DecodeRequest, DecodeResult, detect_languages, greedy_decode
 from udistil.teacher.packing import SAMPLE_RATE, assign_segments, pack_clips, parse_segments
-from udistil.teacher.options import MAX_NEW_TOKENS, MAX_TARGET_TOKENS, DecodeOptions  # noqa: F401 (re-exported)
+from udistil.teacher.options import (MAX_NEW_TOKENS, MAX_TARGET_TOKENS, TIMESTAMP_MODES,  # noqa: F401 (re-exported)
+                                     DecodeOptions)
 from udistil.teacher.token_rules import TokenRules
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ class Transcript:
     packed: bool = False
     extra: dict = field(default_factory=dict)
     targets: list = field(default_factory=list)  # kd_targets rows, when asked for
+    # The whole output with its timestamp tokens, when the clip was decoded alone in
+    # timestamp mode (empty otherwise): where its sentences start and end (transcribe's
+    # segments) and the sequence a student learns timestamps from.
+    timestamped_tokens: list[int] = field(default_factory=list)
 
 
 def balanced_batches(items: list, batch_size: int) -> list[list]:
@@ -154,7 +159,16 @@ class Transcriber:
         return results
 
     def _make_transcript(self, result: DecodeResult, positions: list[int] | None, language,
-                         packed: bool) -> Transcript:
+                         packed: bool, timestamped: bool = False) -> Transcript:
+        """The transcript of `result` restricted to its text tokens (at `positions`, or all
+        of them).
+
+        Timestamp tokens never reach the text, the tokens or the per-token statistics: the
+        filters score the words.  Each text token's log-probability and entropy are those of
+        the distribution it was drawn from under Whisper's timestamp rules (the timestamp
+        tokens' share of it included, as Whisper samples it); the statistics at the timestamp
+        steps are dropped with the tokens.
+        """
         if positions is None:
             positions = [i for i, t in enumerate(result.tokens) if not self.rules.is_timestamp(t)]
         tokens = [result.tokens[i] for i in positions]
@@ -164,7 +178,8 @@ class Transcriber:
             logprobs=[result.logprobs[i] for i in positions],
             entropies=[result.entropies[i] for i in positions],
             language=language, stop=result.stop, packed=packed,
-            targets=result.targets if not packed else [])
+            targets=result.targets if not packed else [],
+            timestamped_tokens=list(result.tokens) if timestamped else [])
 
     def _transcribe_packed(self, clips, members, language, durations, out) -> list[int]:
         """Decode `members` (one language) in packed windows; return the clips to redo alone."""
@@ -201,17 +216,20 @@ class Transcriber:
         total = sum(self.budget(durations[p.clip]) + 6 for p in window.placements)
         return min(MAX_NEW_TOKENS, total)
 
-    def _alone_batches(self, clips, order) -> list[list[int]]:
-        """Batches of clips that share one context length (all of them, for a full context)."""
-        groups: dict[int, list[int]] = {}
+    def _alone_batches(self, clips, order, durations) -> list[list[int]]:
+        """Batches of clips that share one context length (all of them, for a full context)
+        and one timestamp mode (its prompt is one token shorter)."""
+        groups: dict[tuple[int, bool], list[int]] = {}
         for i in order:
-            groups.setdefault(self.context_positions(clips[i]), []).append(i)
+            key = (self.context_positions(clips[i]), self.options.use_timestamps(durations[i]))
+            groups.setdefault(key, []).append(i)
         return [batch for _, members in sorted(groups.items())
                 for batch in balanced_batches(members, self.options.batch_size)]
 
     def _transcribe_alone(self, clips, order, languages, durations, out) -> None:
         opts = self.options
-        for batch in self._alone_batches(clips, order):
+        for batch in self._alone_batches(clips, order, durations):
+            timestamps = opts.use_timestamps(durations[batch[0]])
             encoder_out = self.encode([clips[i] for i in batch])
             langs = [languages[i] for i in batch]
             unknown = [row for row, lang in enumerate(langs) if lang is None]
@@ -221,15 +239,28 @@ class Transcriber:
             elif unknown:
                 for row in unknown:
                     langs[row] = "en"
-            requests = [DecodeRequest(row, self.rules.prompt(lang, timestamps=False), self.budget(durations[i]))
+            budget = opts.timestamp_budget if timestamps else opts.token_budget
+            requests = [DecodeRequest(row, self.rules.prompt(lang, timestamps), budget(durations[i]), timestamps)
                         for row, (i, lang) in enumerate(zip(batch, langs))]
             if opts.beam > 1:
                 results = self._beam_decode(encoder_out, requests)
             else:
                 results = self._greedy(encoder_out, requests)
+            if timestamps and opts.targets is not None:
+                self._attach_text_targets(encoder_out, requests, langs, results)
             for i, lang, result in zip(batch, langs, results):
-                out[i] = self._make_transcript(result, None, lang, False)
+                out[i] = self._make_transcript(result, None, lang, False, timestamped=timestamps)
                 self.stats["single_clips"] += 1
+
+    def _attach_text_targets(self, encoder_out, requests, langs, results) -> None:
+        """Distillation targets for clips decoded with timestamps: the teacher's distributions
+        along the sequence a student is trained on (<|notimestamps|>, then the label's text
+        tokens), from one teacher-forced pass per clip."""
+        for request, lang, result in zip(requests, langs, results):
+            text = [t for t in result.tokens if not self.rules.is_timestamp(t)]
+            row = encoder_out[request.encoder_row:request.encoder_row + 1]
+            result.targets = self._score_tokens(row, self.rules.prompt(lang, timestamps=False), text,
+                                                result.stop).targets
 
     def _beam_decode(self, encoder_out, requests) -> list[DecodeResult]:
         """Batched beam search (beam.py), then one teacher-forced pass per clip for the
@@ -238,11 +269,12 @@ class Transcriber:
         chosen = beam_decode(self.model, encoder_out, requests, self.rules, self.options.beam,
                              self.options.detect_loops)
         self.stats["decode_s"] += time.perf_counter() - t0
-        return [self._score_tokens(encoder_out[r.encoder_row:r.encoder_row + 1], r.prompt, c.tokens, c.stop)
+        return [self._score_tokens(encoder_out[r.encoder_row:r.encoder_row + 1], r.prompt, c.tokens, c.stop,
+                                   with_targets=not r.timestamps)
                 for r, c in zip(requests, chosen)]
 
     @torch.inference_mode()
-    def _score_tokens(self, encoder_row, prompt, body, stop) -> DecodeResult:
+    def _score_tokens(self, encoder_row, prompt, body, stop, with_targets: bool = True) -> DecodeResult:
         device = encoder_row.device
         ids = torch.tensor([prompt + body + [self.rules.end_of_text]], device=device)
         hidden = self.model.get_decoder()(input_ids=ids, encoder_hidden_states=encoder_row,
@@ -257,7 +289,7 @@ class Transcriber:
         chosen = (rows.gather(1, torch.tensor(body, dtype=torch.long, device=device)[:, None])[:, 0]
                   if body else rows[:0, 0])
         targets = []
-        if self.options.targets is not None:
+        if self.options.targets is not None and with_targets:
             # The body's rows, and the end token's when the beam ended on it.
             n_rows = len(body) + (1 if stop == STOP_END else 0)
             targets = self.options.targets.rows(logits[first:first + n_rows], hidden[first:first + n_rows])

@@ -15,7 +15,12 @@
   from their tokens so far; a row whose output became a repetition loop is cut as the torch
   engine cuts it.
 
-Both take 16 kHz clips of at most 30 s and return one text per clip.
+Both take 16 kHz clips of at most 30 s and return one text per clip (`transcribe`), or one
+`TimedText` per clip (`transcribe_timed`): its text and, for a clip decoded in Whisper's
+timestamp mode (DecodeOptions.use_timestamps), the sentences between the model's own
+timestamps, in seconds from the clip's start.  In timestamp mode the CTranslate2 engine
+decodes in one call to the budget (CTranslate2 restarts its timestamp rules at the end of a
+prompt, so a continued row would have to open a new segment) and cuts a loop afterwards.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
+from dataclasses import dataclass, field
 
 from udistil.errors import UdistilError
 from udistil.teacher.transcriber import MAX_TARGET_TOKENS, DecodeOptions, balanced_batches
@@ -41,6 +48,48 @@ CT2_MAX_TOKENS = MAX_TARGET_TOKENS // 2 - 4
 # of mini dev and train clips (seconds for the same text: 0.5,1: 9.4-9.9; 0.3,1: 8.8; 0.25,1:
 # 8.8-8.9; 0.2,1: 9.1-9.3; 0.25,0.5,1: 8.5-8.8).
 CALL_RATE_SHARES = (0.25, 0.5, 1.0)
+
+
+@dataclass
+class TimedText:
+    """A clip's text and its timestamped sentences (start s, end s, text), times from the
+    clip's start; no sentences when the clip was decoded without timestamps."""
+
+    text: str
+    sentences: list[tuple[float, float, str]] = field(default_factory=list)
+
+
+def timed_sentences(tokens: list[int], timestamp_begin: int, clip_seconds: float, decode) -> list[tuple]:
+    """The (start, end, text) sentences of a timestamped token sequence.
+
+    A sentence runs from its opening timestamp to its closing one; text before any timestamp
+    starts at 0, and the text after the last timestamp (a sentence the window cut, or one
+    the model did not close) ends at the clip's end.  Times are clamped to the clip and never
+    go backwards."""
+    from udistil.teacher.token_rules import TIMESTAMP_RESOLUTION
+
+    sentences, opened, words, last = [], None, [], 0.0
+
+    def close(end):
+        text = decode(words).strip()
+        if text:
+            start = min(max(opened if opened is not None else last, last), clip_seconds)
+            sentences.append((start, min(max(end, start), clip_seconds), text))
+
+    for token in tokens:
+        if token >= timestamp_begin:
+            seconds = (token - timestamp_begin) * TIMESTAMP_RESOLUTION
+            if opened is None and not words:
+                opened = seconds
+                continue
+            close(seconds)
+            last = max(last, min(seconds, clip_seconds))
+            opened, words = None, []
+        else:
+            words.append(token)
+    if words:
+        close(clip_seconds)
+    return sentences
 
 
 class TorchEngine:
@@ -75,7 +124,17 @@ class TorchEngine:
         return languages
 
     def transcribe(self, clips: list[np.ndarray], languages: list[str]) -> list[str]:
-        return [t.text for t in self.transcriber.transcribe(clips, languages)]
+        return [t.text for t in self.transcribe_timed(clips, languages)]
+
+    def transcribe_timed(self, clips: list[np.ndarray], languages: list[str]) -> list[TimedText]:
+        out = []
+        decode = self.transcriber.tokenizer.decode
+        for clip, t in zip(clips, self.transcriber.transcribe(clips, languages)):
+            sentences = (timed_sentences(t.timestamped_tokens, self.rules.timestamp_begin, len(clip) / SAMPLE_RATE,
+                                         lambda ids: decode(ids, skip_special_tokens=True))
+                         if t.timestamped_tokens else [])
+            out.append(TimedText(t.text, sentences))
+        return out
 
 
 class CT2Engine:
@@ -114,6 +173,7 @@ class CT2Engine:
             raise UdistilError(f"{tokenizer_file}: lacks Whisper's special tokens")
         self.start, self.end_of_text = ids["<|startoftranscript|>"], ids["<|endoftext|>"]
         self.task, self.no_timestamps = ids["<|transcribe|>"], ids["<|notimestamps|>"]
+        self.timestamp_begin = self.no_timestamps + 1
         if self.context.is_dynamic:
             log.info("%s: audio context %s", path, self.context.describe())
 
@@ -152,26 +212,41 @@ class CT2Engine:
                 out[i] = ranked[0][0].strip("<|>")
         return out  # type: ignore[return-value]
 
-    def prompt(self, language: str) -> list[int]:
-        if not self.multilingual:
-            return [self.start, self.no_timestamps]
-        return [self.start, self.tokenizer.token_to_id(f"<|{language}|>"), self.task, self.no_timestamps]
+    def prompt(self, language: str, timestamps: bool = False) -> list[int]:
+        tokens = [self.start]
+        if self.multilingual:
+            tokens += [self.tokenizer.token_to_id(f"<|{language}|>"), self.task]
+        return tokens if timestamps else tokens + [self.no_timestamps]
 
     def transcribe(self, clips: list[np.ndarray], languages: list[str]) -> list[str]:
-        texts: list[str] = [""] * len(clips)
+        return [t.text for t in self.transcribe_timed(clips, languages)]
+
+    def transcribe_timed(self, clips: list[np.ndarray], languages: list[str]) -> list[TimedText]:
+        out: list[TimedText] = [TimedText("")] * len(clips)
         order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
+        decode = self.tokenizer.decode
         for batch in self._batches(clips, order):
             seconds = max(len(clips[i]) for i in batch) / SAMPLE_RATE
-            budget = min(self.options.token_budget(seconds), CT2_MAX_TOKENS)
-            ends = sorted({min(self.options.token_budget(seconds, share), budget) for share in CALL_RATE_SHARES}
-                          | {budget})
+            timestamps = self.options.use_timestamps(seconds)
+            if timestamps:
+                budget = min(self.options.timestamp_budget(seconds), CT2_MAX_TOKENS)
+                ends = [budget]
+            else:
+                budget = min(self.options.token_budget(seconds), CT2_MAX_TOKENS)
+                ends = sorted({min(self.options.token_budget(seconds, share), budget)
+                               for share in CALL_RATE_SHARES} | {budget})
             tokens = self._generate(self._storage([clips[i] for i in batch]),
-                                    [self.prompt(languages[i]) for i in batch], ends)
+                                    [self.prompt(languages[i], timestamps) for i in batch], ends,
+                                    timestamps=timestamps)
             for i, row in zip(batch, tokens):
-                texts[i] = self.tokenizer.decode([t for t in row if t < self.end_of_text]).strip()
-        return texts
+                text = decode([t for t in row if t < self.end_of_text]).strip()
+                sentences = (timed_sentences(row, self.timestamp_begin, len(clips[i]) / SAMPLE_RATE, decode)
+                             if timestamps else [])
+                out[i] = TimedText(text, sentences)
+        return out
 
-    def _generate(self, features, prompts: list[list[int]], round_ends: list[int]) -> list[list[int]]:
+    def _generate(self, features, prompts: list[list[int]], round_ends: list[int],
+                  timestamps: bool = False) -> list[list[int]]:
         """Tokens of each row, decoded in one call per entry of `round_ends` (rising token
         counts; the last is the budget), each continuing the rows that neither ended nor looped."""
         import ctranslate2
@@ -199,7 +274,8 @@ class CT2Engine:
                     row = tokens[i] + row
                 ended = len(row) < target
                 row = row[:target]
-                cut = loop_stop_length(row, checked=done)
+                cut = loop_stop_length(row, checked=done,
+                                       timestamp_begin=self.timestamp_begin if timestamps else None)
                 tokens[i] = row if cut is None else row[:cut]
                 if cut is None and not ended:
                     still.append(i)

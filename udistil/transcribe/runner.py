@@ -123,6 +123,32 @@ def transcribe_paths(paths, engine, language: str | None = None, fmt: str = "tex
     return summary
 
 
+def file_time(segment: SpeechSegment, seconds: float) -> float:
+    """The file time of `seconds` into the audio decoded for `segment` (its pieces joined
+    end to end; a time in the join of two pieces belongs to the end of the first)."""
+    at = int(round(seconds * SAMPLE_RATE))
+    for start, end in segment.pieces:
+        if at <= end - start:
+            return (start + at) / SAMPLE_RATE
+        at -= end - start
+    return segment.end / SAMPLE_RATE
+
+
+def file_segments(segment: SpeechSegment, timed) -> list[Segment]:
+    """The output segments of one decoded speech segment: its sentences at the file times of
+    the model's own timestamps when it was decoded with them (monotonic, inside the segment),
+    else the segment's bounds and its whole text."""
+    if not timed.sentences:
+        return [Segment(segment.start / SAMPLE_RATE, segment.end / SAMPLE_RATE, timed.text)]
+    out, floor = [], segment.start / SAMPLE_RATE
+    for start, end, text in timed.sentences:
+        start = max(file_time(segment, start), floor)
+        end = max(file_time(segment, end), start)
+        out.append(Segment(start, end, text))
+        floor = end
+    return out
+
+
 def _transcribe_group(group: list[_Loaded], engine, language: str | None) -> list[FileTranscript]:
     with_speech = [g for g in group if g.segments]
     if language is not None:
@@ -135,10 +161,10 @@ def _transcribe_group(group: list[_Loaded], engine, language: str | None) -> lis
         for segment in g.segments:
             clips.append(segment.audio(g.samples))
             owners.append(file_language[id(g)])
-    texts = iter(engine.transcribe(clips, owners) if clips else [])
+    timed = iter(engine.transcribe_timed(clips, owners) if clips else [])
     out = []
     for g in group:
-        segments = [Segment(s.start / SAMPLE_RATE, s.end / SAMPLE_RATE, next(texts)) for s in g.segments]
+        segments = [piece for s in g.segments for piece in file_segments(s, next(timed))]
         out.append(FileTranscript(os.fspath(g.path), len(g.samples) / SAMPLE_RATE,
                                   file_language.get(id(g), language or ""), segments))
     return out
