@@ -70,11 +70,13 @@ def whisper_base_ct2_dir(whisper_base_dir, tmp_path_factory) -> Path:
 def generate_text(model_dir, samples, language="en", max_new_tokens=5) -> str:
     """The text `model.generate()` gives for `samples` with the directory's own processor: what
     `transformers.pipeline` must reproduce when the directory is a complete checkpoint (the
-    right weights, tokenizer, feature extractor and generation config)."""
+    right weights, tokenizer, feature extractor and generation config).  Greedy: the pipeline
+    must be called with num_beams=1 too (its own default for Whisper is a beam of 5)."""
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     processor = WhisperProcessor.from_pretrained(str(model_dir))
     model = WhisperForConditionalGeneration.from_pretrained(str(model_dir)).eval()
     features = processor(samples, sampling_rate=16000, return_tensors="pt").input_features
-    ids = model.generate(features, language=language, task="transcribe", max_new_tokens=max_new_tokens)
+    ids = model.generate(features, language=language, task="transcribe", max_new_tokens=max_new_tokens,
+                         num_beams=1)
     return processor.batch_decode(ids, skip_special_tokens=True)[0]
