@@ -232,7 +232,7 @@ pseudo_label_set() {
   $label_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
     udistil pseudo-label --model "$teacher_dir" --batch-size "$batch_size" --beam "$beam" \
       "${device_opts[@]}" $redo_opt \
-      --targets-dir "$dir/targets" --targets-temperature "$temperature" \
+      --targets-dir "$dir/targets" --targets-temperature "$temperature" --targets-alpha-mse "$alpha_mse" \
       --in "$dir/split$nj/cuts.JOB.jsonl.gz" --out "$dir/shards/cuts.JOB.jsonl.gz"
   udistil merge-cuts --out "$out" $(for j in $(seq "$nj"); do echo "$dir/shards/cuts.$j.jsonl.gz"; done)
 }
