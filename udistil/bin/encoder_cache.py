@@ -1,7 +1,7 @@
 """Stage 6's pre-step: store a frozen student encoder's outputs for one shard of cuts (resumable).
 
-Run as JOB=1:nj jobs over the shards of the training pool and the dev set before any
-student trains: each job appends to files of its own under CACHE/<encoder identity>/, and
+Run as JOB=1:nj jobs (--shard JOB --num-shards nj: every nj-th cut, no split files) over the
+training pool and the dev set before any student trains: each job appends to files of its own under CACHE/<encoder identity>/, and
 every training rank of every student sharing that encoder then reads them
 (udistil/student/encoder_cache.py).  A killed job, run again, encodes only what it had not
 finished.  A student whose encoder is trained (fewer encoder layers than the teacher, or
@@ -16,7 +16,10 @@ def add_arguments(parser):
     parser.add_argument("--teacher", required=True,
                         help="the teacher (decides, as `udistil distill` does, whether the encoder is frozen)")
     parser.add_argument("--student", required=True, help="student dir from `udistil make-student`")
-    parser.add_argument("--in", dest="in_path", required=True, help="CutSet (one shard) to encode")
+    parser.add_argument("--in", dest="in_path", required=True, help="CutSet to encode (streamed)")
+    parser.add_argument("--shard", type=int, default=1,
+                        help="this job's share of --in: cuts i with i %% num-shards == shard - 1 (JOB=1:nj)")
+    parser.add_argument("--num-shards", type=int, default=1)
     parser.add_argument("--cache", required=True, help="cache root (`udistil distill --encoder-cache`)")
     parser.add_argument("--name", default=None,
                         help="this job's file name in the cache (default: from --in; two jobs never share one)")
@@ -39,6 +42,7 @@ def run(args):
     import torch
 
     from udistil.data.manifests import iter_cuts
+    from udistil.errors import UdistilError
     from udistil.models.audio_context import AudioContext
     from udistil.models.spec import load_whisper, resolve_model
     from udistil.student.distributed import process_device
@@ -57,8 +61,10 @@ def run(args):
     context = AudioContext.of(student)
     identity = encoder_identity(student.model.encoder, context)
     in_path = Path(args.in_path)
+    if not 1 <= args.shard <= args.num_shards:
+        raise UdistilError(f"--shard {args.shard} is not in 1..--num-shards {args.num_shards}")
     name = args.name or "job-" + in_path.name.split(".jsonl")[0] + "-" + \
-        hashlib.sha1(str(in_path.resolve()).encode()).hexdigest()[:8]
+        hashlib.sha1(str(in_path.resolve()).encode()).hexdigest()[:8] + f"-{args.shard}of{args.num_shards}"
     cache = EncoderCache(args.cache, identity, {"student_init": str(args.student),
                                                 "audio_context": context.to_dict()}, writer_name=name)
     dtype = autocast_dtype(args.precision, device)
@@ -66,7 +72,8 @@ def run(args):
         (lambda: torch.autocast(device.type, dtype=dtype))
     try:
         counts = fill(cache, iter_cuts(in_path), student.model.encoder, processor.feature_extractor,
-                      context, device, batch_size=args.batch_size, autocast=autocast)
+                      context, device, batch_size=args.batch_size, autocast=autocast,
+                      rank=args.shard - 1, world_size=args.num_shards)
     finally:
         cache.close()
     log.info("%s: %d cuts, %d already cached, %d encoded, %d unreadable -> %s", in_path, counts["cuts"],

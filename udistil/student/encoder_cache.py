@@ -159,9 +159,10 @@ class EncoderCache:
 
     # ----- writing --------------------------------------------------------------------
 
-    def put(self, cut_id: str, positions: int, states: np.ndarray) -> None:
+    def put(self, cut_id: str, positions: int, states: np.ndarray) -> bool:
+        """Store one output (False: it was already there)."""
         if self.has(cut_id, positions):
-            return
+            return False
         if self._writer is None:
             from udistil.data.array_chunks import ChunkWriter
 
@@ -173,6 +174,7 @@ class EncoderCache:
         self._index_fh.flush()
         self._new[(cut_id, int(positions))] = (array.storage_path, array.storage_key)
         self.computed += 1
+        return True
 
     def close(self) -> None:
         if self._index_fh is not None and not self._index_fh.closed:
@@ -240,21 +242,21 @@ def fill(cache: EncoderCache, cuts, encoder, feature_extractor, context, device,
                     states = encode(encoder, features, positions)
                 rows = states.float().cpu().numpy()
                 for cut, row in zip(kept, rows):
-                    cache.put(cut.id, positions, row)
-                    counts["computed"] += 1
+                    counts["computed"] += cache.put(cut.id, positions, row)
 
-    pending = []
+    pending, pending_ids = [], set()
     for i, cut in enumerate(cuts):
         if i % world_size != rank:
             continue
         counts["cuts"] += 1
         positions = cut_positions(context, cut)
-        if cache.has(cut.id, positions):
+        if cache.has(cut.id, positions) or (cut.id, positions) in pending_ids:
             counts["cached"] += 1
             continue
         pending.append((cut, positions))
+        pending_ids.add((cut.id, positions))
         if len(pending) >= window:
             run(pending)
-            pending = []
+            pending, pending_ids = [], set()
     run(pending)
     return counts
