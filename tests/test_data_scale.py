@@ -254,7 +254,8 @@ def test_ddp_reads_a_complete_encoder_cache_and_matches_one_process(tiny_whisper
 
     common = ["--teacher", str(tiny_whisper_dir), "--student", str(student_dir), "--train", str(labelled["cuts"]),
               "--dev", str(labelled["cuts"]), "--num-buckets", "1", "--lr", "2e-3", "--warmup-steps", "1",
-              "--max-steps", "4", "--valid-every", "100", "--checkpoint-every", "4", "--encoder-cache", str(cache)]
+              "--max-steps", "4", "--valid-every", "100", "--checkpoint-every", "4", "--encoder-cache", str(cache),
+              "--alpha-mse", "0"]
     exp = tmp_path / "exp_ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "udistil.bin.main", "distill", *common, "--exp", str(exp), "--batch-size", "2"]

@@ -2,6 +2,7 @@
 from udistil.bin._decode_args import add_decode_arguments, decode_options
 from udistil.models.device import placement_from_args
 from udistil.teacher.pseudo_label import pseudo_label
+from udistil.student.config import LossWeights
 from udistil.teacher.kd_targets import TargetSpec
 from udistil.teacher.transcriber import Transcriber
 
@@ -19,8 +20,9 @@ def add_arguments(parser):
                     help="tokens kept per step; the rest of the mass is kept as one number")
     kd.add_argument("--targets-temperature", type=float, default=TargetSpec.temperature,
                     help="the distillation temperature T the log-probabilities are stored at")
-    kd.add_argument("--targets-alpha-mse", type=float, default=0.0,
-                    help="the --alpha-mse the students will train with: above 0, the teacher decoder's "
+    kd.add_argument("--targets-alpha-mse", type=float, default=LossWeights.alpha_mse,
+                    help="the --alpha-mse the students will train with (default: `udistil distill`'s): "
+                         "above 0, the teacher decoder's "
                          "last hidden states are stored too (the MSE's targets; 5/6 of the bytes per "
                          "token for a large-v3 teacher); at 0 they are not, and a later --alpha-mse > 0 "
                          "run refuses the store")
