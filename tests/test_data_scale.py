@@ -298,3 +298,14 @@ def test_training_fills_what_the_jobs_left_out_before_the_first_step(tiny_whispe
                            labelled["cuts"], tmp_path / "exp", encoder_cache=str(tmp_path / "cache")))
     assert summary["encoder_cache"]["built_before_training"] == 8
     assert summary["encoder_forwards"] == 0
+
+
+def test_a_store_in_the_older_per_file_layout_is_read_but_never_extended(tmp_path):
+    from udistil.teacher.kd_targets import STORE_INFO, TargetStore
+
+    spec = TargetSpec(topk=8)
+    old = {"teacher": "t", "teacher_id": "abc", "topk": 8, "temperature": spec.temperature, "keep_hidden": False}
+    (tmp_path / STORE_INFO).write_text(json.dumps(old))
+    with pytest.raises(UdistilError, match="older layout .* delete it"):
+        TargetStore(tmp_path, spec, "abc", "t", shard="cuts.1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STORE_INFO]  # nothing written
