@@ -52,10 +52,14 @@ def run(args):
     log = logging.getLogger("udistil.encoder_cache")
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    student, processor = load_whisper(args.student)
-    if not encoder_is_frozen(resolve_model(args.teacher), student.config, args.freeze_encoder):
+    from transformers import WhisperConfig
+
+    # Decided from the configs alone: a job for a student whose encoder trains loads no weights.
+    if not encoder_is_frozen(resolve_model(args.teacher), WhisperConfig.from_pretrained(args.student),
+                             args.freeze_encoder):
         print(f"{args.student}: its encoder is trained, not frozen: nothing to cache")
         return 0
+    student, processor = load_whisper(args.student)
     device = process_device(args.device)
     student = student.to(device, torch.float32).eval()
     context = AudioContext.of(student)
