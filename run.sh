@@ -376,13 +376,12 @@ distill_launch() {
 # nj jobs, before any student trains; every student (and every rank) sharing that encoder then
 # only reads them.  Finished work is kept; a student whose encoder is trained stores nothing.
 encoder_cache_jobs() {
-  local shape=$1 part
-  for part in $train_set $dev_set; do
-    $decode_cmd "${decode_gpu_opts[@]}" JOB=1:$nj exp/encoder_cache/log/${shape}_$part.JOB.log \
-      udistil encoder-cache --teacher "$teacher_dir" --student exp/init_student_${shape} \
-        --in exp/teacher/cuts_$part.jsonl.gz --shard JOB --num-shards "$nj" --cache exp/encoder_cache \
-        --batch-size "$distill_batch_size" --num-threads "$threads_per_job" --device "$device"
-  done
+  local shape=$1
+  $decode_cmd "${decode_gpu_opts[@]}" JOB=1:$nj exp/encoder_cache/log/${shape}.JOB.log \
+    udistil encoder-cache --teacher "$teacher_dir" --student exp/init_student_${shape} \
+      --in exp/teacher/cuts_$train_set.jsonl.gz --in exp/teacher/cuts_$dev_set.jsonl.gz \
+      --shard JOB --num-shards "$nj" --cache exp/encoder_cache \
+      --batch-size "$distill_batch_size" --num-threads "$threads_per_job" --device "$device"
 }
 
 stage6() {

@@ -16,7 +16,9 @@ def add_arguments(parser):
     parser.add_argument("--teacher", required=True,
                         help="the teacher (decides, as `udistil distill` does, whether the encoder is frozen)")
     parser.add_argument("--student", required=True, help="student dir from `udistil make-student`")
-    parser.add_argument("--in", dest="in_path", required=True, help="CutSet to encode (streamed)")
+    parser.add_argument("--in", dest="in_paths", action="append", required=True,
+                        help="CutSet to encode (streamed); repeat for several (the pool and the dev set: one "
+                             "job, one model load)")
     parser.add_argument("--shard", type=int, default=1,
                         help="this job's share of --in: cuts i with i %% num-shards == shard - 1 (JOB=1:nj)")
     parser.add_argument("--num-shards", type=int, default=1)
@@ -64,22 +66,24 @@ def run(args):
     student = student.to(device, torch.float32).eval()
     context = AudioContext.of(student)
     identity = encoder_identity(student.model.encoder, context)
-    in_path = Path(args.in_path)
+    in_paths = [Path(p) for p in args.in_paths]
     if not 1 <= args.shard <= args.num_shards:
         raise UdistilError(f"--shard {args.shard} is not in 1..--num-shards {args.num_shards}")
-    name = args.name or "job-" + in_path.name.split(".jsonl")[0] + "-" + \
-        hashlib.sha1(str(in_path.resolve()).encode()).hexdigest()[:8] + f"-{args.shard}of{args.num_shards}"
+    inputs = "\n".join(str(p.resolve()) for p in in_paths)
+    name = args.name or f"job-{hashlib.sha1(inputs.encode()).hexdigest()[:8]}-{args.shard}of{args.num_shards}"
     cache = EncoderCache(args.cache, identity, {"student_init": str(args.student),
                                                 "audio_context": context.to_dict()}, writer_name=name)
     dtype = autocast_dtype(args.precision, device)
     autocast = contextlib.nullcontext if dtype == torch.float32 else \
         (lambda: torch.autocast(device.type, dtype=dtype))
     try:
-        counts = fill(cache, iter_cuts(in_path), student.model.encoder, processor.feature_extractor,
-                      context, device, batch_size=args.batch_size, autocast=autocast,
-                      rank=args.shard - 1, world_size=args.num_shards)
+        for in_path in in_paths:
+            counts = fill(cache, iter_cuts(in_path), student.model.encoder, processor.feature_extractor,
+                          context, device, batch_size=args.batch_size, autocast=autocast,
+                          rank=args.shard - 1, world_size=args.num_shards)
+            log.info("%s (share %d of %d): %d cuts, %d already cached, %d encoded, %d unreadable -> %s",
+                     in_path, args.shard, args.num_shards, counts["cuts"], counts["cached"],
+                     counts["computed"], counts["bad_audio"], cache.directory)
     finally:
         cache.close()
-    log.info("%s: %d cuts, %d already cached, %d encoded, %d unreadable -> %s", in_path, counts["cuts"],
-             counts["cached"], counts["computed"], counts["bad_audio"], cache.directory)
     return 0
