@@ -242,10 +242,12 @@ def test_ddp_reads_a_complete_encoder_cache_and_matches_one_process(tiny_whisper
 
     student_dir = student(tiny_whisper_dir, tmp_path)
     cache = tmp_path / "cache"
-    for shard in (1, 2):  # as run.sh's JOB=1:2 jobs: every other cut each
+    first, second = labelled["shards"]  # as run.sh's JOB=1:2 jobs over the pool and the dev set
+    for shard in (1, 2):  # every other cut of each input
         done = subprocess.run([sys.executable, "-m", "udistil.bin.main", "encoder-cache", "--teacher",
-                               str(tiny_whisper_dir), "--student", str(student_dir), "--in", str(labelled["cuts"]),
-                               "--shard", str(shard), "--num-shards", "2", "--cache", str(cache)],
+                               str(tiny_whisper_dir), "--student", str(student_dir), "--in", str(first),
+                               "--in", str(second), "--shard", str(shard), "--num-shards", "2",
+                               "--cache", str(cache)],
                               env=_env(), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
     (identity,) = [p for p in cache.iterdir() if p.is_dir()]
