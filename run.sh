@@ -381,7 +381,7 @@ encoder_cache_jobs() {
     udistil encoder-cache --teacher "$teacher_dir" --student exp/init_student_${shape} \
       --in exp/teacher/cuts_$train_set.jsonl.gz --in exp/teacher/cuts_$dev_set.jsonl.gz \
       --shard JOB --num-shards "$nj" --cache exp/encoder_cache \
-      --batch-size "$distill_batch_size" --num-threads "$threads_per_job" --device "$device"
+      --batch-size "$distill_batch_size" --device "$device"
 }
 
 stage6() {
