@@ -101,7 +101,8 @@ alpha_ce=${default[loss.alpha_ce]}
 alpha_kl=${default[loss.alpha_kl]}
 # Stages 3 and 6: temperature of the stored teacher distributions and of the KL.
 temperature=${default[loss.temperature]}
-# Stage 6: weight of the MSE between the student's and the teacher's last decoder states (0 = off).
+# Stage 6: weight of the MSE between the student's and the teacher's last decoder states (0 = off;
+# stage 3 stores the teacher's states only when this is above 0).
 alpha_mse=${default[loss.alpha_mse]}
 # Stage 6: extra options for `udistil distill` (e.g. "--train-embeddings --schedule cosine").
 distill_opts=""
@@ -232,7 +233,7 @@ pseudo_label_set() {
   $label_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
     udistil pseudo-label --model "$teacher_dir" --batch-size "$batch_size" --beam "$beam" \
       "${device_opts[@]}" $redo_opt \
-      --targets-dir "$dir/targets" --targets-temperature "$temperature" \
+      --targets-dir "$dir/targets" --targets-temperature "$temperature" --targets-alpha-mse "$alpha_mse" \
       --in "$dir/split$nj/cuts.JOB.jsonl.gz" --out "$dir/shards/cuts.JOB.jsonl.gz"
   udistil merge-cuts --out "$out" $(for j in $(seq "$nj"); do echo "$dir/shards/cuts.$j.jsonl.gz"; done)
 }
@@ -371,6 +372,18 @@ distill_launch() {
   return 0
 }
 
+# Stage 6's pre-step: a frozen student encoder's outputs for the whole pool and the dev set, by
+# nj jobs, before any student trains; every student (and every rank) sharing that encoder then
+# only reads them.  Finished work is kept; a student whose encoder is trained stores nothing.
+encoder_cache_jobs() {
+  local shape=$1
+  $decode_cmd "${decode_gpu_opts[@]}" JOB=1:$nj exp/encoder_cache/log/${shape}.JOB.log \
+    udistil encoder-cache --teacher "$teacher_dir" --student exp/init_student_${shape} \
+      --in exp/teacher/cuts_$train_set.jsonl.gz --in exp/teacher/cuts_$dev_set.jsonl.gz \
+      --shard JOB --num-shards "$nj" --cache exp/encoder_cache \
+      --batch-size "$distill_batch_size" --device "$device"
+}
+
 stage6() {
   log "Stage 6: students ($students) distilled on: $train_filters"
   local shape f exp runner_opts launcher inits="" jobs=""
@@ -383,6 +396,7 @@ stage6() {
   done
   # The initialisations (each loads the teacher) as jobs, then every student at once.
   submit_each make_student $misc_cmd <<< "${inits%$'\n'}"
+  for shape in $students; do encoder_cache_jobs "$shape"; done
   for shape in $students; do
     for f in $train_filters; do
       if [ ! -s data/select/$f/cuts.jsonl.gz ]; then log "  no data/select/$f: skipping"; continue; fi

@@ -92,3 +92,30 @@ def test_report_prints_the_per_language_table_and_the_figure_without_the_languag
     assert "| confidence | – | – | 1.000 | 1.000 |" in md
     assert "Warning: 1 bad and 3 good cuts: no AUROC" in md
     assert "Language prior alone" in md
+
+
+def test_the_report_streams_its_manifest_and_keeps_no_cut(tmp_path, monkeypatch):
+    """The pool's report reads each cut once and keeps only what it reports on: never the
+    manifest as a list, never the per-token lists of a stage-3 cut."""
+    import udistil.data.manifests as manifests
+    import udistil.report.filter_quality as fq
+
+    cuts = [make(0, "one two three", "one two three", "en", 0.9, 0.0),
+            make(1, "one two three", "one two four", "en", 0.7, 33.3),
+            make(2, "one two three", "nine nine nine nine", "en", 0.3, 120.0)]
+    for cut in cuts:
+        cut.supervisions[0].custom["teacher_logprobs"] = [-0.1] * 500
+    write_cuts(cuts, tmp_path / "s.jsonl.gz")
+
+    def listed(*args, **kwargs):
+        raise AssertionError("the manifest was read whole")
+
+    monkeypatch.setattr(manifests, "read_cuts", listed)
+    monkeypatch.setattr(fq, "read_cuts", listed, raising=False)
+    kept = []
+    real = fq.report_view
+    monkeypatch.setattr(fq, "report_view", lambda cut: kept.append(real(cut)) or kept[-1])
+    assert fq.has_references(tmp_path / "s.jsonl.gz")
+    report = fq.filter_quality(tmp_path / "s.jsonl.gz", tmp_path / "report", plots=False)
+    assert report["cuts"] == 3 and report["languages"]["en"]["bad"] == 1
+    assert len(kept) == 3 and all("teacher_logprobs" not in k.supervisions[0].custom for k in kept)

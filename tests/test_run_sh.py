@@ -166,7 +166,8 @@ def _stage6(repo_root, work, *options):
     (work / "data/select/none/cuts.jsonl.gz").write_bytes(b"x")
     stdout = _dry_run(repo_root, work, "--stage", "6", "--stop-stage", "6", "--students", "1-1",
                       "--train-filters", "none", *options)
-    sbatch = _sbatch_lines(stdout)
+    # The distillation job (stage 6's encoder-cache jobs come before it).
+    sbatch = [l for l in _sbatch_lines(stdout) if any("distill" in w for w in l)]
     assert len(sbatch) == 1, stdout
     scripts = _job_scripts(work, "distill")
     assert len(scripts) == 1

@@ -160,7 +160,7 @@ def test_a_store_labelled_from_a_relative_dir_reads_from_anywhere(tiny_whisper_d
     monkeypatch.chdir(recipe)
     raw = write_cuts([make_cut(recipe, "r0", speak(TEXTS[1]), "en", None)], Path("raw.jsonl.gz"))
     transcriber = Transcriber.from_spec(str(tiny_whisper_dir),
-                                        DecodeOptions(targets=TargetSpec(topk=8), budget_per_second=4))
+                                        DecodeOptions(targets=TargetSpec(topk=8, keep_hidden=True), budget_per_second=4))
     pseudo_label(raw, Path("labelled.jsonl.gz"), transcriber, targets_dir=Path("exp/targets"))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

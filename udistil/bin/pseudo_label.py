@@ -2,6 +2,7 @@
 from udistil.bin._decode_args import add_decode_arguments, decode_options
 from udistil.models.device import placement_from_args
 from udistil.teacher.pseudo_label import pseudo_label
+from udistil.student.config import LossWeights
 from udistil.teacher.kd_targets import TargetSpec
 from udistil.teacher.transcriber import Transcriber
 
@@ -19,8 +20,14 @@ def add_arguments(parser):
                     help="tokens kept per step; the rest of the mass is kept as one number")
     kd.add_argument("--targets-temperature", type=float, default=TargetSpec.temperature,
                     help="the distillation temperature T the log-probabilities are stored at")
+    kd.add_argument("--targets-alpha-mse", type=float, default=LossWeights.alpha_mse,
+                    help="the --alpha-mse the students will train with (default: `udistil distill`'s): "
+                         "above 0, the teacher decoder's "
+                         "last hidden states are stored too (the MSE's targets; 5/6 of the bytes per "
+                         "token for a large-v3 teacher); at 0 they are not, and a later --alpha-mse > 0 "
+                         "run refuses the store")
     kd.add_argument("--no-targets-hidden", action="store_true",
-                    help="do not store the decoder's hidden states (only needed for --alpha-mse)")
+                    help="never store the decoder's hidden states, whatever --targets-alpha-mse says")
     parser.add_argument("--redo-stale", action="store_true",
                         help="redo an output (or partial output) made from another input, teacher or options "
                         "instead of stopping")
@@ -39,7 +46,7 @@ def run(args):
 
         options = dataclasses.replace(options, targets=TargetSpec(
             topk=args.targets_topk, temperature=args.targets_temperature,
-            keep_hidden=not args.no_targets_hidden))
+            keep_hidden=args.targets_alpha_mse > 0 and not args.no_targets_hidden))
     # Checked before loading the teacher: a finished, current shard costs no model load.
     if Path(args.out).exists() and not args.overwrite and check_or_write(
             args.out, labelling_fingerprint(args.in_path, args.model, options, args.targets_dir,

@@ -19,6 +19,11 @@ line scores each cut by its language's mean, which is useless (0.5) within any l
 
 A cut with a null score is left out of that filter's AUROC and rho (the `scored` column
 says how many were scored), and is dropped by its selections, as stage 5 does.
+
+The manifest is streamed once and each cut reduced to what the report reads (its texts,
+language, duration and scores: `report_view`), never held whole: a stage-3 cut carries its
+per-token lists and stored-target manifests, several KB each, which a training pool of
+hundreds of thousands of cuts would multiply.
 """
 from __future__ import annotations
 
@@ -28,11 +33,12 @@ import logging
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
-from udistil.data.manifests import read_cuts, supervision, write_json_atomic, write_text_atomic
+from udistil.data.manifests import iter_cuts, supervision, write_json_atomic, write_text_atomic
 from udistil.errors import UdistilError
 from udistil.evaluate.normalize import has_reference
 from udistil.evaluate.scoring import BAD_WER, score_pairs, utterance_wer
@@ -130,12 +136,25 @@ def filters_present(cuts) -> list[str]:
 
 
 def has_references(in_path) -> bool:
-    return any(has_reference(supervision(c).text, cut_language(c)) for c in read_cuts(in_path))
+    """Streamed: stops at the first cut with a reference."""
+    return any(has_reference(supervision(c).text, cut_language(c)) for c in iter_cuts(in_path))
+
+
+# What the report reads of a supervision's custom fields (besides the filters' scores).
+_REPORT_FIELDS = ("teacher_text", "teacher_language", "teacher_seconds", "filter_seconds")
+
+
+def report_view(cut):
+    """The part of a cut the report reads, as a cut-like object (same accessors)."""
+    sup = supervision(cut)
+    custom = {k: v for k, v in (sup.custom or {}).items() if k in FILTERS or k in _REPORT_FIELDS}
+    return SimpleNamespace(id=cut.id, duration=cut.duration, supervisions=[
+        SimpleNamespace(text=sup.text, language=sup.language, custom=custom)])
 
 
 def filter_quality(in_path, out_dir, teacher_logs: str | None = None, plots: bool = True) -> dict:
-    cuts = [c for c in read_cuts(in_path) if teacher_field(c, "teacher_text") is not None]
-    cuts = [c for c in cuts if has_reference(supervision(c).text, cut_language(c))]
+    cuts = [report_view(c) for c in iter_cuts(in_path)
+            if teacher_field(c, "teacher_text") is not None and has_reference(supervision(c).text, cut_language(c))]
     if not cuts:
         raise UdistilError(f"{in_path}: no cut has both a pseudo-label and a reference; the filter-quality "
                            "report needs a labelled, pseudo-labelled and scored set (e.g. the dev set)")

@@ -1,8 +1,11 @@
 """Training checkpoints (exact resume) and the transformers export of the best student.
 
 A checkpoint is a directory `EXP/checkpoints/step-NNNNNNN/` holding
-- `state.pt`: student weights, optimizer, scheduler, grad scaler, step, epoch, the number
-  of batches of that epoch already trained on (the sampler position) and the best dev loss;
+- `state.pt`: the student weights training changes, optimizer, scheduler, grad scaler, step,
+  epoch, the number of batches of that epoch already trained on (the sampler position) and
+  the best dev loss.  Frozen weights (a frozen encoder, frozen embeddings) are not copied into
+  every checkpoint: `frozen` records their names, the student init directory they come from
+  and a digest, which a resume checks before taking them from there (trainer.py);
 - `rng-rank{R}.pt`: every random generator of rank R (python, numpy, torch, CUDA), so
   dropout and anything else random continue exactly as in an uninterrupted run.
 It is written under a temporary name and renamed when complete, so `latest_checkpoint`

@@ -22,8 +22,12 @@ no audio at all.
 its first (the model never predicts <|startoftranscript|>); padding is -100 in `labels`
 so the loss ignores it.
 
+Manifests are streamed, never held as a list (`ManifestCuts`: a lazy lhotse CutSet read
+anew at each pass, which the samplers consume through their bounded buffers), so the
+trainer's memory does not grow with the training pool.
+
 What cannot be used is skipped and counted, never fatal: cuts without a pseudo-label are
-dropped before sampling (`usable_cuts`), and cuts whose audio is bad or whose label is
+dropped before sampling (`usable_cuts`, `ManifestCuts`), and cuts whose audio is bad or whose label is
 too long for the decoder are dropped batch by batch (reported in `batch["skipped"]`).
 """
 from __future__ import annotations
@@ -99,6 +103,65 @@ def usable_cuts(cuts, name: str):
     from lhotse import CutSet
 
     return CutSet.from_cuts(kept)
+
+
+class ManifestCuts:
+    """The usable cuts (with a teacher_text) of a manifest, streamed anew at every pass.
+
+    Wrapped in a lhotse CutSet (`lazy()`), it is a lazy CutSet: samplers and the trainer
+    iterate it and never list it.  `pick` of `usable` cuts: that many cuts at even intervals
+    (spread_subset's choice, made while streaming)."""
+
+    def __init__(self, path, pick: int | None = None, usable: int | None = None):
+        self.path = str(path)
+        self.pick = pick if pick and usable and pick < usable else None
+        self.usable = usable
+
+    def __iter__(self):
+        from udistil.data.manifests import iter_cuts
+
+        index, taken = 0, 0
+        for cut in iter_cuts(self.path):
+            if not teacher_text(cut):
+                continue
+            if self.pick is None:
+                yield cut
+            elif taken < self.pick and index == (taken * self.usable) // self.pick:
+                taken += 1
+                yield cut
+            index += 1
+
+    def lazy(self):
+        from lhotse import CutSet
+
+        return CutSet(self)
+
+
+@dataclass
+class ManifestCounts:
+    total: int
+    usable: int
+    with_targets: int
+
+
+def count_usable(path, name: str | None = None) -> ManifestCounts:
+    """One streamed pass over a manifest: cuts, usable cuts (with a teacher_text) and those
+    carrying stored teacher targets; logs how many were dropped, and stops when none is usable."""
+    from udistil.data.manifests import iter_cuts
+
+    total = usable = with_targets = 0
+    for cut in iter_cuts(path):
+        total += 1
+        if teacher_text(cut):
+            usable += 1
+            with_targets += has_targets(cut)
+    name = name or str(path)
+    if usable < total:
+        log.warning("%s: skipped %d of %d cuts without a teacher_text (run stage 3 first?)",
+                    name, total - usable, total)
+    if not usable:
+        raise UdistilError(f"{name}: no cut has a supervision.custom teacher_text to train on")
+    return ManifestCounts(total, usable, with_targets)
 
 
 def spread_subset(cuts, count: int | None):
@@ -303,8 +366,10 @@ def context_duration_bins(context, max_seconds: float = 30.0) -> list[float]:
 
 
 def make_loader(cuts, dataset: DistillDataset, batch_size: int, max_duration: float | None,
-                shuffle: bool, seed: int, num_workers: int, num_buckets: int = 10):
-    """DataLoader over `cuts`; its `.sampler` is a SkipFirstBatches (set_epoch(epoch, skip))."""
+                shuffle: bool, seed: int, num_workers: int, num_buckets: int = 10,
+                num_cuts: int | None = None):
+    """DataLoader over `cuts` (eager, or lazy with `num_cuts` given: it is never listed); its
+    `.sampler` is a SkipFirstBatches (set_epoch(epoch, skip))."""
     import warnings
 
     from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
@@ -312,17 +377,18 @@ def make_loader(cuts, dataset: DistillDataset, batch_size: int, max_duration: fl
     # read_cuts loads eagerly (to validate); lhotse warns that lazy reading saves memory.
     warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
 
+    n = len(cuts) if num_cuts is None else num_cuts
     # Tiny sets (tests, small dev sets) cannot fill several buckets: no bucketing then.
-    num_buckets = min(num_buckets, len(cuts) // max(1, batch_size))
+    num_buckets = min(num_buckets, n // max(1, batch_size))
     if dataset.context.is_dynamic:
         sampler = DynamicBucketingSampler(
             cuts, max_cuts=batch_size, max_duration=max_duration, shuffle=shuffle, seed=seed,
-            duration_bins=context_duration_bins(dataset.context), buffer_size=min(20000, len(cuts)),
+            duration_bins=context_duration_bins(dataset.context), buffer_size=min(20000, n),
             drop_last=False)
     elif num_buckets >= 2:
         sampler = DynamicBucketingSampler(
             cuts, max_cuts=batch_size, max_duration=max_duration, shuffle=shuffle, seed=seed,
-            num_buckets=num_buckets, buffer_size=min(20000, len(cuts)), drop_last=False)
+            num_buckets=num_buckets, buffer_size=min(20000, n), drop_last=False)
     else:
         sampler = DynamicCutSampler(cuts, max_cuts=batch_size, max_duration=max_duration,
                                     shuffle=shuffle, seed=seed, drop_last=False)

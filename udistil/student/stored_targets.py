@@ -9,6 +9,8 @@ position len(prompt) - 1 + j.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from udistil.errors import UdistilError
@@ -34,8 +36,18 @@ class StoredTargets:
                 raise UdistilError(f"{self.source}: cut {cut.id} has stored targets but no "
                                    "teacher_tokens to align them with")
             check_cut_targets(cut, tokens, self.teacher_id, self.temperature, self.source)
+            if self.want_hidden and "kd_decoder_hidden" not in (cut.custom or {}):
+                raise UdistilError(self._no_hidden(cut))
             n += 1
         return n
+
+    def _no_hidden(self, cut) -> str:
+        array = (cut.custom or {}).get("kd_topk_ids")
+        store = Path(getattr(array, "storage_path", "") or "?")
+        store = store.parent if store.suffix else store
+        return (f"{self.source}: cut {cut.id}: --alpha-mse > 0 needs the teacher's decoder hidden "
+                f"states, and the store {store} lacks them (stage 3 keeps them only for "
+                "--targets-alpha-mse > 0, run.sh's alpha_mse); relabel with it, or train with --alpha-mse 0")
 
     def batch(self, cuts, width: int, offset: int) -> dict:
         """kd_ids [B, W, k], kd_logprobs [B, W, k], kd_mask [B, W] (+ kd_hidden [B, W, d])."""
@@ -45,9 +57,7 @@ class StoredTargets:
             if "kd_topk_ids" not in arrays or "kd_topk_logprobs" not in arrays:
                 raise UdistilError(f"{self.source}: cut {cut.id}: stored targets lack their top-k arrays")
             if self.want_hidden and "kd_decoder_hidden" not in arrays:
-                raise UdistilError(f"{self.source}: cut {cut.id}: --alpha-mse needs the teacher's "
-                                   "decoder states, which this store has not kept (relabel without "
-                                   "--no-targets-hidden)")
+                raise UdistilError(self._no_hidden(cut))
             loaded.append(arrays)
         k = loaded[0]["kd_topk_ids"].shape[1]
         ids = torch.zeros(len(cuts), width, k, dtype=torch.long)

@@ -13,9 +13,16 @@ The teacher is computed once: when the pseudo-labelled cuts carry the teacher's 
 targets (stage 3 with --targets-dir; teacher/kd_targets.py), the teacher is never loaded,
 only identified (its store must come from this very teacher).  The student runs at its own
 audio context (models/audio_context.py).  A frozen student encoder with --encoder-cache
-is run once per cut and stored (encoder_cache.py): later epochs, and every other student
-sharing those weights, train the decoder alone.  Cuts without stored targets fall back to
-the live teacher at every step (the old path), which the log says.
+is run once per cut and stored (encoder_cache.py), before the first step: what the sharded
+`udistil encoder-cache` jobs left out, every rank encodes its share of, then all ranks read
+the cache, so training is decoder-only in every epoch, on every rank, for every student
+sharing those weights.  Cuts without stored targets fall back to the live teacher at every
+step (the old path), which the log says.
+
+The manifests are streamed (student/data.py's ManifestCuts), never listed, so a rank's
+memory does not grow with the training pool.  Checkpoints hold what training changes:
+the frozen weights (a frozen encoder, frozen embeddings) are referenced by the student's
+init directory and a digest checked on resume, not copied into every checkpoint.
 """
 from __future__ import annotations
 
@@ -33,8 +40,7 @@ import torch
 from udistil.errors import UdistilError
 from udistil.student import checkpoint as ckpt
 from udistil.student.config import DistillConfig
-from udistil.student.data import (DistillDataset, LabelEncoder, has_targets, make_loader, spread_subset,
-                                  usable_cuts)
+from udistil.student.data import DistillDataset, LabelEncoder, ManifestCuts, count_usable, make_loader
 from udistil.student.distributed import DistEnv, StopSignal, init_distributed, shutdown_distributed
 from udistil.student.forward import (DistillForward, StudentForward, encoders_identical,
                                      freeze_encoder, unwrap)
@@ -71,6 +77,16 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
         raise UdistilError(f"unknown --precision {precision!r}; choose auto, fp32, bf16 or fp16") from None
 
 
+def encoder_is_frozen(teacher_dir, student_config, option: bool | None) -> bool:
+    """--freeze-encoder / --train-encoder, else frozen when the student keeps every teacher
+    encoder layer (the one rule for training and for building the encoder cache)."""
+    if option is not None:
+        return bool(option)
+    from transformers import WhisperConfig
+
+    return student_config.encoder_layers == WhisperConfig.from_pretrained(teacher_dir).encoder_layers
+
+
 def set_decoder_dropout(decoder, p: float) -> int:
     """Set every dropout rate of a HF Whisper decoder (its modules read `dropout`,
     `activation_dropout` and, in attention, `dropout` as floats at each forward) to p, for
@@ -91,7 +107,6 @@ def set_decoder_dropout(decoder, p: float) -> int:
 
 class Trainer:
     def __init__(self, config: DistillConfig, env: DistEnv):
-        from udistil.data.manifests import read_cuts
         from udistil.models.audio_context import AudioContext
         from udistil.models.spec import load_whisper, resolve_model
 
@@ -101,11 +116,14 @@ class Trainer:
         self._check_fresh_or_resume()
         seed_everything(run.seed + env.rank)
 
-        train_cuts = usable_cuts(read_cuts(config.train), config.train)
-        dev_cuts = usable_cuts(read_cuts(config.dev), config.dev)
-        dev_cuts = spread_subset(dev_cuts, run.max_dev_cuts)
+        # Streamed, never listed: counted once here, then read anew by each pass.
+        train_counts = count_usable(config.train)
+        dev_counts = count_usable(config.dev)
+        train_cuts = ManifestCuts(config.train).lazy()
+        dev_cuts = ManifestCuts(config.dev, pick=run.max_dev_cuts, usable=dev_counts.usable).lazy()
+        n_dev = min(dev_counts.usable, run.max_dev_cuts or dev_counts.usable)
         teacher_dir = resolve_model(config.teacher)
-        self.stored_teacher = self._stored_or_live(train_cuts, dev_cuts)
+        self.stored_teacher = self._stored_or_live(train_counts, dev_counts)
         self.teacher = None
         if not self.stored_teacher:
             self.teacher, _ = load_whisper(teacher_dir)
@@ -119,6 +137,7 @@ class Trainer:
         self._train_mode()
 
         self.dtype = autocast_dtype(run.precision, env.device)
+        self._frozen_digest = None
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.dtype == torch.float16)
         self.optimizer = make_optimizer(self.student, config.optim.lr, config.optim.weight_decay)
         self.average = None
@@ -133,6 +152,9 @@ class Trainer:
                               max_length=self.student.config.max_target_positions,
                               leading_space=config.data.leading_space)
         self.encoder_cache = self._open_encoder_cache()
+        self.encoder_forwards = 0  # batches whose student encoder ran while training
+        if self.encoder_cache is not None:
+            self._fill_encoder_cache(train_cuts, dev_cuts)
         opts = config.data
         workers = opts.num_workers if opts.num_workers is not None else (2 if env.device.type == "cuda" else 0)
 
@@ -150,10 +172,11 @@ class Trainer:
 
         self.train_loader = make_loader(train_cuts, dataset(config.train, train_cuts), opts.batch_size,
                                         opts.max_duration, shuffle=True, seed=run.seed,
-                                        num_workers=workers, num_buckets=opts.num_buckets)
+                                        num_workers=workers, num_buckets=opts.num_buckets,
+                                        num_cuts=train_counts.usable)
         self.dev_loader = make_loader(dev_cuts, dataset(config.dev, dev_cuts), opts.batch_size,
                                       opts.max_duration, shuffle=False, seed=run.seed,
-                                      num_workers=workers, num_buckets=opts.num_buckets)
+                                      num_workers=workers, num_buckets=opts.num_buckets, num_cuts=n_dev)
         self.steps_per_epoch = self._steps_per_epoch()
         optim = config.optim
         self.total_steps = optim.max_steps or optim.num_epochs * self.steps_per_epoch
@@ -197,10 +220,10 @@ class Trainer:
             raise UdistilError(f"{self.exp}: holds checkpoints of an earlier run; pass --resume "
                                "to continue it, or choose another --exp")
 
-    def _stored_or_live(self, train_cuts, dev_cuts) -> bool:
+    def _stored_or_live(self, train_counts, dev_counts) -> bool:
         """True when every cut carries stored teacher targets; False when none does."""
-        with_targets = sum(has_targets(c) for c in train_cuts) + sum(has_targets(c) for c in dev_cuts)
-        total = len(train_cuts) + len(dev_cuts)
+        with_targets = train_counts.with_targets + dev_counts.with_targets
+        total = train_counts.usable + dev_counts.usable
         if with_targets == total:
             return True
         if with_targets == 0:
@@ -217,10 +240,7 @@ class Trainer:
 
         t_layers = WhisperConfig.from_pretrained(teacher_dir).encoder_layers
         s_layers = self.student.config.encoder_layers
-        frozen = self.config.run.freeze_encoder
-        if frozen is None:
-            frozen = s_layers == t_layers
-        self.frozen_encoder = bool(frozen)
+        self.frozen_encoder = encoder_is_frozen(teacher_dir, self.student.config, self.config.run.freeze_encoder)
         if self.frozen_encoder:
             freeze_encoder(self.student)
         if self.config.run.freeze_embeddings:
@@ -251,6 +271,26 @@ class Trainer:
         return EncoderCache(root, identity, {"student_init": str(self.config.student),
                                              "audio_context": self.context.to_dict()})
 
+    def _fill_encoder_cache(self, train_cuts, dev_cuts) -> None:
+        """Complete the cache before the first step: each rank encodes its share of the cuts
+        no job has cached yet (into files of its own), then every rank reads all of it."""
+        import itertools
+
+        from udistil.student.encoder_cache import fill
+
+        started = time.time()
+        counts = fill(self.encoder_cache, itertools.chain(train_cuts, dev_cuts), self.student.model.encoder,
+                      self.processor.feature_extractor, self.context, self.env.device,
+                      batch_size=self.config.data.batch_size, rank=self.env.rank,
+                      world_size=self.env.world_size, autocast=self._autocast)
+        self.env.barrier()
+        self.encoder_cache.refresh()
+        self.cache_built = self.env.all_sum([counts["computed"]])[0]
+        if self.env.is_main:
+            log.info("encoder cache %s: %d outputs computed before training (%.0f s), %d entries",
+                     self.encoder_cache.directory, self.cache_built, time.time() - started,
+                     len(self.encoder_cache))
+
     def _steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch on this rank (counted on the sampler; no audio read)."""
         sampler = self.train_loader.sampler
@@ -266,7 +306,7 @@ class Trainer:
             log.info("%s: no checkpoint yet; starting from the beginning", self.exp)
             return
         state, rng = ckpt.load_checkpoint(path, self.env.rank)
-        self.student.load_state_dict(state["model"])
+        self._load_weights(path, state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -283,6 +323,25 @@ class Trainer:
         if self.env.is_main:
             log.info("resumed from %s: step %d, epoch %d, %d batches into it", path, self.step,
                      self.epoch, self.batches_done)
+
+    def _load_weights(self, path, state: dict) -> None:
+        """A full checkpoint (older udistil) loads as it is; a lean one takes its frozen
+        weights from the student's init directory, checked against the recorded digest."""
+        frozen = state.get("frozen")
+        if frozen is None:
+            self.student.load_state_dict(state["model"])
+            return
+        current = self._frozen_reference()
+        if current["names"] != frozen["names"] or current["digest"] != frozen["digest"]:
+            raise UdistilError(
+                f"{path}: was written with frozen weights ({len(frozen['names'])} tensors, digest "
+                f"{frozen['digest']}, from {frozen['student_init']}) that this run's student "
+                f"{self.config.student} does not have ({len(current['names'])} tensors, digest "
+                f"{current['digest']}): resume with the same --student and freezing options")
+        missing, unexpected = self.student.load_state_dict(state["model"], strict=False)
+        if unexpected or set(missing) != set(frozen["names"]):
+            raise UdistilError(f"{path}: its weights do not fit this student (missing "
+                               f"{sorted(set(missing) - set(frozen['names']))[:5]}, unexpected {unexpected[:5]})")
 
     def _train_mode(self) -> None:
         self.student.train()
@@ -313,6 +372,8 @@ class Trainer:
         with self._autocast():
             student_logits, hidden, encoded = self.model(decoder_input_ids, batch["positions"],
                                                          input_features=features, encoder_states=states)
+        if states is None:
+            self.encoder_forwards += 1
         if self.encoder_cache is not None and states is None:
             rows = encoded.detach().float().cpu().numpy()
             for cut_id, row in zip(batch["cut_ids"], rows):
@@ -366,10 +427,9 @@ class Trainer:
                    "frozen_encoder": self.frozen_encoder, "shared_encoder": self.share_encoder,
                    "teacher": "stored" if self.stored_teacher else "live",
                    "audio_context": self.context.to_dict(),
-                   "encoder_cache": ({"dir": str(self.encoder_cache.directory),
-                                      "computed": self.encoder_cache.computed,
-                                      "loaded": self.encoder_cache.loaded}
-                                     if self.encoder_cache is not None else None),
+                   "encoder_cache": self._cache_summary(),
+                   "encoder_forwards": int(self.env.all_sum([self.encoder_forwards])[0]),
+                   "rank_weight_digests": self._rank_weight_digests(),
                    "wall_s": round(time.time() - started, 1), "world_size": self.env.world_size,
                    "device": str(self.env.device)}
         if self.env.is_main:
@@ -383,6 +443,25 @@ class Trainer:
                      self.best_dev_loss, self.exp / "best")
             self.writer.close()
         return summary
+
+    def _cache_summary(self) -> dict | None:
+        """Summed over ranks: outputs computed (before training and since) and read back."""
+        if self.encoder_cache is None:
+            return None
+        computed, loaded = self.env.all_sum([self.encoder_cache.computed, self.encoder_cache.loaded])
+        return {"dir": str(self.encoder_cache.directory), "computed": int(computed),
+                "built_before_training": int(self.cache_built), "loaded": int(loaded)}
+
+    def _rank_weight_digests(self) -> list[str]:
+        """Every rank's digest of its student weights (all equal when DDP kept them in step)."""
+        digest = weights_digest(unwrap(self.student).state_dict())
+        if not self.env.distributed:
+            return [digest]
+        import torch.distributed as dist
+
+        out = [None] * self.env.world_size
+        dist.all_gather_object(out, digest)
+        return out
 
     stop = None  # a StopSignal (train() sets it)
     _last_valid_step = -1
@@ -515,8 +594,23 @@ class Trainer:
                                      "teacher": self.config.teacher, "student_init": self.config.student})
         self.env.barrier()
 
+    def _frozen_names(self) -> list[str]:
+        return sorted(n for n, p in unwrap(self.student).named_parameters() if not p.requires_grad)
+
+    def _frozen_reference(self) -> dict:
+        """What a lean checkpoint keeps of the frozen weights: their names, where they come
+        from (the student's init directory) and a digest that a resume checks."""
+        names = self._frozen_names()
+        if self._frozen_digest is None:
+            state = unwrap(self.student).state_dict()
+            self._frozen_digest = weights_digest({n: state[n] for n in names})
+        return {"names": names, "digest": self._frozen_digest, "student_init": str(self.config.student)}
+
     def _checkpoint(self) -> None:
-        state = {"model": unwrap(self.student).state_dict(), "optimizer": self.optimizer.state_dict(),
+        frozen = self._frozen_reference()
+        skip = set(frozen["names"])
+        weights = {k: v for k, v in unwrap(self.student).state_dict().items() if k not in skip}
+        state = {"model": weights, "frozen": frozen, "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                  "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
                  "best_dev_loss": self.best_dev_loss, "skipped": dict(self.skipped),
@@ -528,6 +622,16 @@ class Trainer:
         if self.env.is_main:
             ckpt.prune_checkpoints(self.exp, self.config.run.keep_checkpoints)
         self._last_checkpoint_step = self.step
+
+
+def weights_digest(state: dict) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def seed_everything(seed: int) -> None:

@@ -7,13 +7,17 @@ step) instead of a later stage running the teacher's encoder again: that encoder
 most of the cost of labelling.  Students then train against the store, across epochs and
 across every student, without ever loading the teacher.
 
-Per cut, in lhotse's own array storage (a `NumpyFilesWriter` under the store directory,
-attached to the cut as `lhotse.Array` custom fields, loaded with `cut.load_<name>()`):
+Per cut, as lhotse `Array` manifests in the cut's custom fields (loaded with
+`cut.load_<name>()`), the arrays themselves appended to one file per stage-3 shard,
+`<targets-dir>/<shard>.chunks` (udistil/data/array_chunks.py: the store's file count grows
+with shards, not with cuts):
 
   kd_topk_ids        int32   [rows, k]  the k most likely tokens at each step (raw logits)
   kd_topk_logprobs   float32 [rows, k]  their log-probabilities at temperature T
-  kd_decoder_hidden  float16 [rows, d]  the teacher decoder's last hidden state (optional:
-                                        for the hidden-state MSE loss)
+  kd_decoder_hidden  float16 [rows, d]  the teacher decoder's last hidden state, kept only
+                                        when the students train with the hidden-state MSE
+                                        (--alpha-mse > 0): 2,560 of 3,072 bytes per token
+                                        for a large-v3 teacher at k = 64
 
 rows = the pseudo-label's tokens, plus the end token when decoding stopped on it.  The
 probability mass outside the top k is not lost: the loss treats it as one extra outcome
@@ -22,7 +26,9 @@ probability mass outside the top k is not lost: the loss treats it as one extra 
 `kd_targets` (a plain dict on the cut) says what made the arrays: the teacher's identity
 (udistil/models/identity.py), k, T, the number of rows and a hash of the token sequence
 they belong to, so a store from another teacher, other options or other labels is refused
-by name instead of being trained on.
+by name instead of being trained on.  `store.json` records the spec (whether the hidden
+states were kept included) and the storage layout: a store written one `.npy` per array by an
+older udistil is still read through its cuts' manifests, but a shard is never resumed into it.
 """
 from __future__ import annotations
 
@@ -40,13 +46,15 @@ from udistil.student.config import LossWeights
 INFO_KEY = "kd_targets"
 ARRAYS = ("kd_topk_ids", "kd_topk_logprobs", "kd_decoder_hidden")
 STORE_INFO = "store.json"
+# The storage layout, in store.json: an older per-file store (no layout) is never appended to.
+LAYOUT = "chunks-v1"
 
 
 @dataclass(frozen=True)
 class TargetSpec:
     topk: int = 64
     temperature: float = LossWeights.temperature  # the distillation's: the KL is taken at it
-    keep_hidden: bool = True
+    keep_hidden: bool = False
 
     def rows(self, logits: torch.Tensor, hidden: torch.Tensor) -> list[tuple]:
         """One (ids, logprobs, hidden) row per batch row, from raw logits [B, V] and hidden [B, d]."""
@@ -63,17 +71,26 @@ def tokens_hash(tokens: list[int]) -> str:
 
 
 class TargetStore:
-    """Writes the targets of labelled cuts under `directory` (one store per stage-3 output)."""
+    """Writes the targets of labelled cuts under `directory` (one store per stage-3 output set),
+    into the file of one shard, `<directory>/<shard>.chunks` (one writer per shard: its lock).
 
-    def __init__(self, directory, spec: TargetSpec, teacher_id: str, teacher_name: str):
-        from lhotse import NumpyFilesWriter
+    fresh=True (a shard starting from nothing) empties that file: nothing can refer to it."""
+
+    def __init__(self, directory, spec: TargetSpec, teacher_id: str, teacher_name: str,
+                 shard: str = "targets", fresh: bool = False):
+        from udistil.data.array_chunks import SUFFIX, ChunkWriter
 
         self.directory = Path(directory)
         self.spec, self.teacher_id = spec, teacher_id
-        info = {"teacher": teacher_name, "teacher_id": teacher_id, **asdict(spec)}
+        info = {"teacher": teacher_name, "teacher_id": teacher_id, **asdict(spec), "layout": LAYOUT}
         info_path = self.directory / STORE_INFO
         if info_path.is_file():
             old = json.loads(info_path.read_text(encoding="utf-8"))
+            if old.get("layout") != LAYOUT:
+                raise UdistilError(
+                    f"{self.directory}: holds distillation targets in an older layout (one .npy file "
+                    f"per array); its finished shards are still read, but new ones are not added to "
+                    f"it: delete it (and the labels that point to it) to label again")
             if old != info:
                 raise UdistilError(
                     f"{self.directory}: holds distillation targets made with {old}, not {info}; "
@@ -85,7 +102,7 @@ class TargetStore:
             write_json_atomic(info, info_path)
         # Absolute, like the audio paths the stages write: the labels are then readable from
         # any directory (a student trained outside the recipe dir, a moved manifest).
-        self.writer = NumpyFilesWriter(str(self.directory.resolve()))
+        self.writer = ChunkWriter(self.directory / f"{shard}{SUFFIX}", fresh=fresh)
 
     def attach(self, cut, rows: list[tuple], tokens: list[int]) -> None:
         """Store `rows` (from TargetSpec.rows, one per step) and attach them to `cut`."""
@@ -97,12 +114,15 @@ class TargetStore:
         if self.spec.keep_hidden and rows[0][2] is not None:
             arrays["kd_decoder_hidden"] = np.stack([r[2] for r in rows])
         for name, value in arrays.items():
-            manifest = self.writer.store_array(f"{cut.id}.{name}", value)
+            manifest = self.writer.store_array(value)
             cut.custom = cut.custom or {}
             cut.custom[name] = manifest
         cut.custom[INFO_KEY] = {"teacher_id": self.teacher_id, "topk": self.spec.topk,
                                 "temperature": self.spec.temperature, "rows": len(rows),
                                 "tokens": tokens_hash(tokens)}
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def check_cut_targets(cut, tokens: list[int], teacher_id: str | None, temperature: float,
@@ -130,6 +150,8 @@ def check_cut_targets(cut, tokens: list[int], teacher_id: str | None, temperatur
 
 def load_targets(cut, source: str) -> dict:
     """The cut's arrays (numpy), named as in ARRAYS; a missing or broken file names itself."""
+    import udistil.data.array_chunks  # noqa: F401 - registers the chunk reader with lhotse
+
     out = {}
     for name in ARRAYS:
         manifest = (cut.custom or {}).get(name)

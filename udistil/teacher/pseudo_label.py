@@ -154,8 +154,15 @@ def pseudo_label(in_path: str | Path, out_path: str | Path, transcriber: Transcr
         if transcriber.options.targets is None:
             writer.close()
             raise ValueError("targets_dir needs DecodeOptions.targets")
-        store = TargetStore(targets_dir, transcriber.options.targets,
-                            model_identity(transcriber.model_dir), transcriber.name)
+        # One storage file per shard, named after its output; a shard with no labelled cut
+        # yet starts it afresh (whatever a killed or stale run left there, nothing refers to it).
+        try:
+            store = TargetStore(targets_dir, transcriber.options.targets,
+                                model_identity(transcriber.model_dir), transcriber.name,
+                                shard=shard_name(out_path), fresh=not writer.done)
+        except BaseException:
+            writer.close()
+            raise
     audio_s, t0, total = 0.0, time.time(), 0
     try:
         with tqdm(initial=len(writer.done) + len(writer.skipped),
@@ -177,6 +184,8 @@ def pseudo_label(in_path: str | Path, out_path: str | Path, transcriber: Transcr
             raise NothingLabelledError(in_path, total, writer.skipped)
         writer.finish(order=(c.id for c in iter_cuts(in_path)))
     finally:
+        if store is not None:
+            store.close()
         writer.close()
     wall = time.time() - t0
     stops = Counter(custom(c).get("teacher_stop") for c in iter_cuts(out_path))
@@ -192,6 +201,14 @@ def pseudo_label(in_path: str | Path, out_path: str | Path, transcriber: Transcr
                 out_path, len(writer.done), total, sum(skips.values()), dict(skips),
                 dict(stops), audio_s, wall)
     return summary
+
+
+def shard_name(out_path: Path) -> str:
+    """cuts.3.jsonl.gz -> cuts.3: the name of the shard's file in the targets store."""
+    name = Path(out_path).name
+    for suffix in (".gz", ".jsonl", ".json"):
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    return name
 
 
 def _reason_kind(reason: str) -> str:

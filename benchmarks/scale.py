@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Data at scale: run stages 2-6 of run.sh on a synthetic corpus of N cuts and measure what grows.
+
+The corpus costs no synthesis: N cuts whose recordings point to a few hundred short audio
+files (tones in noise, 1-4 s) written once.  The teacher is a tiny random Whisper
+(udistil.models.tiny), so the model's own cost is small and what this measures is the
+pipeline around it: reading audio and manifests, features, storage, sampling.  Stages 2-6 run
+through run.sh and the local job runner with --nj shards; stage 4 scores one statistics-only
+filter; stage 6 trains one 2-1 student for --distill-steps steps from the stored targets and
+the encoder cache.
+
+Reported (JSON on stdout and in WORK/scale.json):
+  * wall seconds per stage, and per cut;
+  * stage 3's model time (encoder + decoder passes, from its shards' stats) and the rest per cut;
+  * peak RSS of the largest process of each `udistil` action (VmHWM, polled);
+  * files under exp/ (and per shard of stage 3), bytes on disk under exp/ per hour of audio,
+    split into the targets store, the encoder cache, checkpoints and the rest;
+  * bytes per token of the stored targets.
+
+    python benchmarks/scale.py --num-cuts 10000 --work /tmp/scale_10k   # ~ minutes on 2 cores
+    nice -n 10 python benchmarks/scale.py --num-cuts 100000 --work /tmp/scale_100k > log 2>&1 &
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RATE = 16000
+
+
+def write_audio_pool(directory: Path, count: int, seed: int) -> list[tuple[Path, float]]:
+    import soundfile as sf
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pool = []
+    for i in range(count):
+        seconds = float(rng.uniform(1.0, 4.0))
+        t = np.arange(int(seconds * RATE)) / RATE
+        tone = 0.2 * np.sin(2 * np.pi * rng.uniform(120, 400) * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+        samples = (tone + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+        path = directory / f"a{i:04d}.wav"
+        sf.write(str(path), samples, RATE)
+        pool.append((path.resolve(), len(samples) / RATE))
+    return pool
+
+
+def write_manifests(out_dir: Path, part: str, num_cuts: int, pool, prefix: str = "scale") -> float:
+    """lhotse recordings + supervisions for `num_cuts` cuts over the pool; returns audio seconds."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = 0.0
+    with gzip.open(out_dir / f"{prefix}_recordings_{part}.jsonl.gz", "wt") as recs, \
+            gzip.open(out_dir / f"{prefix}_supervisions_{part}.jsonl.gz", "wt") as sups:
+        for i in range(num_cuts):
+            path, seconds = pool[i % len(pool)]
+            rid = f"{part}-{i:07d}"
+            samples = int(round(seconds * RATE))
+            recs.write(json.dumps({"id": rid, "sources": [{"type": "file", "channels": [0], "source": str(path)}],
+                                   "sampling_rate": RATE, "num_samples": samples, "duration": samples / RATE,
+                                   "channel_ids": [0]}) + "\n")
+            sups.write(json.dumps({"id": rid, "recording_id": rid, "start": 0.0, "duration": samples / RATE,
+                                   "channel": 0, "text": "", "language": "en"}) + "\n")
+            total += samples / RATE
+    return total
+
+
+class PeakRss(threading.Thread):
+    """Polls every descendant of this process: the highest VmHWM seen per `udistil` action."""
+
+    def __init__(self, interval: float = 0.25):
+        super().__init__(daemon=True)
+        self.interval, self.stop, self.peak = interval, threading.Event(), Counter()
+
+    def run(self):
+        me = os.getpid()
+        while not self.stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                words = [w.decode(errors="replace") for w in cmd if w]
+                action = next((words[i + 1] for i, w in enumerate(words[:-1])
+                               if w.endswith("udistil") or w == "udistil.bin.main"), None)
+                if action is None or not _descends_from(int(pid), me):
+                    continue
+                hwm = re.search(r"VmHWM:\s+(\d+) kB", status)
+                if hwm:
+                    self.peak[action] = max(self.peak[action], int(hwm.group(1)) * 1024)
+            self.stop.wait(self.interval)
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    for _ in range(50):
+        if pid == ancestor:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        if pid <= 1:
+            return False
+    return False
+
+
+def disk_usage(root: Path) -> dict:
+    sizes, files = Counter(), 0
+    for path in root.rglob("*"):
+        if path.is_symlink() or not path.is_file():
+            continue
+        files += 1
+        rel = path.relative_to(root).as_posix()
+        kind = ("targets" if "/targets/" in rel else "encoder_cache" if rel.startswith("encoder_cache/")
+                else "checkpoints" if "/checkpoints/" in rel else "other")
+        sizes[kind] += path.stat().st_size
+    return {"files": files, "bytes": dict(sizes)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-cuts", type=int, required=True)
+    parser.add_argument("--work", required=True, help="working directory (made fresh: data/, exp/)")
+    parser.add_argument("--nj", type=int, default=8)
+    parser.add_argument("--audio-files", type=int, default=300)
+    parser.add_argument("--dev-cuts", type=int, default=200)
+    parser.add_argument("--distill-steps", type=int, default=200)
+    parser.add_argument("--stop-stage", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from udistil.models.tiny import build_tiny_whisper
+
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    pool = write_audio_pool(work / "audio", args.audio_files, args.seed)
+    audio_s = write_manifests(work / "data" / "manifests", "train", args.num_cuts, pool)
+    write_manifests(work / "data" / "manifests", "dev", args.dev_cuts, pool[::-1])
+    teacher = build_tiny_whisper(work / "tiny_teacher", seed=args.seed)
+    cmd = [str(REPO / "run.sh"), "--skip-install", "true", "--teacher", str(teacher), "--corpus-prep", "none",
+           "--manifest-prefix", "scale", "--test-sets", "", "--nj", str(args.nj), "--filters", "confidence",
+           "--students", "2-1", "--train-filters", "none", "--distill-steps", str(args.distill_steps),
+           "--distill-valid-every", str(args.distill_steps), "--distill-dev-cuts", "16", "--decode-init", "false",
+           "--alpha-mse", "0"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    rss = PeakRss()
+    rss.start()
+    t0 = time.time()
+    log = open(work / "run.log", "w")
+    subprocess.run(cmd + ["--stage", "0", "--stop-stage", "0"], cwd=work, env=env, stdout=log, stderr=log, check=True)
+    before = disk_usage(work / "exp") if (work / "exp").is_dir() else {"files": 0, "bytes": {}}
+    done = subprocess.run(cmd + ["--stage", "2", "--stop-stage", str(args.stop_stage)], cwd=work, env=env,
+                          stdout=subprocess.PIPE, stderr=log, text=True)
+    wall = time.time() - t0
+    rss.stop.set()
+    rss.join()
+    log.write(done.stdout)
+    log.close()
+    if done.returncode != 0:
+        print(done.stdout[-3000:], file=sys.stderr)
+        print(f"run.sh failed ({done.returncode}); see {work / 'run.log'}", file=sys.stderr)
+        return 1
+    stages = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"stage (\d):\s+(\d+)", done.stdout)}
+    stats = [json.loads(p.read_text()) for p in (work / "exp" / "teacher" / "train" / "shards").glob("*.stats.json")]
+    model_s = sum(s["decoder"].get("encode_s", 0) + s["decoder"].get("decode_s", 0) for s in stats)
+    shard_wall = sum(s["wall_s"] for s in stats)
+    labelled = sum(s["labelled"] for s in stats)
+    after = disk_usage(work / "exp")
+    tokens = 0
+    with gzip.open(work / "exp" / "teacher" / "cuts_train.jsonl.gz", "rt") as fh:
+        for line in fh:
+            tokens += json.loads(line)["custom"]["kd_targets"]["rows"]
+    target_bytes = sum(p.stat().st_size for p in (work / "exp" / "teacher" / "train" / "targets").glob("*.chunks"))
+    hours = audio_s / 3600
+    result = {
+        "num_cuts": args.num_cuts, "nj": args.nj, "audio_hours": round(hours, 3), "wall_s": round(wall, 1),
+        "stage_seconds": stages,
+        "stage_ms_per_cut": {s: round(1000 * v / args.num_cuts, 2) for s, v in stages.items()},
+        "stage3": {"shard_wall_s": round(shard_wall, 1), "model_s": round(model_s, 1),
+                   "non_model_ms_per_cut": round(1000 * (shard_wall - model_s) / max(labelled, 1), 2),
+                   "model_ms_per_cut": round(1000 * model_s / max(labelled, 1), 2),
+                   "non_model_share_of_model": round((shard_wall - model_s) / model_s, 3) if model_s else None},
+        "peak_rss_mb": {k: round(v / 2**20, 1) for k, v in sorted(rss.peak.items())},
+        "files_under_exp": after["files"], "files_before_stage2": before["files"],
+        "bytes": after["bytes"],
+        "bytes_per_audio_hour": {k: round(v / hours) for k, v in after["bytes"].items()},
+        "target_tokens": tokens, "target_bytes_per_token": round(target_bytes / max(tokens, 1), 1),
+        "command": " ".join(cmd),
+    }
+    (work / "scale.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
