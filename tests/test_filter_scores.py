@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 import pytest
-from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse import Recording, SupervisionSegment
 
 from udistil.data.manifests import custom
 from udistil.errors import UdistilError

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from test_student_distill import corpus, student_dir  # noqa: F401  (fixtures)

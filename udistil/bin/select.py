@@ -33,7 +33,7 @@ def report(name, out, stats):
 
 def run(args):
     from udistil.errors import UdistilError
-    from udistil.select.selection import SUBSET_NAME, parse_thresholds, select_cuts, select_each
+    from udistil.select.selection import parse_thresholds, select_cuts, select_each
 
     if args.filter is not None:
         if not args.out or args.out_dir or args.thresholds:

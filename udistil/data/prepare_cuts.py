@@ -309,7 +309,7 @@ def _write_empty_shard(out_path: Path, fp: dict | None, report: PrepareCutsRepor
 
 def merge_prepared_shards(shard_paths, out_path, recordings_path=None) -> int:
     """Concatenate stage-2 shards (in order) into `out_path`; stop when no cut is left."""
-    from udistil.parallel.fingerprint import fingerprint_path, read_fingerprint
+    from udistil.parallel.fingerprint import read_fingerprint
     from udistil.parallel.shards import merge_cuts
     from udistil.data.manifests import count_cuts
 

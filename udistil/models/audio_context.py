@@ -23,7 +23,7 @@ A model without the key (every stock Whisper, every teacher) has the rule "full"
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from udistil.errors import UdistilError
 
