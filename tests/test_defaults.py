@@ -10,6 +10,7 @@ import sys
 
 from lhotse import CutSet, MonoCut, Recording, SupervisionSegment
 
+from test_run_sh import _job_scripts, _script_command
 from udistil.bin import pseudo_label
 from udistil.bin._decode_args import decode_options
 
@@ -44,7 +45,8 @@ def test_stage6_trains_what_udistil_distill_trains_with_no_options(repo_root, tm
     (tmp_path / "data/select/none").mkdir(parents=True)
     (tmp_path / "data/select/none/cuts.jsonl.gz").write_bytes(b"x")
     _dry_run(repo_root, tmp_path, "--stage", "6", "--stop-stage", "6", "--train-filters", "none")
-    command = _job_command(tmp_path / "exp/student_6-3_none/log/q/distill.sh")
+    [script] = _job_scripts(tmp_path, "distill")
+    command = _script_command(script)
     assert command[:2] == ["udistil", "distill"]
     stage6 = _resolved_distill_config(repo_root, command[2:])
 
