@@ -5,15 +5,15 @@ from udistil.models.export import QUANTIZATIONS
 
 
 def add_arguments(parser) -> None:
+    from udistil.bin._model_args import add_model_cache_argument
+
     parser.add_argument("model", metavar="MODEL",
                         help="hub id, local transformers dir (teacher or student), or packaged:whisper-base")
     parser.add_argument("out_dir", metavar="OUT", help="CTranslate2 directory to write")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="float32",
                         help="weight type stored in model.bin")
     parser.add_argument("--force", action="store_true", help="replace OUT if it is not empty")
-    parser.add_argument("--cache-dir", default=None,
-                        help="where packaged models are converted once (default: $UDISTIL_MODEL_CACHE "
-                             "or ~/.cache/udistil/models)")
+    add_model_cache_argument(parser)
 
 
 def run(args) -> int:

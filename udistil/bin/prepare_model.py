@@ -3,12 +3,12 @@ from __future__ import annotations
 
 
 def add_arguments(parser) -> None:
+    from udistil.bin._model_args import add_model_cache_argument
+
     parser.add_argument("spec", metavar="SPEC",
                         help="hub id, local transformers dir, packaged:whisper-base or packaged:whisper-tiny.en")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to hold the ready model")
-    parser.add_argument("--cache-dir", default=None,
-                        help="where packaged models are converted once (default: $UDISTIL_MODEL_CACHE "
-                             "or ~/.cache/udistil/models)")
+    add_model_cache_argument(parser)
 
 
 def run(args) -> int:
