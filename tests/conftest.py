@@ -80,3 +80,18 @@ def generate_text(model_dir, samples, language="en", max_new_tokens=5) -> str:
     ids = model.generate(features, language=language, task="transcribe", max_new_tokens=max_new_tokens,
                          num_beams=1)
     return processor.batch_decode(ids, skip_special_tokens=True)[0]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_whisper_dir):
+    """(model, processor) of the tiny random Whisper, loaded once per test module."""
+    from udistil.models.spec import load_whisper
+
+    return load_whisper(str(tiny_whisper_dir))
+
+
+def noise_clips(n, seconds=(1.0, 4.0), seed=0):
+    """n clips of seeded Gaussian noise, each of a length drawn from `seconds`, at 16 kHz."""
+    rng = np.random.default_rng(seed)
+    return [(0.1 * rng.standard_normal(int(16000 * rng.uniform(*seconds)))).astype(np.float32)
+            for _ in range(n)]

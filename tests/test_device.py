@@ -72,10 +72,6 @@ def test_no_action_defines_its_own_device_option():
 
 # --- loading and placement ------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny(tiny_whisper_dir):
-    return load_whisper(str(tiny_whisper_dir))
-
 
 def test_load_whisper_takes_the_device_and_dtype(tiny_whisper_dir, tiny):
     model, _ = tiny

@@ -3,30 +3,22 @@ import numpy as np
 import pytest
 import torch
 
-from udistil.models.spec import load_whisper
 from udistil.teacher.greedy import (STOP_BUDGET, STOP_LOOP, DecodeRequest, find_repetition_loop,
                                     greedy_decode)
 from udistil.teacher.packing import Placement, assign_segments, pack_clips, parse_segments
 from udistil.teacher.token_rules import TokenRules
 from udistil.teacher.transcriber import DecodeOptions, Transcriber
+from conftest import noise_clips
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_whisper_dir):
-    return load_whisper(str(tiny_whisper_dir))
 
-
-def random_clips(n, seconds=(1.0, 4.0), seed=0):
-    rng = np.random.default_rng(seed)
-    return [(0.1 * rng.standard_normal(int(16000 * rng.uniform(*seconds)))).astype(np.float32)
-            for _ in range(n)]
 
 
 def test_greedy_loop_matches_generate_token_for_token(tiny):
     """Our loop must make the same choices as transformers' greedy generate()."""
     model, processor = tiny
     rules = TokenRules.from_model(model)
-    clips = random_clips(3)
+    clips = noise_clips(3)
     features = processor.feature_extractor(clips, sampling_rate=16000, return_tensors="pt").input_features
     max_new = 12
     with torch.inference_mode():
@@ -52,7 +44,7 @@ def test_beam_search_keeps_every_token_generate_chose(tiny):
     (the generate() path it replaced had lost each clip's first word)."""
     model, processor = tiny
     rules = TokenRules.from_model(model)
-    clips = random_clips(2, seed=1)
+    clips = noise_clips(2, seed=1)
     transcriber = Transcriber(model, processor, DecodeOptions(beam=2, budget_base=6, budget_per_second=0.0))
     ours = transcriber.transcribe(clips, ["en", "en"])
     features = processor.feature_extractor(clips, sampling_rate=16000, return_tensors="pt").input_features
@@ -72,7 +64,7 @@ def test_beam_of_one_is_greedy_decoding_with_its_budget_and_loop_stop(tiny):
 
     model, processor = tiny
     rules = TokenRules.from_model(model)
-    features = processor.feature_extractor(random_clips(4, seed=1), sampling_rate=16000,
+    features = processor.feature_extractor(noise_clips(4, seed=1), sampling_rate=16000,
                                            return_tensors="pt").input_features
     with torch.inference_mode():
         encoder_out = model.get_encoder()(features).last_hidden_state
@@ -91,7 +83,7 @@ def test_beam_search_leaves_no_loop_in_what_it_returns(tiny):
     from udistil.teacher.greedy import loop_stop_length
 
     model, processor = tiny
-    clips = random_clips(3, seed=1)
+    clips = noise_clips(3, seed=1)
     budget = dict(budget_base=60, budget_per_second=0.0)
     stopped = Transcriber(model, processor, DecodeOptions(beam=2, **budget)).transcribe(clips, ["en"] * 3)
     running = Transcriber(model, processor, DecodeOptions(beam=2, detect_loops=False, **budget)).transcribe(
@@ -105,7 +97,7 @@ def test_beam_search_leaves_no_loop_in_what_it_returns(tiny):
 def test_budget_stops_a_row_without_holding_the_others(tiny):
     model, processor = tiny
     rules = TokenRules.from_model(model)
-    features = processor.feature_extractor(random_clips(2), sampling_rate=16000, return_tensors="pt").input_features
+    features = processor.feature_extractor(noise_clips(2), sampling_rate=16000, return_tensors="pt").input_features
     with torch.inference_mode():
         encoder_out = model.get_encoder()(features).last_hidden_state
     prompt = rules.prompt("en", timestamps=False)
@@ -167,7 +159,7 @@ def test_segments_are_split_back_to_their_clips(tiny):
 
 def test_transcriber_packed_and_alone_give_one_transcript_per_clip(tiny):
     model, processor = tiny
-    clips = random_clips(7, seconds=(1.0, 3.0), seed=1)
+    clips = noise_clips(7, seconds=(1.0, 3.0), seed=1)
     langs = ["en", "en", "ar", "sw", "en", "ar", None]
     for pack in (True, False):
         transcriber = Transcriber(model, processor, DecodeOptions(pack=pack, batch_size=3, budget_base=4,

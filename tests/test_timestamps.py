@@ -7,17 +7,10 @@ from udistil.models.spec import load_whisper
 from udistil.teacher.greedy import DecodeRequest, greedy_decode
 from udistil.teacher.token_rules import MAX_INITIAL_TIMESTAMP, TIMESTAMP_RESOLUTION, TokenRules
 from udistil.teacher.transcriber import DecodeOptions, Transcriber
+from conftest import noise_clips
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_whisper_dir):
-    return load_whisper(str(tiny_whisper_dir))
 
-
-def noise_clips(n, seconds=(2.0, 6.0), seed=0):
-    rng = np.random.default_rng(seed)
-    return [(0.1 * rng.standard_normal(int(16000 * rng.uniform(*seconds)))).astype(np.float32)
-            for _ in range(n)]
 
 
 def assert_timestamp_grammar(tokens, rules):
@@ -49,7 +42,7 @@ def test_beam_search_follows_the_timestamp_rules_and_one_beam_is_greedy(tiny):
 
     model, processor = tiny
     rules = TokenRules.from_model(model)
-    features = processor.feature_extractor(noise_clips(3, seed=2), sampling_rate=16000,
+    features = processor.feature_extractor(noise_clips(3, seconds=(2.0, 6.0), seed=2), sampling_rate=16000,
                                            return_tensors="pt").input_features
     with torch.inference_mode():
         encoder_out = model.get_encoder()(features).last_hidden_state

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from udistil.models.spec import load_whisper
 from udistil.teacher.greedy import (STOP_BUDGET, STOP_LOOP, DecodeRequest, find_repetition_loop,
                                     greedy_decode)
 from udistil.teacher.token_rules import TokenRules
@@ -43,10 +42,6 @@ def test_timestamps_alone_do_not_make_a_loop():
         t += 40
     assert find_repetition_loop(tokens, timestamp_begin=TS) is None
 
-
-@pytest.fixture(scope="module")
-def tiny(tiny_whisper_dir):
-    return load_whisper(str(tiny_whisper_dir))
 
 
 def _encoder_out(model, processor, n):

@@ -56,12 +56,6 @@ def speech_cuts(d: Path, speak, n: int, relative: bool = False, labelled: bool =
     return d / "cuts.jsonl.gz"
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_whisper_dir):
-    from udistil.models.spec import load_whisper
-
-    return load_whisper(str(tiny_whisper_dir))
-
 
 def transcriber_with(tiny, **opts):
     model, processor = tiny
