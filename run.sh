@@ -200,28 +200,42 @@ stage1() {
 
 stage2() {
   log "Stage 2: cuts at 16 kHz, <= 30 s, validated (nj=$nj)"
-  local part rc inputs
+  local part rc j todo=() jobs="" pids=() pid failed=0
   for part in $train_set $dev_set $test_sets; do
     # Skipped only when made from these very stage-1 manifests (the marker holds their hashes).
-    inputs=(--input data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz
-            --input data/manifests/${manifest_prefix}_supervisions_$part.jsonl.gz)
     rc=0
-    udistil stage-marker check data/.cuts_$part.done $redo_opt "${inputs[@]}" || rc=$?
+    udistil stage-marker check data/.cuts_$part.done $redo_opt $(stage2_inputs $part) || rc=$?
     if [ $rc -eq 0 ] && [ -s data/cuts_$part.jsonl.gz ]; then
       log "  data/cuts_$part.jsonl.gz exists, skipping"; continue
     fi
     [ $rc -eq 0 ] || [ $rc -eq 3 ] || return 1
-    # nj jobs, each reading the audio of one block of recordings; a finished shard is kept,
-    # so a killed stage 2 redoes only the rest.  The merge gives the cuts an unsharded run would.
-    $prepare_cmd JOB=1:$nj data/log/prepare_cuts_$part.JOB.log \
-      udistil prepare-cuts --shard JOB/$nj --mono-dir data/wav_mono16k \
-        --recordings data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz \
-        --supervisions data/manifests/${manifest_prefix}_supervisions_$part.jsonl.gz \
-        --out data/cuts_$part.shards/cuts.JOB.jsonl.gz
-    udistil prepare-cuts --merge $(for j in $(seq "$nj"); do echo "data/cuts_$part.shards/cuts.$j.jsonl.gz"; done) \
-      --recordings data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz --out data/cuts_$part.jsonl.gz
-    udistil stage-marker write data/.cuts_$part.done "${inputs[@]}"
+    todo+=("$part")
+    # nj jobs per set, each reading the audio of one block of recordings; a finished shard is
+    # kept, so a killed stage 2 redoes only the rest.
+    for j in $(seq "$nj"); do
+      jobs+=$(job_line data/log/prepare_cuts_$part.$j.log \
+        udistil prepare-cuts --shard $j/$nj --mono-dir data/wav_mono16k \
+          --recordings data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz \
+          --supervisions data/manifests/${manifest_prefix}_supervisions_$part.jsonl.gz \
+          --out data/cuts_$part.shards/cuts.$j.jsonl.gz)$'\n'
+    done
   done
+  # Every set's shards in one submission (they start together; the runner shares the cores),
+  # then the merges side by side: each gives the cuts an unsharded run would.
+  submit_each prepare_cuts $prepare_cmd <<< "${jobs%$'\n'}"
+  for part in "${todo[@]}"; do
+    { udistil prepare-cuts --merge $(for j in $(seq "$nj"); do echo "data/cuts_$part.shards/cuts.$j.jsonl.gz"; done) \
+        --recordings data/manifests/${manifest_prefix}_recordings_$part.jsonl.gz --out data/cuts_$part.jsonl.gz &&
+      udistil stage-marker write data/.cuts_$part.done $(stage2_inputs $part); } &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  return $failed
+}
+# The stage-1 manifests a set's cuts are made from (what its stage-2 marker hashes).
+stage2_inputs() {
+  echo --input data/manifests/${manifest_prefix}_recordings_$1.jsonl.gz \
+    --input data/manifests/${manifest_prefix}_supervisions_$1.jsonl.gz
 }
 
 # Pseudo-label one CutSet in nj shards; finished shards are skipped, a killed shard resumes.
@@ -259,25 +273,36 @@ filter_field() {
     $1 == f { print $col[c]; found = 1 } END { if (!found) exit 1 }' \
     || { echo "run.sh: unknown filter '$1' (udistil score --list shows them)" >&2; return 1; }
 }
-# Fusion is calibrated by the file $4 when given ("fit": fit it here, on this labelled set,
-# if it can be).
-score_set() {
-  local in=$1 out=$2 dir=$3 calibration=${4:-} cur=$1 f cheap="" sharded=""
+# score_light IN DIR: the statistics-only filters (one pass) and oracle_wer (when the set has
+# references) on IN; the path of the last output goes to DIR/chain_end.  Light (no model, no
+# audio): run for both sets side by side.
+score_light() {
+  local in=$1 dir=$2 cur=$1 f cheap=""
   mkdir -p "$dir/log"
-  load_filter_table
   for f in $filters; do
     if [ "$(filter_field "$f" label_free)" = no ] || [ "$(filter_field "$f" whole_set)" = yes ]; then continue; fi
-    case ,$(filter_field "$f" needs), in
-      *,model,*) sharded="$sharded $f" ;;
-      *) cheap=${cheap:+$cheap,}$f ;;
-    esac
+    case ,$(filter_field "$f" needs), in *,model,*) ;; *) cheap=${cheap:+$cheap,}$f ;; esac
   done
   if [ -n "$cheap" ]; then
     udistil score "$cheap" $redo_opt --in "$cur" --out "$dir/teacher_stats.jsonl.gz" > "$dir/log/score_teacher_stats.log" 2>&1 \
       || { tail -n 5 "$dir/log/score_teacher_stats.log" >&2; return 1; }
     cur=$dir/teacher_stats.jsonl.gz
   fi
-  for f in $sharded; do
+  # The supervised baseline needs ground truth; udistil refuses (and says why) without it.
+  if udistil score oracle_wer $redo_opt --in "$cur" --out "$dir/oracle_wer.jsonl.gz" > "$dir/log/score_oracle_wer.log" 2>&1; then
+    cur=$dir/oracle_wer.jsonl.gz
+  else
+    log "  $dir: oracle_wer not scored: $(tail -n 1 "$dir/log/score_oracle_wer.log")"
+  fi
+  echo "$cur" > "$dir/chain_end"
+}
+# score_models DIR: the filters that run a model, sharded like stage 3, after score_light.
+score_models() {
+  local dir=$1 cur f
+  cur=$(cat "$dir/chain_end")
+  for f in $filters; do
+    case ,$(filter_field "$f" needs), in *,model,*) ;; *) continue ;; esac
+    [ "$(filter_field "$f" label_free)" = yes ] && [ "$(filter_field "$f" whole_set)" = no ] || continue
     udistil split-cuts --in "$cur" --nj "$nj" --out-dir "$dir/$f/split$nj"
     $score_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/score_$f.JOB.log" \
       udistil score "$f" --proxy "$proxy" --model "$teacher_dir" \
@@ -286,35 +311,35 @@ score_set() {
     udistil merge-cuts --out "$dir/$f.jsonl.gz" $(for j in $(seq "$nj"); do echo "$dir/$f/shards/cuts.$j.jsonl.gz"; done)
     cur=$dir/$f.jsonl.gz
   done
-  # The supervised baseline needs ground truth; udistil refuses (and says why) without it.
-  if udistil score oracle_wer $redo_opt --in "$cur" --out "$dir/oracle_wer.jsonl.gz" > "$dir/log/score_oracle_wer.log" 2>&1; then
-    cur=$dir/oracle_wer.jsonl.gz
-  else
-    log "  oracle_wer not scored: $(tail -n 1 "$dir/log/score_oracle_wer.log")"
-  fi
-  # Fusion's fit and scoring read the whole set: jobs, like every model stage.
-  if [ "$calibration" = fit ]; then
-    calibration=exp/scores/fusion_calibration.json
-    if $misc_cmd "$dir/log/fit_fusion.log" udistil fit-fusion --dev "$cur" --out "$calibration" 2>/dev/null; then
-      grep -v " INFO \|^#" "$dir/log/fit_fusion.log" | sed 's/^/  fusion calibration: /' || true
-    else
-      log "  fusion left uncalibrated (label-free agreement weights): $(grep -v '^#' "$dir/log/fit_fusion.log" | tail -n 1)"
-      rm -f "$calibration"; calibration=""
-    fi
-  fi
-  $misc_cmd "$dir/log/score_fusion.log" \
-    udistil score fusion $redo_opt ${calibration:+--calibration "$calibration"} --in "$cur" --out "$out"
-  grep -h "family weights\|calibrated on" "$dir/log/score_fusion.log" | sed 's/^.*fusion/  fusion/' || true
+  echo "$cur" > "$dir/chain_end"
 }
 
 stage4() {
   log "Stage 4: filter scores ($filters, oracle_wer if labelled, fusion) for $train_set and $dev_set"
-  # The dev set first: with references it calibrates fusion, which is then applied label-free.
-  score_set exp/teacher/cuts_$dev_set.jsonl.gz exp/scores/cuts_$dev_set.jsonl.gz exp/scores/$dev_set fit
-  local calibration=exp/scores/fusion_calibration.json
-  [ -s $calibration ] || calibration=""
-  score_set exp/teacher/cuts_$train_set.jsonl.gz exp/scores/cuts_$train_set.jsonl.gz exp/scores/$train_set \
-    $calibration
+  local set pids=() pid failed=0 calibration=exp/scores/fusion_calibration.json jobs=""
+  load_filter_table
+  for set in $dev_set $train_set; do
+    score_light exp/teacher/cuts_$set.jsonl.gz exp/scores/$set & pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [ $failed -eq 0 ] || return 1
+  for set in $dev_set $train_set; do score_models exp/scores/$set; done
+  # Fusion reads whole sets.  The dev set, with references, calibrates it; it is then applied
+  # label-free to both sets, as two jobs at once.
+  if $misc_cmd exp/scores/$dev_set/log/fit_fusion.log \
+      udistil fit-fusion --dev "$(cat exp/scores/$dev_set/chain_end)" --out "$calibration" 2>/dev/null; then
+    grep -v " INFO \|^#" exp/scores/$dev_set/log/fit_fusion.log | sed 's/^/  fusion calibration: /' || true
+  else
+    log "  fusion left uncalibrated (label-free agreement weights): $(grep -v '^#' exp/scores/$dev_set/log/fit_fusion.log | tail -n 1)"
+    rm -f "$calibration"; calibration=""
+  fi
+  for set in $dev_set $train_set; do
+    jobs+=$(job_line exp/scores/$set/log/score_fusion.log \
+      udistil score fusion $redo_opt ${calibration:+--calibration "$calibration"} \
+        --in "$(cat exp/scores/$set/chain_end)" --out exp/scores/cuts_$set.jsonl.gz)$'\n'
+  done
+  submit_each score_fusion $misc_cmd <<< "${jobs%$'\n'}"
+  grep -h "family weights\|calibrated on" exp/scores/$dev_set/log/score_fusion.log | sed 's/^.*fusion/  fusion/' || true
 }
 
 stage5() {
@@ -455,14 +480,16 @@ stage8() {
   log "Stage 8: filter-quality reports (exp/report: dev; exp/report_pool: the training pool) and RESULTS.md"
   # The pool's report needs its references (evaluation only; an unlabelled pool is skipped):
   # it says what each filter keeps of what the students learn from, and how wrong that is.
-  local role out set
+  local role out set jobs=""
   while IFS=$'\t' read -r role out; do
     case $role in dev) set=$dev_set ;; pool) set=$train_set ;; *) continue ;; esac
     [ -s exp/scores/cuts_$set.jsonl.gz ] || continue
-    $misc_cmd exp/log/filter_report_$set.log \
+    jobs+=$(job_line exp/log/filter_report_$set.log \
       udistil filter-report --skip-unlabelled --in exp/scores/cuts_$set.jsonl.gz --out "$out" \
-        --teacher-logs "exp/teacher/*/shards/*.stats.json" < /dev/null
+        --teacher-logs "exp/teacher/*/shards/*.stats.json")$'\n'
   done < <(udistil report --exp exp --filter-report-dirs)
+  # Both reports at once (each reads its whole set).
+  submit_each filter_report $misc_cmd <<< "${jobs%$'\n'}"
   $misc_cmd exp/log/report.log udistil report --exp exp --out RESULTS.md --command "$run_command"
   udistil summarize-decodes exp/teacher/decode_* $(ls -d exp/student_*/decode_* 2>/dev/null)
 }

@@ -20,7 +20,6 @@ from collections import defaultdict
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from udistil.errors import UdistilError
 from udistil.evaluate.scoring import BAD_WER, utterance_wer
@@ -32,6 +31,7 @@ PERTURBATIONS = ("speed", "noise", "beam")
 def speed_perturb(audio: np.ndarray, factor: float) -> np.ndarray:
     """Play `audio` `factor` times faster (fewer samples for factor > 1)."""
     ratio = Fraction(factor).limit_denominator(100)
+    from scipy.signal import resample_poly  # here: scipy.signal costs ~1 s at every step's start-up
     return resample_poly(audio, ratio.denominator, ratio.numerator).astype(np.float32)
 
 

@@ -49,7 +49,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from scipy.stats import rankdata, spearmanr
 
 from udistil.errors import UdistilError
 from udistil.filters.base import Filter, Score, cut_language, teacher_field, worse_is_higher
@@ -68,6 +67,7 @@ AGREEMENT_ITERATIONS = 3
 
 def percentile_ranks(values: list[float | None]) -> list[float | None]:
     """Percentile rank in (0, 1] of each non-null value (ties share the mean); None stays None."""
+    from scipy.stats import rankdata  # here: scipy.stats costs ~1 s at start-up
     present = [i for i, v in enumerate(values) if v is not None]
     out: list[float | None] = [None] * len(values)
     if not present:
@@ -103,6 +103,7 @@ def weighted_mean(columns: dict[str, list], weights: dict[str, float], exclude: 
 
 
 def agreement_weights(families: dict[str, list]) -> dict[str, float]:
+    from scipy.stats import spearmanr  # here: scipy.stats costs ~1 s at start-up
     weights = {f: 1.0 for f in families}
     if len(families) < 2:
         return weights

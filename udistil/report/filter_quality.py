@@ -36,7 +36,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from scipy.stats import rankdata, spearmanr
 
 from udistil.data.manifests import iter_cuts, supervision, write_json_atomic, write_text_atomic
 from udistil.errors import UdistilError
@@ -64,6 +63,7 @@ def auroc(scores, positives, min_class: int = MIN_CLASS_CUTS) -> float | None:
     """Area under the ROC curve of `scores` (higher = more likely positive) for boolean
     `positives`; ties count one half (Mann-Whitney U / (n_pos * n_neg)).  None when a
     class has fewer than `min_class` cuts."""
+    from scipy.stats import rankdata  # here: scipy.stats costs ~1 s at start-up
     scores = np.asarray(scores, dtype=float)
     positives = np.asarray(positives, dtype=bool)
     n_pos, n_neg = int(positives.sum()), int((~positives).sum())
@@ -75,6 +75,7 @@ def auroc(scores, positives, min_class: int = MIN_CLASS_CUTS) -> float | None:
 
 
 def spearman(scores, truth) -> float | None:
+    from scipy.stats import spearmanr  # here: scipy.stats costs ~1 s at start-up
     if len(scores) < 3 or len(set(scores)) < 2 or len(set(truth)) < 2:
         return None
     return float(spearmanr(scores, truth).statistic)

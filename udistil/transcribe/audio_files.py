@@ -11,7 +11,6 @@ from math import gcd
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from udistil.data.audio import MIN_DURATION, SAMPLE_RATE, SILENCE_RMS
 from udistil.errors import BadAudioError
@@ -50,6 +49,7 @@ def read_audio(path) -> np.ndarray:
     samples = samples.mean(axis=1)
     if rate != SAMPLE_RATE and samples.size:
         g = gcd(int(rate), SAMPLE_RATE)
+        from scipy.signal import resample_poly  # here: scipy.signal costs ~1 s at every step's start-up
         samples = resample_poly(samples, SAMPLE_RATE // g, int(rate) // g)
     samples = np.asarray(samples, dtype=np.float32)
     if samples.size < MIN_DURATION * SAMPLE_RATE:

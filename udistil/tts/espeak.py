@@ -13,7 +13,6 @@ from math import gcd
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from udistil.errors import UdistilError
 from udistil.models.audio_context import SAMPLE_RATE
@@ -33,6 +32,7 @@ def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.nd
     if rate == target:
         return samples.astype(np.float32)
     g = gcd(rate, target)
+    from scipy.signal import resample_poly  # here: scipy.signal costs ~1 s at every step's start-up
     return resample_poly(samples, target // g, rate // g).astype(np.float32)
 
 
