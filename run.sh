@@ -188,13 +188,22 @@ stage1() {
   udistil stage-marker check data/manifests/.done $redo_opt "${marker_opts[@]}" || rc=$?
   if [ $rc -eq 0 ]; then log "  data/manifests/.done matches these options, skipping"; return 0; fi
   [ $rc -eq 3 ] || return 1
+  # A job, like every step that reads or writes all the audio (under Slurm, not the login
+  # node); its log is echoed here, so what it skipped (one line per file) is on the console.
+  local prep_log=data/log/corpus_prep.log rc=0
+  mkdir -p data/log
   if [ "$corpus_prep" = mini ]; then
-    udistil prepare-mini-corpus --out-dir data/manifests --seed "$mini_seed" \
-      --num-train "$mini_train_size" --num-dev "$mini_dev_size" --num-test "$mini_test_size"
+    $prepare_cmd $prep_log udistil prepare-mini-corpus --out-dir data/manifests --seed "$mini_seed" \
+      --num-train "$mini_train_size" --num-dev "$mini_dev_size" --num-test "$mini_test_size" || rc=$?
   else
     train_set=$train_set dev_set=$dev_set test_sets=$test_sets manifest_prefix=$manifest_prefix \
-      bash "$corpus_prep" data/manifests
+      $prepare_cmd $prep_log bash "$corpus_prep" data/manifests || rc=$?
   fi
+  if [ $rc -ne 0 ]; then
+    grep -v '^# ' $prep_log >&2 || true
+    log "Stage 1 failed (log: $prep_log)" >&2; return 1
+  fi
+  grep -v '^# \|^#$' $prep_log || true
   udistil stage-marker write data/manifests/.done "${marker_opts[@]}"
 }
 
