@@ -4,7 +4,7 @@
 # model or reads the audio runs through one of these, never on the launching host (under
 # Slurm, the login node).  One variable per kind of job, with that kind's request from
 # conf/jobs.conf (${jobs_conf}; GPUs, CPU threads, memory, time):
-#     prepare_cmd  stage 2         label_cmd  stage 3         score_cmd  stage 4 (model filters)
+#     prepare_cmd  stages 1-2      label_cmd  stage 3         score_cmd  stage 4 (model filters)
 #     misc_cmd     fusion fit, selection, make-student, reports
 #     train_cmd    stage 6         decode_cmd stage 7
 #
