@@ -66,7 +66,9 @@ def main():
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--model", default="packaged:whisper-base")
     parser.add_argument("--languages", default="en")
-    parser.add_argument("--modes", default="never,auto", help="DecodeOptions.timestamps of the window labels")
+    parser.add_argument("--modes", default="never,auto",
+                        help="the window labels' options: DecodeOptions.timestamps, optionally "
+                             "followed by +splitS for split_above=S seconds (e.g. never+split10)")
     parser.add_argument("--max-windows", type=int, default=10, help="per language")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -78,7 +80,10 @@ def main():
     for cut in read_cuts(args.cuts):
         sup = supervision(cut)
         by_language.setdefault(sup.language, []).append({"ref": sup.text, "audio": load_cut_audio(cut)})
-    clip_labeller = Transcriber.from_spec(args.model, DecodeOptions())
+    from udistil.models.spec import load_whisper
+
+    model, processor = load_whisper(args.model)
+    clip_labeller = Transcriber(model, processor, DecodeOptions(), name=args.model)
     report = {"model": args.model, "cuts": str(args.cuts), "languages": {}}
     for language in args.languages.split(","):
         windows = build_windows(by_language.get(language, []), args.seed, args.max_windows)
@@ -95,12 +100,14 @@ def main():
         wall = time.perf_counter() - t0
         by_clip = dict(zip(members, texts))
         hyps = {"clip_by_clip": ([" ".join(by_clip[m] for m in w["members"]) for w in windows], wall)}
-        for mode in args.modes.split(","):
-            labeller = Transcriber.from_spec(args.model, DecodeOptions(timestamps=mode))
+        for entry in args.modes.split(","):
+            mode, _, split = entry.partition("+split")
+            labeller = Transcriber(model, processor, DecodeOptions(timestamps=mode, split_above=float(split or 0)),
+                                   name=args.model)
             t0 = time.perf_counter()
             window_texts = [t.text for t in labeller.transcribe([w["audio"] for w in windows],
                                                                 [language] * len(windows))]
-            hyps[f"window_timestamps_{mode}"] = (window_texts, time.perf_counter() - t0)
+            hyps[f"window_timestamps_{entry}"] = (window_texts, time.perf_counter() - t0)
         for name, (texts, wall) in hyps.items():
             counts = count_errors(*normalise_pairs(refs, texts, [language] * len(refs)))
             ref_words = counts.ref_units

@@ -289,3 +289,66 @@ def test_a_student_trained_on_timestamped_labels_decodes_a_long_window_with_time
     text_only, batch = train(0.0)
     assert rules.no_timestamps in batch["decoder_input_ids"][0].tolist()
     assert decode(text_only) != stamped
+
+
+def bursts_with_pauses(seconds=(1.5, 1.5, 1.5), pause=0.8, seed=0):
+    """Noise bursts (the 'sentences') separated by silent pauses, at 16 kHz."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i, s in enumerate(seconds):
+        if i:
+            parts.append(np.zeros(int(pause * 16000), np.float32))
+        parts.append((0.2 * rng.standard_normal(int(s * 16000))).astype(np.float32))
+    return np.concatenate(parts)
+
+
+def test_a_long_clip_is_labelled_piece_by_piece_at_its_pauses(tiny):
+    """split_above: a clip longer than it is cut at its pauses; its label is the pieces'
+    labels (each decoded alone) joined; its statistics and targets are one row per token
+    of that label (plus the end token's), and its timestamped sequence puts each piece's
+    tokens between its own start and end."""
+    from udistil.teacher.kd_targets import TargetSpec
+    from udistil.transcribe.segments import SegmentOptions, split_at_pauses
+
+    model, processor = tiny
+    clip, short = bursts_with_pauses(), bursts_with_pauses((1.0,))
+    options = DecodeOptions(timestamps="never", split_above=3.0, targets=TargetSpec(topk=4))
+    transcriber = Transcriber(model, processor, options)
+    label, alone = transcriber.transcribe([clip, short], ["en", "en"])
+    assert transcriber.stats["split_clips"] == 1 and transcriber.stats["split_pieces"] == 3
+    segments = split_at_pauses(clip, SegmentOptions(max_seconds=3.0, drop_pauses=False))
+    pieces = Transcriber(model, processor, DecodeOptions(timestamps="never")).transcribe(
+        [s.audio(clip) for s in segments], ["en"] * 3)
+    assert label.tokens == [t for p in pieces for t in p.tokens]
+    assert len(label.logprobs) == len(label.entropies) == len(label.tokens)
+    assert len(label.targets) == len(label.tokens) + (1 if label.stop == "eot" else 0)
+    rules = transcriber.rules
+    stamps = [t for t in label.timestamped_tokens if rules.is_timestamp(t)]
+    assert stamps == sorted(stamps) and len(stamps) == 2 * sum(1 for p in pieces if p.tokens)
+    assert [t for t in label.timestamped_tokens if not rules.is_timestamp(t)] == label.tokens
+    assert rules.timestamp_seconds(stamps[-1]) <= len(clip) / 16000 + 0.02
+    # The short clip is decoded whole, as without the option.
+    (plain,) = Transcriber(model, processor, DecodeOptions(timestamps="never")).transcribe([short], ["en"])
+    assert alone.tokens == plain.tokens
+
+
+def test_split_above_is_part_of_the_labels_fingerprint_only_when_on(tmp_path):
+    from udistil.teacher.pseudo_label import labelling_fingerprint
+
+    cuts = tmp_path / "cuts.jsonl"
+    cuts.write_text("{}\n")
+    off = labelling_fingerprint(cuts, "m", DecodeOptions())
+    assert "split_above" not in off["options"]
+    assert labelling_fingerprint(cuts, "m", DecodeOptions(split_above=10.0))["options"]["split_above"] == 10.0
+    with pytest.raises(ValueError, match="split_above"):
+        DecodeOptions(split_above=-1.0)
+
+
+def test_a_three_sentence_window_split_at_pauses_keeps_every_sentence(whisper_base_dir, three_sentence_window):
+    """The same 17.8 s window, labelled in pieces of at most 8 s cut at its pauses and
+    decoded without timestamps: all three sentences."""
+    model, processor = load_whisper(str(whisper_base_dir))
+    options = DecodeOptions(timestamps="never", split_above=8.0)
+    (label,) = Transcriber(model, processor, options).transcribe([three_sentence_window], ["en"])
+    assert sentences_kept(label.text) == [True, True, True], label.text
+    assert_timestamp_grammar(label.timestamped_tokens, TokenRules.from_model(model))

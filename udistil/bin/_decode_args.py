@@ -34,6 +34,10 @@ def add_decode_arguments(parser):
     parser.add_argument("--num-threads", type=int, default=0,
                         help="torch CPU threads (0 = torch default; run.sh sets cores / nj)")
     add_timestamp_arguments(parser)
+    parser.add_argument("--split-above", type=float, default=DecodeOptions.split_above,
+                        help="seconds: a longer clip is cut at its pauses into pieces of at most "
+                             "this length, each decoded alone, and labelled with their texts "
+                             "joined (0 = never; docs/timestamps.md)")
     add_device_arguments(parser)
 
 
@@ -42,4 +46,4 @@ def decode_options(args) -> DecodeOptions:
         torch.set_num_threads(args.num_threads)
     return DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=args.pack,
                          budget_per_second=args.budget_per_second, timestamps=args.timestamps,
-                         timestamps_above=args.timestamps_above)
+                         timestamps_above=args.timestamps_above, split_above=args.split_above)

@@ -41,8 +41,18 @@ class DecodeOptions:
     # go on after closing a sentence.  Transcripts carry the text only.
     timestamps: str = "auto"
     timestamps_above: float = 12.0
+    # A clip longer than `split_above` seconds (0 = never) is cut at its pauses into pieces
+    # of at most that length (udistil/transcribe/segments.py, pauses kept), each decoded
+    # alone; its label is their texts joined, and its statistics and distillation targets
+    # are the model's along that label over the whole clip (one teacher-forced pass).  On a
+    # window of several sentences whisper-base drops whole sentences in either timestamp
+    # mode, most often at the window's start; a piece of a few sentences it decodes whole
+    # (docs/timestamps.md has the dev figures).
+    split_above: float = 0.0
 
     def __post_init__(self):
+        if self.split_above < 0:
+            raise ValueError(f"split_above must be >= 0 seconds (0 = never), not {self.split_above}")
         if self.timestamps not in TIMESTAMP_MODES:
             raise ValueError(f"timestamps must be one of {', '.join(TIMESTAMP_MODES)}, not {self.timestamps!r}")
 

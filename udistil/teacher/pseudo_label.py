@@ -123,6 +123,8 @@ def labelling_fingerprint(in_path, model, options, targets_dir=None, dtype=None)
     from udistil.models.device import dtype_name
 
     opts = {k: v for k, v in asdict(options).items() if k not in ("batch_size",)}
+    if not opts.get("split_above"):
+        opts.pop("split_above", None)  # off: labels made before the option keep their fingerprint
     opts["targets_dir"] = str(targets_dir) if targets_dir is not None else None
     if dtype is not None and dtype_name(dtype) != "float32":
         opts["dtype"] = dtype_name(dtype)

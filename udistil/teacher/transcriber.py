@@ -27,7 +27,7 @@ from udistil.teacher.greedy import STOP_END, DecodeRequest, DecodeResult, detect
 from udistil.teacher.packing import SAMPLE_RATE, assign_segments, pack_clips, parse_segments
 from udistil.teacher.options import (MAX_NEW_TOKENS, MAX_TARGET_TOKENS, TIMESTAMP_MODES,  # noqa: F401 (re-exported)
                                      DecodeOptions)
-from udistil.teacher.token_rules import TokenRules
+from udistil.teacher.token_rules import TIMESTAMP_RESOLUTION, TokenRules
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class Transcriber:
                         if self.context.is_dynamic else "distillation targets need each clip alone")
             self.options = dataclasses.replace(self.options, pack=False)
         self.stats = {"windows": 0, "packed_clips": 0, "repacked_alone": 0, "single_clips": 0,
+                      "split_clips": 0, "split_pieces": 0,
                       "encoder_passes": 0, "encoder_positions": 0, "decoder_steps": 0,
                       "encode_s": 0.0, "decode_s": 0.0}
 
@@ -112,6 +113,18 @@ class Transcriber:
         for lang in languages:
             if not self.supports(lang):
                 raise ValueError(f"language {lang!r} is not supported by this model")
+        split = self._pause_segments(clips)
+        if not split:
+            return self._transcribe_clips(clips, languages)
+        out: list[Transcript | None] = [None] * len(clips)
+        whole = [i for i in range(len(clips)) if i not in split]
+        for i, transcript in zip(whole, self._transcribe_clips([clips[i] for i in whole],
+                                                               [languages[i] for i in whole])):
+            out[i] = transcript
+        self._transcribe_split(clips, languages, split, out)
+        return out  # type: ignore[return-value]
+
+    def _transcribe_clips(self, clips, languages) -> list[Transcript]:
         out: list[Transcript | None] = [None] * len(clips)
         durations = {i: len(c) / SAMPLE_RATE for i, c in enumerate(clips)}
         alone = [i for i, lang in enumerate(languages) if lang is None]
@@ -126,6 +139,65 @@ class Transcriber:
             alone += [i for i, lang in enumerate(languages) if lang is not None]
         self._transcribe_alone(clips, sorted(alone, key=lambda i: durations[i]), languages, durations, out)
         return out  # type: ignore[return-value]
+
+    # ---- long clips cut at pauses (DecodeOptions.split_above) ----------------------------
+    def _pause_segments(self, clips) -> dict[int, list]:
+        """The clips to cut (longer than split_above and with a pause to cut at): their
+        segments, contiguous stretches of the clip with their pauses kept."""
+        limit = self.options.split_above
+        if not limit:
+            return {}
+        from udistil.transcribe.segments import SegmentOptions, split_at_pauses
+
+        cut = SegmentOptions(max_seconds=limit, drop_pauses=False)
+        split = {}
+        for i, clip in enumerate(clips):
+            if len(clip) > limit * SAMPLE_RATE:
+                segments = split_at_pauses(clip, cut)
+                if len(segments) > 1:
+                    split[i] = segments
+        return split
+
+    def _transcribe_split(self, clips, languages, split, out) -> None:
+        owners = [i for i, segments in split.items() for _ in segments]
+        pieces = [segment.audio(clips[i]) for i, segments in split.items() for segment in segments]
+        # A piece's label is part of its clip's: no targets of its own.
+        whole_options = self.options
+        self.options = dataclasses.replace(whole_options, targets=None)
+        try:
+            piece_transcripts = self._transcribe_clips(pieces, [languages[i] for i in owners])
+        finally:
+            self.options = whole_options
+        by_clip: dict[int, list[Transcript]] = {}
+        for i, transcript in zip(owners, piece_transcripts):
+            by_clip.setdefault(i, []).append(transcript)
+        order = sorted(split, key=lambda i: len(clips[i]))
+        for batch in balanced_batches(order, self.options.batch_size):
+            encoder_out = self.encode([clips[i] for i in batch])
+            for row, i in enumerate(batch):
+                parts = by_clip[i]
+                lang = languages[i] or parts[0].language
+                body = [t for part in parts for t in part.tokens][:MAX_NEW_TOKENS - 1]
+                stop = next((part.stop for part in parts if part.stop != STOP_END), STOP_END)
+                result = self._score_tokens(encoder_out[row:row + 1], self.rules.prompt(lang, False), body, stop)
+                transcript = self._make_transcript(result, None, lang, False)
+                if len(clips[i]) <= 30 * SAMPLE_RATE:
+                    transcript.timestamped_tokens = self._segment_timestamps(split[i], parts)
+                out[i] = transcript
+                self.stats["split_clips"] += 1
+                self.stats["split_pieces"] += len(parts)
+
+    def _segment_timestamps(self, segments, parts) -> list[int]:
+        """The joined label as Whisper writes timestamps: each piece's text between its
+        segment's start and end time (pieces without text left out)."""
+        def stamp(sample: int) -> int:
+            return self.rules.timestamp_begin + min(1500, round(sample / SAMPLE_RATE / TIMESTAMP_RESOLUTION))
+
+        tokens = []
+        for segment, part in zip(segments, parts):
+            if part.tokens:
+                tokens += [stamp(segment.start), *part.tokens, stamp(segment.end)]
+        return tokens
 
     # ---- helpers ------------------------------------------------------------------------
     def budget(self, seconds: float) -> int:
