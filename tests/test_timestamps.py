@@ -176,14 +176,15 @@ def sentences_kept(text):
 
 def test_a_three_sentence_window_label_keeps_every_sentence(whisper_base_dir, three_sentence_window):
     """Stage 3's default options label a 17.8 s window of three sentences with all three
-    (in timestamp mode); decoded after <|notimestamps|> the same window loses two."""
+    (cut at its pauses); decoded whole after <|notimestamps|> the same window loses two."""
     audio = three_sentence_window
     assert DecodeOptions().use_timestamps(len(audio) / 16000)
     model, processor = load_whisper(str(whisper_base_dir))
     (label,) = Transcriber(model, processor, DecodeOptions()).transcribe([audio], ["en"])
     assert sentences_kept(label.text) == [True, True, True], label.text
     assert label.timestamped_tokens and "<|" not in label.text
-    (untimed,) = Transcriber(model, processor, DecodeOptions(timestamps="never")).transcribe([audio], ["en"])
+    whole_untimed = DecodeOptions(timestamps="never", split_above=0.0)
+    (untimed,) = Transcriber(model, processor, whole_untimed).transcribe([audio], ["en"])
     assert sentences_kept(untimed.text).count(True) < 3, untimed.text
 
 
@@ -337,7 +338,7 @@ def test_split_above_is_part_of_the_labels_fingerprint_only_when_on(tmp_path):
 
     cuts = tmp_path / "cuts.jsonl"
     cuts.write_text("{}\n")
-    off = labelling_fingerprint(cuts, "m", DecodeOptions())
+    off = labelling_fingerprint(cuts, "m", DecodeOptions(split_above=0.0))
     assert "split_above" not in off["options"]
     assert labelling_fingerprint(cuts, "m", DecodeOptions(split_above=10.0))["options"]["split_above"] == 10.0
     with pytest.raises(ValueError, match="split_above"):

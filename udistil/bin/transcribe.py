@@ -46,6 +46,7 @@ def run(args) -> int:
         device=args.device, dtype=args.dtype, compute_type=args.compute_type, threads=args.num_threads,
         options=DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=True,
                               budget_per_second=args.budget_per_second, timestamps=args.timestamps,
-                              timestamps_above=args.timestamps_above),
+                              timestamps_above=args.timestamps_above,
+                              split_above=0.0),  # its segments are already cut at pauses (--max-segment)
         segment_options=SegmentOptions(max_seconds=args.max_segment, drop_pauses=not args.keep_pauses),
         progress=not args.no_progress)

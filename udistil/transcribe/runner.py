@@ -184,7 +184,7 @@ def run_transcribe(paths, model: str, language=None, fmt="text", output_dir=None
         import torch
 
         torch.set_num_threads(threads)
-    engine = open_engine(model, options or DecodeOptions(pack=True), device=device,
+    engine = open_engine(model, options or DecodeOptions(pack=True, split_above=0.0), device=device,
                          compute_type=compute_type, threads=threads, dtype=dtype)
     summary = transcribe_paths(paths, engine, language=language, fmt=fmt, output_dir=output_dir,
                                segment_options=segment_options, progress=progress)
