@@ -204,6 +204,16 @@ stage1() {
     log "Stage 1 failed (log: $prep_log)" >&2; return 1
   fi
   grep -v '^# \|^#$' $prep_log || true
+  # Marked done only with every set's manifests there (a Slurm dry run writes none).
+  local set kind
+  for set in $train_set $dev_set $test_sets; do
+    for kind in recordings supervisions; do
+      if [ ! -s data/manifests/${manifest_prefix}_${kind}_$set.jsonl.gz ]; then
+        log "Stage 1: no data/manifests/${manifest_prefix}_${kind}_$set.jsonl.gz after $prep_log; not marked done" >&2
+        return 1
+      fi
+    done
+  done
   udistil stage-marker write data/manifests/.done "${marker_opts[@]}"
 }
 

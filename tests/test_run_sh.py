@@ -357,3 +357,25 @@ def test_killed_stage2_redoes_only_unfinished_shards(repo_root, recipe_run, tmp_
     assert shard1.stat().st_mtime_ns == stamp and shard2.exists()
     assert "already made from these manifests; kept" in (copy / "data/log/prepare_cuts_train.1.log").read_text()
     assert (copy / "data/cuts_train.jsonl.gz").read_bytes() == merged
+
+
+def test_stage1_is_a_prepare_job_and_is_not_marked_done_without_manifests(repo_root, tmp_path):
+    """Stage 1 synthesises or reads all the audio: under Slurm it is a job of the prepare kind
+    (never run on the login node).  In a dry run the job writes nothing, so the stage stops
+    and leaves no done-marker behind."""
+    import sys
+
+    sys.path.insert(0, str(repo_root / "utils"))
+    import slurm
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", cmd_backend="slurm", slurm_dry_run="true",
+               slurm_conf=str(repo_root / "conf" / "slurm.conf"))
+    out = subprocess.run([str(repo_root / "run.sh"), "--skip-install", "true", "--stage", "1", "--stop-stage", "1"],
+                         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode != 0
+    (sbatch,) = _sbatch_lines(out.stdout)
+    expected = slurm.SlurmConfig.parse(repo_root / "conf/slurm.conf").sbatch_args(_jobs_conf(repo_root)["prepare"])
+    assert " ".join(expected) in " ".join(sbatch) and "--gres=gpu:1" not in sbatch
+    (script,) = tmp_path.glob("data/**/q/*.sh")
+    assert "prepare-mini-corpus" in script.read_text()
+    assert "not marked done" in out.stderr and not (tmp_path / "data/manifests/.done").exists()
