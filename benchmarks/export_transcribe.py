@@ -425,6 +425,10 @@ def long_part(args, results, test_clips, i8):
         "batched_pipeline_int8_beam1": lambda: batched_pipeline_long(i8, long_wav, args.threads, 1),
         "udistil_transcribe_ct2_int8_keep_pauses": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
                                                                                    drop_pauses=False),
+        "udistil_transcribe_ct2_int8_segment10": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
+                                                                                 max_segment=10.0),
+        "udistil_transcribe_ct2_int8_segment8": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
+                                                                                max_segment=8.0),
         "udistil_transcribe_torch": lambda: udistil_transcribe_long(args.model, long_wav, args.threads),
         "clip_by_clip_torch": lambda: clip_by_clip(args.model, pieces, args.threads),
     }
