@@ -94,6 +94,10 @@ class TokenRules:
     def timestamp_seconds(self, token: int) -> float:
         return (token - self.timestamp_begin) * TIMESTAMP_RESOLUTION
 
+    def timestamp_token(self, seconds: float) -> int:
+        """The timestamp token nearest to `seconds` into the window (timestamp_seconds' inverse)."""
+        return self.timestamp_begin + round(seconds / TIMESTAMP_RESOLUTION)
+
     def mask_logits(self, logits: torch.Tensor, generated: list[list[int]], timestamps: list[bool]) -> torch.Tensor:
         """Set disallowed tokens to -inf, row by row (logits: [B, V], float32)."""
         logits = logits.masked_fill(self.suppress, float("-inf"))

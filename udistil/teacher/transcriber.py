@@ -24,10 +24,10 @@ import torch
 from udistil.models.audio_context import AudioContext, encode as encode_context, log_mel
 from udistil.teacher.beam import beam_decode
 from udistil.teacher.greedy import STOP_END, DecodeRequest, DecodeResult, detect_languages, greedy_decode
-from udistil.teacher.packing import SAMPLE_RATE, assign_segments, pack_clips, parse_segments
+from udistil.teacher.packing import SAMPLE_RATE, WINDOW_SECONDS, assign_segments, pack_clips, parse_segments
 from udistil.teacher.options import (MAX_NEW_TOKENS, MAX_TARGET_TOKENS, TIMESTAMP_MODES,  # noqa: F401 (re-exported)
                                      DecodeOptions)
-from udistil.teacher.token_rules import TIMESTAMP_RESOLUTION, TokenRules
+from udistil.teacher.token_rules import TokenRules
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +152,9 @@ class Transcriber:
         cut = SegmentOptions(max_seconds=limit, drop_pauses=False)
         split = {}
         for i, clip in enumerate(clips):
-            if len(clip) > limit * SAMPLE_RATE:
-                segments = split_at_pauses(clip, cut)
-                if len(segments) > 1:
-                    split[i] = segments
+            segments = split_at_pauses(clip, cut)  # one segment, at once, for a clip within the limit
+            if len(segments) > 1:
+                split[i] = segments
         return split
 
     def _transcribe_split(self, clips, languages, split, out) -> None:
@@ -181,7 +180,7 @@ class Transcriber:
                 stop = next((part.stop for part in parts if part.stop != STOP_END), STOP_END)
                 result = self._score_tokens(encoder_out[row:row + 1], self.rules.prompt(lang, False), body, stop)
                 transcript = self._make_transcript(result, None, lang, False)
-                if len(clips[i]) <= 30 * SAMPLE_RATE:
+                if len(clips[i]) <= WINDOW_SECONDS * SAMPLE_RATE:
                     transcript.timestamped_tokens = self._segment_timestamps(split[i], parts)
                 out[i] = transcript
                 self.stats["split_clips"] += 1
@@ -190,13 +189,11 @@ class Transcriber:
     def _segment_timestamps(self, segments, parts) -> list[int]:
         """The joined label as Whisper writes timestamps: each piece's text between its
         segment's start and end time (pieces without text left out)."""
-        def stamp(sample: int) -> int:
-            return self.rules.timestamp_begin + min(1500, round(sample / SAMPLE_RATE / TIMESTAMP_RESOLUTION))
-
         tokens = []
         for segment, part in zip(segments, parts):
             if part.tokens:
-                tokens += [stamp(segment.start), *part.tokens, stamp(segment.end)]
+                tokens += [self.rules.timestamp_token(segment.start / SAMPLE_RATE), *part.tokens,
+                           self.rules.timestamp_token(segment.end / SAMPLE_RATE)]
         return tokens
 
     # ---- helpers ------------------------------------------------------------------------
