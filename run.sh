@@ -219,7 +219,7 @@ stage1() {
 
 stage2() {
   log "Stage 2: cuts at 16 kHz, <= 30 s, validated (nj=$nj)"
-  local part rc j todo=() jobs="" pids=() pid failed=0
+  local part rc j todo=() jobs="" pids=()
   for part in $train_set $dev_set $test_sets; do
     # Skipped only when made from these very stage-1 manifests (the marker holds their hashes).
     rc=0
@@ -248,9 +248,10 @@ stage2() {
       udistil stage-marker write data/.cuts_$part.done $(stage2_inputs $part); } &
     pids+=($!)
   done
-  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-  return $failed
+  wait_all "${pids[@]}"
 }
+# wait_all PID...: wait for every background PID; fails if any of them failed.
+wait_all() { local pid failed=0; for pid; do wait "$pid" || failed=1; done; return $failed; }
 # The stage-1 manifests a set's cuts are made from (what its stage-2 marker hashes).
 stage2_inputs() {
   echo --input data/manifests/${manifest_prefix}_recordings_$1.jsonl.gz \
@@ -292,16 +293,24 @@ filter_field() {
     $1 == f { print $col[c]; found = 1 } END { if (!found) exit 1 }' \
     || { echo "run.sh: unknown filter '$1' (udistil score --list shows them)" >&2; return 1; }
 }
+# scored_filters light|model: the label-free per-cut filters of $filters that run no model, or
+# that run one (whole-set ones, fusion, come last; oracle_wer is not label-free).
+scored_filters() {
+  local f kind
+  for f in $filters; do
+    if [ "$(filter_field "$f" label_free)" = no ] || [ "$(filter_field "$f" whole_set)" = yes ]; then continue; fi
+    case ,$(filter_field "$f" needs), in *,model,*) kind=model ;; *) kind=light ;; esac
+    [ "$kind" = "$1" ] && echo "$f"
+  done
+  return 0
+}
 # score_light IN DIR: the statistics-only filters (one pass) and oracle_wer (when the set has
 # references) on IN; the path of the last output goes to DIR/chain_end.  Light (no model, no
 # audio): run for both sets side by side.
 score_light() {
-  local in=$1 dir=$2 cur=$1 f cheap=""
+  local in=$1 dir=$2 cur=$1 cheap
   mkdir -p "$dir/log"
-  for f in $filters; do
-    if [ "$(filter_field "$f" label_free)" = no ] || [ "$(filter_field "$f" whole_set)" = yes ]; then continue; fi
-    case ,$(filter_field "$f" needs), in *,model,*) ;; *) cheap=${cheap:+$cheap,}$f ;; esac
-  done
+  cheap=$(scored_filters light | paste -sd, -)
   if [ -n "$cheap" ]; then
     udistil score "$cheap" $redo_opt --in "$cur" --out "$dir/teacher_stats.jsonl.gz" > "$dir/log/score_teacher_stats.log" 2>&1 \
       || { tail -n 5 "$dir/log/score_teacher_stats.log" >&2; return 1; }
@@ -319,9 +328,7 @@ score_light() {
 score_models() {
   local dir=$1 cur f
   cur=$(cat "$dir/chain_end")
-  for f in $filters; do
-    case ,$(filter_field "$f" needs), in *,model,*) ;; *) continue ;; esac
-    [ "$(filter_field "$f" label_free)" = yes ] && [ "$(filter_field "$f" whole_set)" = no ] || continue
+  for f in $(scored_filters model); do
     udistil split-cuts --in "$cur" --nj "$nj" --out-dir "$dir/$f/split$nj"
     $score_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/score_$f.JOB.log" \
       udistil score "$f" --proxy "$proxy" --model "$teacher_dir" \
@@ -335,13 +342,12 @@ score_models() {
 
 stage4() {
   log "Stage 4: filter scores ($filters, oracle_wer if labelled, fusion) for $train_set and $dev_set"
-  local set pids=() pid failed=0 calibration=exp/scores/fusion_calibration.json jobs=""
+  local set pids=() calibration=exp/scores/fusion_calibration.json jobs=""
   load_filter_table
   for set in $dev_set $train_set; do
     score_light exp/teacher/cuts_$set.jsonl.gz exp/scores/$set & pids+=($!)
   done
-  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-  [ $failed -eq 0 ] || return 1
+  wait_all "${pids[@]}" || return 1
   for set in $dev_set $train_set; do score_models exp/scores/$set; done
   # Fusion reads whole sets.  The dev set, with references, calibrates it; it is then applied
   # label-free to both sets, as two jobs at once.
