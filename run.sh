@@ -48,7 +48,7 @@ dev_set=dev
 # Test set names (space separated).
 test_sets="test_clean test_noisy"
 # Mini corpus: training cuts to synthesise.
-mini_train_size=240
+mini_train_size=160
 # Mini corpus: dev cuts.
 mini_dev_size=40
 # Mini corpus: cuts in each test set.

@@ -4,7 +4,7 @@
 Needs nothing on disk but espeak-ng (tools/install.sh).  Same options as
 `udistil prepare-mini-corpus`; e.g.
 
-    local/prepare_mini_corpus.py --out-dir data/manifests --num-train 240 --seed 0
+    local/prepare_mini_corpus.py --out-dir data/manifests --num-train 160 --seed 0
 """
 import sys
 from pathlib import Path

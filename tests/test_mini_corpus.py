@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from udistil.data.mini_corpus import (LANGUAGE_SHARE, LEADING_SILENCE, MAX_CLIP_SECONDS, TEST_VOICES,
-                                      TRAILING_SILENCE, TRAIN_LANGUAGE_SHARE, TRAIN_VOICES,
-                                      language_counts, plan_corpus, prepare_mini_corpus, split_plans)
+from udistil.data.mini_corpus import (DEFAULT_SENTENCES_DIR, HELDOUT_PITCHES, HELDOUT_SPEEDS_WPM, HELDOUT_VOICES, LANGUAGE_SHARE,
+                                      LEADING_SILENCE, MAX_CLIP_SECONDS, TEST_VOICES, TRAILING_SILENCE,
+                                      TRAIN_LANGUAGE_SHARE, TRAIN_VOICES, language_counts, load_sentences,
+                                      load_train_only_sentences, plan_corpus, prepare_mini_corpus,
+                                      split_plans)
 from udistil.errors import UdistilError
 from udistil.tts.espeak import synthesize
 
@@ -74,13 +76,38 @@ def test_every_split_has_all_languages_and_english_leads(corpus):
     assert sum(train_counts.values()) == 240 and train_counts["en"] == 192
 
 
-def test_the_default_train_set_says_a_new_english_sentence_in_every_english_clip():
-    # Distinct English sentences are what the students learn from, so the default 240 cuts
-    # must not repeat one (the train-only sentences make the pool large enough).
-    train = plan_corpus(split_plans(240, 40, 40), seed=1234)["train"]
-    english = [u.text for u in train if u.language == "en"]
-    assert len(english) == 192 and len(set(english)) == 192
-    assert sum(u.language != "en" for u in train) == 48
+def test_the_default_train_set_never_repeats_an_english_sentence_and_mixes_clip_lengths():
+    # Distinct English sentences are what the students learn from, so the default 160 cuts
+    # must not repeat one (the train-only sentences make the pool large enough); and their
+    # clips say one to three sentences, so that a student learns to go on after the first.
+    train = plan_corpus(split_plans(160, 40, 40), seed=1234)["train"]
+    english = [u for u in train if u.language == "en"]
+    assert len(english) == 128 and sum(u.language != "en" for u in train) == 32
+    partitioned = load_sentences()
+    pool = partitioned["en"] + load_train_only_sentences(DEFAULT_SENTENCES_DIR, partitioned)["en"]
+    said = {sentence: sum(u.text.count(sentence) for u in english) for sentence in pool}
+    assert max(said.values()) == 1
+    assert sum(said.values()) == sum(u.sentences for u in english)
+    assert {u.sentences for u in english} == {1, 2, 3}
+    assert all(u.sentences == 1 for split in ("test_clean", "test_noisy")
+               for u in plan_corpus(split_plans(160, 40, 40), seed=1234)[split])
+
+
+def test_the_heldout_ruler_uses_voices_rates_and_clips_no_other_split_has():
+    with_ruler = plan_corpus(split_plans(40, 10, 10, num_heldout=30), seed=7)
+    without = plan_corpus(split_plans(40, 10, 10), seed=7)
+    for split, utterances in without.items():  # the ruler changes no other split's draw
+        assert with_ruler[split] == utterances, split
+    heldout = with_ruler["test_heldout"]
+    assert len(heldout) == 30 and {u.language for u in heldout} == {"en"}
+    assert {u.variant for u in heldout} <= set(HELDOUT_VOICES)
+    assert not set(HELDOUT_VOICES) & (set(TRAIN_VOICES) | set(TEST_VOICES))
+    assert {u.speed for u in heldout} <= set(HELDOUT_SPEEDS_WPM)
+    assert {u.pitch for u in heldout} <= set(HELDOUT_PITCHES)
+    assert {u.sentences for u in heldout} == {1, 2, 3}
+    train_text = " ".join(u.text for u in with_ruler["train"] + with_ruler["dev"])
+    for u in heldout:
+        assert u.text.split(". ")[0] not in train_text
 
 
 def write_sentence_lists(root, per_language=12, train_only=()):

@@ -18,6 +18,14 @@ Splits and what keeps them honest:
   test_clean and test_noisy share no sentence with train or dev;
 - test voices (TEST_VOICES) are never used in train or dev, so a student cannot pass by
   memorising a voice; dev shares train's voices;
+- train and dev clips say one to three sentences (TRAIN_SENTENCES_PER_CLIP), as real
+  corpora's segments do: a student that only ever heard one sentence per clip learns to end
+  after the first one.  test_clean and test_noisy keep one sentence a clip, so their figures
+  stay comparable across the project's history;
+- an optional English ruler, test_heldout (`num_heldout`), is built from what no other split
+  uses: voices of HELDOUT_VOICES, wider speaking rates and pitches, and one to three sentences
+  a clip.  It measures generalisation beyond the corpus's own voices and clip shapes, so it is
+  never used to choose a setting;
 - every split holds all three languages.  Dev and test are ~45% English: whisper-base only
   does well on English synthetic speech, so that is where the filters have good and bad
   labels to separate.  Train is ~80% English, each English clip with its own sentence where
@@ -65,12 +73,24 @@ TRAIN_ONLY_SENTENCES_SUBDIR = "train_only"
 # espeak-ng voice variant files (`espeak-ng --voices=variant`); the two lists are disjoint.
 TRAIN_VOICES = ("m1", "m3", "m5", "f1", "f3", "f5", "klatt", "klatt4", "croak")
 TEST_VOICES = ("m2", "m7", "f2", "f4", "klatt2", "klatt3")
+HELDOUT_VOICES = ("m4", "m6", "m8", "klatt5", "Annie", "david", "linda", "steph")
 SPEEDS_WPM = (130, 150, 165, 180, 200)
 PITCHES = (30, 40, 50, 60, 75)
+HELDOUT_SPEEDS_WPM = (115, 140, 170, 210, 230)
+HELDOUT_PITCHES = (20, 35, 55, 70, 85)
+# Probabilities of 1, 2 and 3 sentences in a clip.
+ONE_SENTENCE = (1.0,)
+TRAIN_SENTENCES_PER_CLIP = (0.5, 0.3, 0.2)
+HELDOUT_SENTENCES_PER_CLIP = (0.4, 0.35, 0.25)
+# Default split sizes (cuts): train holds ~0.3 h, with a new English sentence in every slot.
+DEFAULT_NUM_TRAIN, DEFAULT_NUM_DEV, DEFAULT_NUM_TEST = 160, 40, 40
 # Fractions of each language's sentences held out for test and dev.
 TEST_SENTENCE_FRACTION = 0.25
 DEV_SENTENCE_FRACTION = 0.15
-MAX_CLIP_SECONDS = 12.0
+# A sentence longer than this is re-spoken faster; a clip of several sentences may reach
+# MAX_CLIP_SECONDS (Whisper's window is 30 s).
+MAX_SENTENCE_SECONDS = 12.0
+MAX_CLIP_SECONDS = 25.0
 LEADING_SILENCE = 0.5
 TRAILING_SILENCE = 0.3
 BABBLE_TALKERS = 3
@@ -92,6 +112,9 @@ class SplitPlan:
     voices: tuple[str, ...]
     conditions: tuple[tuple[str, float | None], ...]
     language_share: dict[str, float] = field(default_factory=lambda: dict(LANGUAGE_SHARE))
+    sentences_per_clip: tuple[float, ...] = ONE_SENTENCE
+    speeds: tuple[int, ...] = SPEEDS_WPM
+    pitches: tuple[int, ...] = PITCHES
 
 
 @dataclass
@@ -106,20 +129,29 @@ class Utterance:
     noise: str
     snr_db: float | None
     babble_ids: list[str] = field(default_factory=list)
+    sentences: int = 1
 
     @property
     def voice(self) -> str:
         return f"{self.language}+{self.variant}"
 
 
-def split_plans(num_train: int, num_dev: int, num_test: int) -> list[SplitPlan]:
-    """The four splits; test_clean and test_noisy each get `num_test` cuts."""
-    return [
-        SplitPlan("train", num_train, "train", TRAIN_VOICES, TRAIN_CONDITIONS, dict(TRAIN_LANGUAGE_SHARE)),
-        SplitPlan("dev", num_dev, "dev", TRAIN_VOICES, TRAIN_CONDITIONS),
+def split_plans(num_train: int, num_dev: int, num_test: int, num_heldout: int = 0) -> list[SplitPlan]:
+    """The four splits (test_clean and test_noisy each get `num_test` cuts), and the
+    held-out-voice English ruler when `num_heldout` > 0."""
+    plans = [
+        SplitPlan("train", num_train, "train", TRAIN_VOICES, TRAIN_CONDITIONS, dict(TRAIN_LANGUAGE_SHARE),
+                  sentences_per_clip=TRAIN_SENTENCES_PER_CLIP),
+        SplitPlan("dev", num_dev, "dev", TRAIN_VOICES, TRAIN_CONDITIONS,
+                  sentences_per_clip=TRAIN_SENTENCES_PER_CLIP),
         SplitPlan("test_clean", num_test, "test", TEST_VOICES, (CLEAN,)),
         SplitPlan("test_noisy", num_test, "test", TEST_VOICES, TEST_NOISY_CONDITIONS),
     ]
+    if num_heldout > 0:
+        plans.append(SplitPlan("test_heldout", num_heldout, "test", HELDOUT_VOICES, (CLEAN,), {"en": 1.0},
+                               sentences_per_clip=HELDOUT_SENTENCES_PER_CLIP,
+                               speeds=HELDOUT_SPEEDS_WPM, pitches=HELDOUT_PITCHES))
+    return plans
 
 
 def read_sentence_list(path: Path) -> list[str]:
@@ -202,18 +234,28 @@ def plan_split(plan: SplitPlan, pools, rng: np.random.Generator) -> list[Utteran
     """Draw sentence, voice, speed, pitch and noise for every cut of one split."""
     utterances = []
     for lang, count in language_counts(plan.num_cuts, plan.language_share).items():
+        if count == 0:
+            continue
         pool = pools[plan.sentence_pool][lang]
+        # A one-sentence split draws nothing here, so its clips are those it always had.
+        if len(plan.sentences_per_clip) > 1:
+            sizes = 1 + rng.choice(len(plan.sentences_per_clip), size=count, p=plan.sentences_per_clip)
+        else:
+            sizes = np.ones(count, dtype=int)
         # Walk through reshuffled copies of the pool so sentences are reused evenly.
         order = []
-        while len(order) < count:
+        while len(order) < int(sizes.sum()):
             order.extend(pool[i] for i in rng.permutation(len(pool)))
+        starts = np.concatenate([[0], np.cumsum(sizes)])
         for k in range(count):
             noise, snr = plan.conditions[rng.integers(len(plan.conditions))]
+            text = " ".join(order[starts[k]:starts[k + 1]])
             utterances.append(Utterance(
                 cut_id=f"{CORPUS_PREFIX}-{plan.name}-{lang}-{k:04d}", split=plan.name, language=lang,
-                text=order[k], variant=plan.voices[rng.integers(len(plan.voices))],
-                speed=int(SPEEDS_WPM[rng.integers(len(SPEEDS_WPM))]),
-                pitch=int(PITCHES[rng.integers(len(PITCHES))]), noise=noise, snr_db=snr))
+                text=text, variant=plan.voices[rng.integers(len(plan.voices))],
+                speed=int(plan.speeds[rng.integers(len(plan.speeds))]),
+                pitch=int(plan.pitches[rng.integers(len(plan.pitches))]), noise=noise, snr_db=snr,
+                sentences=int(sizes[k])))
     for utt in utterances:
         if utt.noise == "babble":
             others = [u.cut_id for u in utterances if u.cut_id != utt.cut_id]
@@ -230,7 +272,7 @@ def plan_corpus(plans: list[SplitPlan], seed: int, sentences_dir=DEFAULT_SENTENC
 
     The sentence partition comes from `seed`; each split then draws from its own generator,
     seeded by `seed` and the split's name, so one split's size never changes another's
-    draws: `--num-train 480` keeps the test and dev clips of `--num-train 240`, and
+    draws: `--num-train 480` keeps the test and dev clips of `--num-train 160`, and
     comparisons across train sizes are on the same test set.
     """
     sentences = load_sentences(sentences_dir)
@@ -243,9 +285,10 @@ def plan_corpus(plans: list[SplitPlan], seed: int, sentences_dir=DEFAULT_SENTENC
 def speak(utt: Utterance) -> np.ndarray:
     """Clean espeak audio for one utterance, re-spoken faster if it would exceed the clip limit."""
     samples = synthesize(utt.text, voice=utt.voice, speed=utt.speed, pitch=utt.pitch)
-    if len(samples) > MAX_CLIP_SECONDS * SAMPLE_RATE:
+    limit = min(MAX_SENTENCE_SECONDS * utt.sentences, MAX_CLIP_SECONDS) * SAMPLE_RATE
+    if len(samples) > limit:
         # Faster speech keeps the whole sentence (and so the label) instead of truncating it.
-        utt.speed = int(np.ceil(utt.speed * len(samples) / (0.95 * MAX_CLIP_SECONDS * SAMPLE_RATE)))
+        utt.speed = int(np.ceil(utt.speed * len(samples) / (0.95 * limit)))
         samples = synthesize(utt.text, voice=utt.voice, speed=utt.speed, pitch=utt.pitch)
     if samples.size == 0:
         raise UdistilError(f"espeak-ng produced no audio for {utt.cut_id} (voice {utt.voice})")
@@ -302,12 +345,13 @@ def to_manifests(utt: Utterance, wav_path: Path, num_samples: int):
         id=utt.cut_id, recording_id=utt.cut_id, start=0.0, duration=duration, channel=0,
         text=utt.text, language=utt.language, speaker=utt.variant,
         custom={"voice": utt.voice, "speed": utt.speed, "pitch": utt.pitch,
-                "noise": utt.noise, "snr_db": utt.snr_db})
+                "noise": utt.noise, "snr_db": utt.snr_db, "sentences": utt.sentences})
     return recording, supervision
 
 
-def corpus_plan_fingerprint(num_train: int = 240, num_dev: int = 40, num_test: int = 40, seed: int = 0,
-                            sentences_dir=DEFAULT_SENTENCES_DIR) -> str:
+def corpus_plan_fingerprint(num_train: int = DEFAULT_NUM_TRAIN, num_dev: int = DEFAULT_NUM_DEV,
+                            num_test: int = DEFAULT_NUM_TEST, seed: int = 0,
+                            sentences_dir=DEFAULT_SENTENCES_DIR, num_heldout: int = 0) -> str:
     """A short hash of everything drawn for the corpus (every cut's sentence, voice, rate,
     pitch and noise) and of the rendering settings.
 
@@ -315,18 +359,19 @@ def corpus_plan_fingerprint(num_train: int = 240, num_dev: int = 40, num_test: i
     lists, language shares or draws is found stale instead of silently kept.  Nothing is
     synthesised: planning is cheap.
     """
-    plans = split_plans(num_train, num_dev, num_test)
+    plans = split_plans(num_train, num_dev, num_test, num_heldout)
     utterances = plan_corpus(plans, seed, sentences_dir)
     drawn = {
         "utterances": {name: [asdict(u) for u in utts] for name, utts in utterances.items()},
-        "rendering": [SAMPLE_RATE, MAX_CLIP_SECONDS, LEADING_SILENCE, TRAILING_SILENCE, BABBLE_TALKERS],
+        "rendering": [SAMPLE_RATE, MAX_SENTENCE_SECONDS, MAX_CLIP_SECONDS, LEADING_SILENCE,
+                      TRAILING_SILENCE, BABBLE_TALKERS],
     }
     return hashlib.sha256(json.dumps(drawn, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
-def prepare_mini_corpus(out_dir, wav_dir=None, num_train: int = 240, num_dev: int = 40,
-                        num_test: int = 40, seed: int = 0, sentences_dir=DEFAULT_SENTENCES_DIR,
-                        num_threads: int = 4) -> dict[str, dict[str, Path]]:
+def prepare_mini_corpus(out_dir, wav_dir=None, num_train: int = DEFAULT_NUM_TRAIN,
+                        num_dev: int = DEFAULT_NUM_DEV, num_test: int = DEFAULT_NUM_TEST, seed: int = 0, sentences_dir=DEFAULT_SENTENCES_DIR,
+                        num_threads: int = 4, num_heldout: int = 0) -> dict[str, dict[str, Path]]:
     """Synthesise the corpus; return {split: {"recordings": path, "supervisions": path}}."""
     out_dir = Path(out_dir)
     wav_dir = Path(wav_dir) if wav_dir is not None else out_dir.parent / "wav"
@@ -334,7 +379,7 @@ def prepare_mini_corpus(out_dir, wav_dir=None, num_train: int = 240, num_dev: in
     if min(num_train, num_dev, num_test) < 1:
         raise UdistilError("--num-train, --num-dev and --num-test must each be at least 1")
     start = time.time()
-    plans = split_plans(num_train, num_dev, num_test)
+    plans = split_plans(num_train, num_dev, num_test, num_heldout)
     utterances = plan_corpus(plans, seed, sentences_dir)
     everything = [u for plan in plans for u in utterances[plan.name]]
 
