@@ -74,12 +74,18 @@ def add_arguments(parser):
                      help="do not train the student's encoder (default when it keeps all teacher layers)")
     enc.add_argument("--train-encoder", dest="freeze_encoder", action="store_false",
                      help="train the student's encoder even if it keeps all teacher layers")
+    run.add_argument("--train-encoder-layers", type=int, default=run_defaults.train_encoder_layers,
+                     metavar="K",
+                     help="train only the top K encoder layers and the encoder's final layer norm, the "
+                          "rest frozen (0 = frozen, the number of layers = all); with --encoder-cache the "
+                          "frozen bottom's states are cached and the top K layers run at every step")
     run.add_argument("--no-share-encoder", dest="share_encoder", action="store_false",
                      help="run teacher and student encoders separately even when identical and frozen")
     run.add_argument("--encoder-cache", default=None,
                      help="a frozen student encoder's outputs are stored here once per cut (and "
                           "shared by every student with the same encoder and audio context); "
-                          "training is then decoder-only")
+                          "training is then decoder-only (with --train-encoder-layers K: the frozen "
+                          "bottom's states, and the top K layers still run)")
     emb = run.add_mutually_exclusive_group()
     emb.add_argument("--freeze-embeddings", dest="freeze_embeddings", action="store_true",
                      default=run_defaults.freeze_embeddings,
@@ -124,6 +130,7 @@ def run(args):
                        keep_checkpoints=args.keep_checkpoints, export_every_epoch=args.export_every_epoch,
                        valid_every=args.valid_every, max_dev_cuts=args.max_dev_cuts or None,
                        log_every=args.log_every, freeze_encoder=args.freeze_encoder,
+                       train_encoder_layers=args.train_encoder_layers,
                        share_encoder=args.share_encoder, stop_after_steps=args.stop_after_steps,
                        encoder_cache=args.encoder_cache, freeze_embeddings=args.freeze_embeddings,
                        resume=args.resume),

@@ -5,7 +5,9 @@ training pool and the dev set before any student trains: each job appends to fil
 every training rank of every student sharing that encoder then reads them
 (udistil/student/encoder_cache.py).  A killed job, run again, encodes only what it had not
 finished.  A student whose encoder is trained (fewer encoder layers than the teacher, or
---train-encoder) needs no cache: the job says so and stores nothing.
+--train-encoder) needs no cache: the job says so and stores nothing.  One that trains only its
+top K layers (`--train-encoder-layers K`, given to the jobs as to `udistil distill`) gets the
+states of its frozen bottom, under an identity of their own.
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ def add_arguments(parser):
     enc = parser.add_mutually_exclusive_group()
     enc.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_true", default=None)
     enc.add_argument("--train-encoder", dest="freeze_encoder", action="store_false")
+    parser.add_argument("--train-encoder-layers", type=int, default=None, metavar="K",
+                        help="as `udistil distill --train-encoder-layers`: store the frozen bottom's states "
+                             "(after the first L-K layers); must be the value the students train with")
     add_device_arguments(parser, dtype=False)
 
 
@@ -49,7 +54,8 @@ def run(args):
     from udistil.models.spec import load_whisper, resolve_model
     from udistil.student.distributed import process_device
     from udistil.student.encoder_cache import EncoderCache, encoder_identity, fill
-    from udistil.student.trainer import autocast_dtype, encoder_is_frozen
+    from udistil.student.forward import frozen_bottom_layers
+    from udistil.student.trainer import autocast_dtype, trained_encoder_layers
 
     log = logging.getLogger("udistil.encoder_cache")
     if args.num_threads > 0:
@@ -57,22 +63,26 @@ def run(args):
     from transformers import WhisperConfig
 
     # Decided from the configs alone: a job for a student whose encoder trains loads no weights.
-    if not encoder_is_frozen(resolve_model(args.teacher), WhisperConfig.from_pretrained(args.student),
-                             args.freeze_encoder):
+    student_config = WhisperConfig.from_pretrained(args.student)
+    trained = trained_encoder_layers(resolve_model(args.teacher), student_config, args.freeze_encoder,
+                                     args.train_encoder_layers)
+    if trained == student_config.encoder_layers:
         print(f"{args.student}: its encoder is trained, not frozen: nothing to cache")
         return 0
+    bottom = frozen_bottom_layers(student_config.encoder_layers, trained)
     student, processor = load_whisper(args.student)
     device = process_device(args.device)
     student = student.to(device, torch.float32).eval()
     context = AudioContext.of(student)
-    identity = encoder_identity(student.model.encoder, context)
+    identity = encoder_identity(student.model.encoder, context, bottom)
     in_paths = [Path(p) for p in args.in_paths]
     if not 1 <= args.shard <= args.num_shards:
         raise UdistilError(f"--shard {args.shard} is not in 1..--num-shards {args.num_shards}")
     inputs = "\n".join(str(p.resolve()) for p in in_paths)
     name = args.name or f"job-{hashlib.sha1(inputs.encode()).hexdigest()[:8]}-{args.shard}of{args.num_shards}"
     cache = EncoderCache(args.cache, identity, {"student_init": str(args.student),
-                                                "audio_context": context.to_dict()}, writer_name=name)
+                                                "audio_context": context.to_dict()}, writer_name=name,
+                        bottom_layers=bottom)
     dtype = autocast_dtype(args.precision, device)
     autocast = contextlib.nullcontext if dtype == torch.float32 else \
         (lambda: torch.autocast(device.type, dtype=dtype))

@@ -118,12 +118,24 @@ def encode(encoder, input_features, positions: int | None = None):
     sliced to the same length.  Returns the last hidden state [batch, positions, d_model].
     positions=None runs the full context, exactly like the stock encoder.
     """
+    return encode_top(encoder, encode_bottom(encoder, input_features, positions), len(encoder.layers))
+
+
+def encode_bottom(encoder, input_features, positions: int | None = None, layers: int | None = None):
+    """The front end (convolutions, sliced positions) and the first `layers` encoder layers
+    (all when None): the hidden states [batch, positions, d_model] before the remaining
+    layers and the final layer_norm.  `encode_top` applies those, so that a partly frozen
+    encoder can run its frozen bottom once (or read it from a cache) and its top with autograd.
+    """
     import torch.nn.functional as F
 
     full = encoder.embed_positions.num_embeddings
     positions = full if positions is None else positions
     if not 1 <= positions <= full:
         raise ValueError(f"encoder positions must be in 1..{full}, got {positions}")
+    layers = len(encoder.layers) if layers is None else layers
+    if not 0 <= layers <= len(encoder.layers):
+        raise ValueError(f"the encoder has {len(encoder.layers)} layers, not {layers}")
     frames = 2 * positions
     if input_features.shape[-1] < frames:
         raise ValueError(f"{positions} encoder positions need {frames} mel frames, "
@@ -132,13 +144,28 @@ def encode(encoder, input_features, positions: int | None = None):
     x = F.gelu(encoder.conv1(x))
     x = F.gelu(encoder.conv2(x)).permute(0, 2, 1)
     x = x + encoder.embed_positions.weight[:positions]
-    x = F.dropout(x, p=encoder.dropout, training=encoder.training)
-    for layer in encoder.layers:
-        if encoder.training and encoder.layerdrop > 0.0 and float(torch_rand()) < encoder.layerdrop:
+    # The front end's own mode, not the encoder's: a frozen front end (in eval mode) under a
+    # trained top must add no dropout, and in a uniformly set encoder the two are the same.
+    x = F.dropout(x, p=encoder.dropout, training=encoder.conv1.training)
+    return _run_layers(encoder, x, 0, layers)
+
+
+def encode_top(encoder, states, first_layer: int):
+    """Encoder layers `first_layer`.. and the final layer_norm on `encode_bottom`'s states:
+    encode_top(e, encode_bottom(e, f, p, k), k) == encode(e, f, p) for every k."""
+    if not 0 <= first_layer <= len(encoder.layers):
+        raise ValueError(f"the encoder has {len(encoder.layers)} layers; cannot start at {first_layer}")
+    return encoder.layer_norm(_run_layers(encoder, states, first_layer, len(encoder.layers)))
+
+
+def _run_layers(encoder, x, start: int, stop: int):
+    for layer in encoder.layers[start:stop]:
+        # Each layer's own mode (a frozen layer is in eval mode): no layerdrop in a frozen one.
+        if layer.training and encoder.layerdrop > 0.0 and float(torch_rand()) < encoder.layerdrop:
             continue
         x = layer(x, None)
         x = x[0] if isinstance(x, tuple) else x
-    return encoder.layer_norm(x)
+    return x
 
 
 def torch_rand():

@@ -48,6 +48,8 @@ class RunOptions:
     max_dev_cuts: int | None = 16   # N usable dev cuts, evenly spread (a dev pass is costly on a CPU; None: all)
     log_every: int = 1
     freeze_encoder: bool | None = None  # None: freeze when the student keeps every encoder layer
+    # Train only the top K encoder layers (and its layer_norm); 0 = frozen, L = all; None: as above.
+    train_encoder_layers: int | None = None
     share_encoder: bool = True      # live teacher: when frozen and identical, compute the encoder once
     encoder_cache: str | None = None  # frozen encoder: store its outputs here, once per cut
     # The decoder's token (= output, 51865-way) and position embeddings: the largest gradient and

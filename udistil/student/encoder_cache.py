@@ -5,7 +5,9 @@ A student that keeps the teacher's encoder and does not train it (distil-whisper
 shape: the whole encoder, a few decoder layers) has an encoder whose output is a fixed
 function of the clip.  Computing it once and storing it makes training decoder-only: no
 encoder runs in any epoch, on any rank, for any student that shares those weights and that
-audio-context rule.
+audio-context rule.  A student that trains only its top K encoder layers
+(`--train-encoder-layers K`) caches its frozen bottom instead: the hidden states after the
+first L-K layers, from which the top K layers and layer_norm run on every step.
 
 The cache is complete before training starts.  It is built by sharded jobs
 (`udistil encoder-cache`, run.sh's stage-6 pre-step through the job runner), or, for what
@@ -22,8 +24,9 @@ flushed, so a kill leaves at most an orphan array that is redone; a resumed job 
 its own files.  Readers hold a compact index (a 64-bit hash, offset, size and file of each
 entry: about 30 bytes per cut, not a Python object), so memory stays small at 500K cuts.
 
-The directory is named by the encoder's identity (a hash of its weights and the rule), so
-another encoder can never read these states.  A cache written by an older udistil (one
+The directory is named by the encoder's identity (a hash of its weights and the rule, and
+for bottom states of their number of layers and only the weights below), so another
+encoder, or the whole encoder's outputs for a bottom's states, can never be read.  A cache written by an older udistil (one
 `.npy` per cut, listed in `index.jsonl`) is still read.
 
 Size: positions x d_model x 2 bytes per cut, at the student's audio context (audio_context.py):
@@ -51,10 +54,26 @@ INDEX_SUFFIX = ".index.jsonl"
 LAYOUT = "chunks-v1"
 
 
-def encoder_identity(encoder, context) -> str:
-    """Hash of the encoder's weights and the audio-context rule."""
-    digest = hashlib.sha256(json.dumps(context.to_dict(), sort_keys=True).encode())
+def encoder_identity(encoder, context, bottom_layers: int | None = None) -> str:
+    """Hash of what the stored states are a function of: the audio-context rule and the
+    weights of the frozen part.  bottom_layers None: the whole encoder's output (the hash
+    older caches were named by); else the states after its first `bottom_layers` layers,
+    hashed with that count and only the front end's and those layers' weights (so students
+    that share a frozen bottom and differ above it share the cache), never equal to a
+    whole-encoder identity."""
+    rule = context.to_dict()
+    names = None
+    if bottom_layers is not None:
+        from udistil.student.forward import encoder_parameter_is_trained
+
+        n_layers = len(encoder.layers)
+        rule = {**rule, "bottom_layers": int(bottom_layers)}
+        names = {name for name in encoder.state_dict()
+                 if not encoder_parameter_is_trained(name, n_layers, n_layers - bottom_layers)}
+    digest = hashlib.sha256(json.dumps(rule, sort_keys=True).encode())
     for name, tensor in sorted(encoder.state_dict().items()):
+        if names is not None and name not in names:
+            continue
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
@@ -70,16 +89,27 @@ def default_writer_name() -> str:
 
 
 class EncoderCache:
-    def __init__(self, root, identity: str, description: dict, writer_name: str | None = None):
+    """bottom_layers: what the entries are (`forward.frozen_bottom_layers`): None, the whole
+    frozen encoder's output; N, the hidden states after its first N layers (part of the
+    identity: `encoder_identity(..., bottom_layers)`)."""
+
+    def __init__(self, root, identity: str, description: dict, writer_name: str | None = None,
+                 bottom_layers: int | None = None):
         self.directory = Path(root) / identity
         self.directory.mkdir(parents=True, exist_ok=True)
         self.identity = identity
+        self.bottom_layers = bottom_layers
         info = {"identity": identity, **description, "layout": LAYOUT}
+        if bottom_layers is not None:
+            info["bottom_layers"] = int(bottom_layers)
         info_path = self.directory / IDENTITY
         if info_path.is_file():
             old = json.loads(info_path.read_text(encoding="utf-8"))
             if old.get("identity") != identity:
                 raise UdistilError(f"{info_path}: belongs to encoder {old.get('identity')}, not {identity}")
+            if old.get("bottom_layers") != info.get("bottom_layers"):
+                raise UdistilError(f"{info_path}: holds {_what(old.get('bottom_layers'))}, not "
+                                   f"{_what(bottom_layers)}")
         else:
             from udistil.data.manifests import write_json_atomic
 
@@ -184,6 +214,12 @@ class EncoderCache:
             self._writer = None
 
 
+def _what(bottom_layers) -> str:
+    if bottom_layers is None:
+        return "the whole encoder's outputs"
+    return f"the states after the first {bottom_layers} encoder layers"
+
+
 def _finished_lines(path: Path):
     with open(path, encoding="utf-8") as fh:
         for line in fh:
@@ -206,15 +242,17 @@ def fill(cache: EncoderCache, cuts, encoder, feature_extractor, context, device,
          batch_size: int = 8, rank: int = 0, world_size: int = 1, window: int = 512,
          autocast=None) -> dict:
     """Encode and store the cuts of `cuts` (any iterable, streamed) that are this share's
-    (position i with i % world_size == rank) and not yet cached.  Cuts of one window are
-    sorted by length and encoded in batches of one length.  Returns counts."""
+    (position i with i % world_size == rank) and not yet cached: what `cache.bottom_layers`
+    says it holds.  Cuts of one window are sorted by length and encoded in batches of one
+    length.  Returns counts."""
     import contextlib
 
     import torch
 
     from udistil.data.audio import load_cut_audio
     from udistil.errors import BadAudioError
-    from udistil.models.audio_context import encode, log_mel
+    from udistil.models.audio_context import log_mel
+    from udistil.student.forward import frozen_encoder_states
 
     counts = {"cuts": 0, "cached": 0, "computed": 0, "bad_audio": 0}
     autocast = autocast or contextlib.nullcontext
@@ -239,7 +277,7 @@ def fill(cache: EncoderCache, cuts, encoder, feature_extractor, context, device,
                     continue
                 features = log_mel(feature_extractor, audios, positions).to(device)
                 with torch.no_grad(), autocast():
-                    states = encode(encoder, features, positions)
+                    states = frozen_encoder_states(encoder, features, positions, cache.bottom_layers)
                 rows = states.float().cpu().numpy()
                 for cut, row in zip(kept, rows):
                     counts["computed"] += cache.put(cut.id, positions, row)

@@ -16,6 +16,11 @@ once and feeding its output to both decoders nearly halves the work of a trainin
 `encoders_identical` checks the precondition (same weights, not just the same shape);
 otherwise a frozen student encoder still runs without autograd, and a trained one runs
 normally.
+
+Encoder adaptation (`--train-encoder-layers K`) trains only the top K encoder layers and the
+final layer_norm: the frozen bottom (front end and the first L-K layers) runs without
+autograd, or is read from the encoder cache, and the top runs with it on every step.
+`encoder_parameter_is_trained` is the one rule of which encoder weights train.
 """
 from __future__ import annotations
 
@@ -23,34 +28,126 @@ from typing import NamedTuple
 
 import torch
 
-from udistil.models.audio_context import AudioContext, encode as encode_context
+from udistil.models.audio_context import AudioContext, encode as encode_context, encode_bottom, encode_top
 
 
 class StudentForward(torch.nn.Module):
-    """(features | encoder states, decoder ids, positions) -> (logits, last decoder hidden)."""
+    """(features | frozen encoder states, decoder ids, positions) -> (logits, last decoder
+    hidden, frozen encoder states).
 
-    def __init__(self, student, frozen_encoder: bool):
+    trained_encoder_layers K: 0 = the encoder is frozen, L (its depth) = all of it trains,
+    else only the top K layers and layer_norm do.  `frozen_encoder=True` is K = 0, False
+    (with no K) is K = L.  The frozen states are what the encoder cache holds
+    (`frozen_encoder_states`): given, they replace the frozen part's computation; they are
+    returned (None when nothing is frozen) so that the trainer can cache them.
+    """
+
+    def __init__(self, student, frozen_encoder: bool = False, trained_encoder_layers: int | None = None):
         super().__init__()
         self.student = student
-        self.frozen_encoder = frozen_encoder
+        n_layers = len(student.model.encoder.layers)
+        if trained_encoder_layers is None:
+            trained_encoder_layers = 0 if frozen_encoder else n_layers
+        elif frozen_encoder and trained_encoder_layers != 0:
+            raise ValueError(f"a frozen encoder trains no layers, not {trained_encoder_layers}")
+        check_trained_encoder_layers(trained_encoder_layers, n_layers)
+        self.trained_encoder_layers = trained_encoder_layers
+        self.frozen_encoder = trained_encoder_layers == 0
+        self.bottom_layers = frozen_bottom_layers(n_layers, trained_encoder_layers)
         self.context = AudioContext.of(student)
 
-    def encode(self, input_features: torch.Tensor, positions: int) -> torch.Tensor:
+    def encode_frozen(self, input_features: torch.Tensor, positions: int) -> torch.Tensor | None:
+        """The frozen part's output, without autograd (None when the whole encoder trains)."""
+        if self.trained_encoder_layers == len(self.student.model.encoder.layers):
+            return None
+        with torch.no_grad():
+            return frozen_encoder_states(self.student.model.encoder, input_features, positions, self.bottom_layers)
+
+    def encode_trained(self, frozen_states: torch.Tensor | None, input_features: torch.Tensor | None,
+                       positions: int) -> torch.Tensor:
+        """The encoder output, from the frozen part's states through what trains (with autograd)."""
         encoder = self.student.model.encoder
-        if self.frozen_encoder:
-            with torch.no_grad():
-                return encode_context(encoder, input_features, positions)
-        return encode_context(encoder, input_features, positions)
+        if frozen_states is None:
+            return encode_context(encoder, input_features, positions)
+        if self.bottom_layers is None:
+            return frozen_states
+        return encode_top(encoder, frozen_states.to(encoder.layer_norm.weight.dtype), self.bottom_layers)
+
+    def encode(self, input_features: torch.Tensor, positions: int) -> torch.Tensor:
+        """The encoder's output (its frozen part without autograd)."""
+        return self.encode_trained(self.encode_frozen(input_features, positions), input_features, positions)
 
     def forward(self, decoder_input_ids: torch.Tensor, positions: int,
                 input_features: torch.Tensor | None = None,
                 encoder_states: torch.Tensor | None = None):
-        if encoder_states is None:
-            encoder_states = self.encode(input_features, positions)
+        frozen_states = encoder_states
+        if frozen_states is None:
+            frozen_states = self.encode_frozen(input_features, positions)
+        encoded = self.encode_trained(frozen_states, input_features, positions)
         hidden = self.student.model.decoder(input_ids=decoder_input_ids,
-                                            encoder_hidden_states=encoder_states,
+                                            encoder_hidden_states=encoded,
                                             use_cache=False).last_hidden_state
-        return self.student.proj_out(hidden), hidden, encoder_states
+        return self.student.proj_out(hidden), hidden, frozen_states
+
+
+def check_trained_encoder_layers(trained_layers: int, n_layers: int) -> int:
+    from udistil.errors import UdistilError
+
+    if not 0 <= trained_layers <= n_layers:
+        raise UdistilError(f"--train-encoder-layers {trained_layers}: the student's encoder has "
+                           f"{n_layers} layers; choose 0 (frozen) to {n_layers} (all trained)")
+    return trained_layers
+
+
+def encoder_parameter_is_trained(name: str, n_layers: int, trained_layers: int) -> bool:
+    """The one rule of which encoder weights train, for `name` relative to the encoder
+    ("layers.3.fc1.weight", "conv1.weight", "layer_norm.bias"...): with the top
+    `trained_layers` of `n_layers` trained, those layers and the final layer_norm (it
+    normalises what the top layers produce); none when 0, all when n_layers."""
+    if trained_layers >= n_layers:
+        return True
+    if trained_layers <= 0:
+        return False
+    if name.startswith("layers."):
+        return int(name.split(".")[1]) >= n_layers - trained_layers
+    return name.startswith("layer_norm.")
+
+
+def set_encoder_training(student, trained_layers: int) -> None:
+    """requires_grad of every encoder weight from `encoder_parameter_is_trained`."""
+    encoder = unwrap(student).model.encoder
+    n_layers = len(encoder.layers)
+    check_trained_encoder_layers(trained_layers, n_layers)
+    for name, param in encoder.named_parameters():
+        param.requires_grad_(encoder_parameter_is_trained(name, n_layers, trained_layers))
+
+
+def frozen_encoder_parts_to_eval(student) -> None:
+    """Put every encoder part without a trained weight in eval mode (after `student.train()`):
+    a frozen part is a fixed feature extractor, so no dropout or layerdrop in it."""
+    encoder = unwrap(student).model.encoder
+    # The encoder module itself too, when nothing in it trains (its own rates, read by the
+    # stock forward); a partly trained one stays in train mode, and `encode_bottom` reads
+    # the front end's mode for the front end's dropout.
+    for part in (encoder, encoder.conv1, encoder.conv2, encoder.embed_positions, *encoder.layers,
+                 encoder.layer_norm):
+        if not any(p.requires_grad for p in part.parameters()):
+            part.eval()
+
+
+def frozen_bottom_layers(n_layers: int, trained_layers: int) -> int | None:
+    """What the frozen part of the encoder ends with: None when the whole encoder is frozen
+    (its output, after layer_norm), else the number of frozen bottom layers, L - K."""
+    return None if trained_layers == 0 else n_layers - trained_layers
+
+
+def frozen_encoder_states(encoder, input_features: torch.Tensor, positions: int,
+                          bottom_layers: int | None) -> torch.Tensor:
+    """The frozen part's output (`frozen_bottom_layers`): the whole encoder's when None, else
+    the hidden states after its first `bottom_layers` layers.  What the encoder cache stores."""
+    if bottom_layers is None:
+        return encode_context(encoder, input_features, positions)
+    return encode_bottom(encoder, input_features, positions, bottom_layers)
 
 
 def unwrap(model):
@@ -68,8 +165,7 @@ def encoders_identical(teacher, student) -> bool:
 
 
 def freeze_encoder(student) -> None:
-    for param in unwrap(student).model.encoder.parameters():
-        param.requires_grad_(False)
+    set_encoder_training(student, 0)
 
 
 class LiveOutputs(NamedTuple):

@@ -13,7 +13,8 @@ The teacher is computed once: when the pseudo-labelled cuts carry the teacher's 
 targets (stage 3 with --targets-dir; teacher/kd_targets.py), the teacher is never loaded,
 only identified (its store must come from this very teacher).  The student runs at its own
 audio context (models/audio_context.py).  A frozen student encoder with --encoder-cache
-is run once per cut and stored (encoder_cache.py), before the first step: what the sharded
+is run once per cut and stored (encoder_cache.py), before the first step (with
+--train-encoder-layers K only its frozen bottom is; the top K layers run at every step): what the sharded
 `udistil encoder-cache` jobs left out, every rank encodes its share of, then all ranks read
 the cache, so training is decoder-only in every epoch, on every rank, for every student
 sharing those weights.  Cuts without stored targets fall back to the live teacher at every
@@ -43,7 +44,8 @@ from udistil.student.config import DistillConfig
 from udistil.student.data import DistillDataset, LabelEncoder, ManifestCuts, count_usable, make_loader
 from udistil.student.distributed import DistEnv, StopSignal, init_distributed, shutdown_distributed
 from udistil.student.forward import (DistillForward, StudentForward, encoders_identical,
-                                     freeze_encoder, unwrap)
+                                     frozen_bottom_layers, frozen_encoder_parts_to_eval,
+                                     set_encoder_training, unwrap)
 from udistil.student.loss import StoredTeacher, distillation_loss
 from udistil.student.optim import make_optimizer, make_scheduler
 
@@ -77,14 +79,29 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype:
         raise UdistilError(f"unknown --precision {precision!r}; choose auto, fp32, bf16 or fp16") from None
 
 
-def encoder_is_frozen(teacher_dir, student_config, option: bool | None) -> bool:
-    """--freeze-encoder / --train-encoder, else frozen when the student keeps every teacher
-    encoder layer (the one rule for training and for building the encoder cache)."""
-    if option is not None:
-        return bool(option)
+def trained_encoder_layers(teacher_dir, student_config, freeze_option: bool | None,
+                           layers_option: int | None = None) -> int:
+    """How many top encoder layers the student trains: 0 = frozen, L = all (the one rule for
+    training and for building the encoder cache).  --train-encoder-layers K when given;
+    else --freeze-encoder (0) / --train-encoder (L); else frozen when the student keeps every
+    teacher encoder layer, all trained when it keeps fewer."""
+    from udistil.student.forward import check_trained_encoder_layers
+
+    n_layers = student_config.encoder_layers
+    if layers_option is not None:
+        check_trained_encoder_layers(layers_option, n_layers)
+        if freeze_option is True and layers_option != 0:
+            raise UdistilError(f"--freeze-encoder and --train-encoder-layers {layers_option} disagree; give one")
+        if freeze_option is False and layers_option != n_layers:
+            raise UdistilError(f"--train-encoder trains all {n_layers} encoder layers, --train-encoder-layers "
+                               f"{layers_option} only the top ones; give one")
+        return layers_option
+    if freeze_option is not None:
+        return 0 if freeze_option else n_layers
     from transformers import WhisperConfig
 
-    return student_config.encoder_layers == WhisperConfig.from_pretrained(teacher_dir).encoder_layers
+    keeps_all = n_layers == WhisperConfig.from_pretrained(teacher_dir).encoder_layers
+    return 0 if keeps_all else n_layers
 
 
 def set_decoder_dropout(decoder, p: float) -> int:
@@ -152,7 +169,7 @@ class Trainer:
                               max_length=self.student.config.max_target_positions,
                               leading_space=config.data.leading_space)
         self.encoder_cache = self._open_encoder_cache()
-        self.encoder_forwards = 0  # batches whose student encoder ran while training
+        self.encoder_forwards = 0  # training batches whose encoder ran from the features (no cached states)
         if self.encoder_cache is not None:
             self._fill_encoder_cache(train_cuts, dev_cuts)
         opts = config.data
@@ -189,7 +206,7 @@ class Trainer:
         self.skipped = Counter()
         if run.resume:
             self._resume()
-        self.student_forward = StudentForward(self.student, self.frozen_encoder)
+        self.student_forward = StudentForward(self.student, trained_encoder_layers=self.trained_encoder_layers)
         if env.distributed:
             # Built after loading a checkpoint: DDP broadcasts rank 0's weights at construction.
             self.model = torch.nn.parallel.DistributedDataParallel(
@@ -240,9 +257,11 @@ class Trainer:
 
         t_layers = WhisperConfig.from_pretrained(teacher_dir).encoder_layers
         s_layers = self.student.config.encoder_layers
-        self.frozen_encoder = encoder_is_frozen(teacher_dir, self.student.config, self.config.run.freeze_encoder)
-        if self.frozen_encoder:
-            freeze_encoder(self.student)
+        run = self.config.run
+        self.trained_encoder_layers = trained_encoder_layers(teacher_dir, self.student.config,
+                                                             run.freeze_encoder, run.train_encoder_layers)
+        self.frozen_encoder = self.trained_encoder_layers == 0
+        set_encoder_training(self.student, self.trained_encoder_layers)
         if self.config.run.freeze_embeddings:
             # The token embedding is tied to the output projection (51865 x d): freezing it
             # drops the largest weight gradient and optimizer state of a small decoder.
@@ -256,20 +275,32 @@ class Trainer:
                               and encoders_identical(self.teacher, self.student))
         if self.env.is_main:
             log.info("student encoder %d layers (teacher %d): %s%s; %s; teacher %s", s_layers, t_layers,
-                     "frozen" if self.frozen_encoder else "trained",
+                     self._encoder_training_words(),
                      "; computed once per batch for teacher and student" if self.share_encoder else "",
                      self.context.describe(),
                      "from its stored targets (never run)" if self.stored_teacher else "live")
 
+    def _encoder_training_words(self) -> str:
+        n_layers, trained = self.student.config.encoder_layers, self.trained_encoder_layers
+        if trained == 0:
+            return "frozen"
+        if trained == n_layers:
+            return f"all {n_layers} layers trained"
+        return f"top {trained} of {n_layers} layers (and layer_norm) trained, the rest frozen"
+
     def _open_encoder_cache(self):
+        """The cache of the frozen part's output: the whole encoder's when it is frozen, the
+        bottom layers' when only the top trains; none when all of it trains."""
         root = self.config.run.encoder_cache
-        if not root or not self.frozen_encoder:
+        if not root or self.trained_encoder_layers == self.student.config.encoder_layers:
             return None
         from udistil.student.encoder_cache import EncoderCache, encoder_identity
 
-        identity = encoder_identity(self.student.model.encoder, self.context)
+        bottom = frozen_bottom_layers(self.student.config.encoder_layers, self.trained_encoder_layers)
+        identity = encoder_identity(self.student.model.encoder, self.context, bottom)
         return EncoderCache(root, identity, {"student_init": str(self.config.student),
-                                             "audio_context": self.context.to_dict()})
+                                             "audio_context": self.context.to_dict()},
+                            bottom_layers=bottom)
 
     def _fill_encoder_cache(self, train_cuts, dev_cuts) -> None:
         """Complete the cache before the first step: each rank encodes its share of the cuts
@@ -345,9 +376,8 @@ class Trainer:
 
     def _train_mode(self) -> None:
         self.student.train()
-        if self.frozen_encoder:
-            # A frozen encoder is a fixed feature extractor: no dropout in it.
-            self.student.model.encoder.eval()
+        # A frozen encoder (or frozen bottom) is a fixed feature extractor: no dropout in it.
+        frozen_encoder_parts_to_eval(self.student)
 
     # ----- one batch / one step ---------------------------------------------------------
 
@@ -425,6 +455,8 @@ class Trainer:
                    "finished": not stopped_early, "best_dev_loss": self.best_dev_loss,
                    "best": str(self.exp / "best"), "skipped_cuts": dict(self.skipped),
                    "frozen_encoder": self.frozen_encoder, "shared_encoder": self.share_encoder,
+                   "trained_encoder_layers": self.trained_encoder_layers,
+                   "encoder_layers": self.student.config.encoder_layers,
                    "teacher": "stored" if self.stored_teacher else "live",
                    "audio_context": self.context.to_dict(),
                    "encoder_cache": self._cache_summary(),
