@@ -437,3 +437,346 @@ def test_the_dev_subset_is_spread_over_a_sorted_manifest():
     assert ids == sorted(ids, key=[c.id for c in cuts].index)  # the manifest's order is kept
     assert [c.id for c in spread_subset(cuts, None)] == [c.id for c in cuts]
     assert [c.id for c in spread_subset(cuts, 400)] == [c.id for c in cuts]
+
+
+# ----- SpecAugment on the student's input (student/augment.py) ---------------------------
+
+def spec_options(**kw):
+    from udistil.student.config import AugmentOptions
+
+    return AugmentOptions(**{"spec_augment": True, "freq_masks": 2, "freq_mask_width": 20, "time_masks": 2,
+                             "time_mask_width": 60, "time_mask_max_fraction": 0.5, **kw})
+
+
+def test_spec_augment_masks_only_real_frames_with_the_cut_mean_and_repeats_with_the_seed():
+    from udistil.student.augment import SpecAugment
+
+    features = torch.randn(2, 80, 600, generator=torch.Generator().manual_seed(0))
+    clean = features.clone()
+    samples, ids = [16000, 48000], ["a", "b"]  # 1 s = 100 real frames, 3 s = 300 (of 600)
+    augment = SpecAugment(spec_options(), seed=1)
+    out = augment.mask_features(features, samples, ids, epoch=0)
+    assert torch.equal(features, clean)  # a copy is masked, never the input
+    for row, real in ((0, 100), (1, 300)):
+        changed = out[row] != clean[row]
+        assert changed.any()
+        assert not changed[:, real:].any()  # padding frames are never masked
+        fill = clean[row, :, :real].mean()
+        assert torch.allclose(out[row][changed], fill.expand(int(changed.sum())))
+    # Same (seed, epoch, cut): the same masks; another epoch or seed: other masks.
+    assert torch.equal(out, augment.mask_features(features, samples, ids, epoch=0))
+    assert torch.equal(out, SpecAugment(spec_options(), seed=1).mask_features(features, samples, ids, epoch=0))
+    assert not torch.equal(out, augment.mask_features(features, samples, ids, epoch=1))
+    assert not torch.equal(out, SpecAugment(spec_options(), seed=2).mask_features(features, samples, ids, epoch=0))
+    # A cut's masks do not depend on its batch neighbours.
+    assert torch.equal(out[1:], augment.mask_features(features[1:], samples[1:], ids[1:], epoch=0))
+
+    states = torch.randn(2, 192, 8, generator=torch.Generator().manual_seed(1))
+    masked = augment.mask_states(states, samples, ids, epoch=0)  # real positions: 50 and 150
+    for row, real in ((0, 50), (1, 150)):
+        zeroed = (masked[row] != states[row]).any(-1)
+        assert zeroed.any() and not zeroed[real:].any()
+        assert (masked[row][zeroed] == 0).all()  # whole positions, every dimension
+        assert int(zeroed.sum()) <= 2 * int(0.5 * real)  # at most p x real per mask
+
+
+def student_inputs_recorder(trainer):
+    """Hooks recording (training?, teacher's encoder input and output, student's features and
+    states) for every forward of a live-teacher trainer."""
+    seen = []
+
+    def teacher_hook(module, args):
+        seen.append({"training": trainer.student.training, "teacher": args[0].detach().clone()})
+
+    def teacher_output_hook(module, args, output):
+        seen[-1]["teacher_states"] = output.last_hidden_state.detach().clone()
+
+    def student_hook(module, args, kwargs):
+        seen[-1]["features"] = kwargs.get("input_features")
+        seen[-1]["states"] = kwargs.get("encoder_states")
+
+    trainer.teacher.model.encoder.register_forward_pre_hook(teacher_hook)
+    trainer.teacher.model.encoder.register_forward_hook(teacher_output_hook)
+    trainer.student_forward.register_forward_pre_hook(student_hook, with_kwargs=True)
+    return seen
+
+
+@pytest.mark.parametrize("encoder", ["trained", "shared"])
+def test_spec_augment_reaches_the_students_input_in_training_only(tiny_whisper_dir, student_dir, corpus,
+                                                                    tmp_path, monkeypatch, encoder):
+    """Trained encoder: the student's features are masked; frozen encoder shared with the live
+    teacher: the student's copy of the shared states.  The teacher's input and logits are
+    the clean ones, and the dev pass sees no mask."""
+    import dataclasses
+
+    import udistil.student.trainer as trainer_module
+    from udistil.student.distributed import init_distributed
+
+    config = distill_config(tiny_whisper_dir, student_dir, corpus, tmp_path / "exp",
+                            freeze_encoder=None if encoder == "shared" else False)
+    config = dataclasses.replace(config, augment=spec_options(),
+                                 optim=dataclasses.replace(config.optim, max_steps=1))
+    trainer = trainer_module.Trainer(config, init_distributed("cpu"))
+    assert trainer.share_encoder == (encoder == "shared")
+    seen = student_inputs_recorder(trainer)
+    teacher_logits = []
+    real_loss = trainer_module.distillation_loss
+
+    def recording_loss(student_logits, teacher, *args, **kwargs):
+        teacher_logits.append(teacher.detach().clone())
+        return real_loss(student_logits, teacher, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "distillation_loss", recording_loss)
+    trainer.train_loader.sampler.set_epoch(0)
+    batch = next(iter(trainer.train_loader))
+    clean = batch["input_features"].clone()
+    with torch.no_grad():
+        trainer.batch_loss(batch, augment=True)
+        trainer.batch_loss(batch)
+    assert torch.equal(batch["input_features"], clean)
+    assert torch.equal(teacher_logits[0], teacher_logits[1])  # the teacher's targets: untouched
+    augmented, plain = seen
+    assert torch.equal(augmented["teacher"], clean) and torch.equal(plain["teacher"], clean)
+    if encoder == "trained":
+        assert not torch.equal(augmented["features"], clean)
+        assert torch.equal(plain["features"], clean)
+    else:
+        assert not torch.equal(augmented["states"], plain["states"])
+        assert ((augmented["states"] == plain["states"]).all(-1) | (augmented["states"] == 0).all(-1)).all()
+
+    seen.clear()
+    trainer.fit()  # one training step, then the dev pass
+    training = [s for s in seen if s["training"]]
+    dev = [s for s in seen if not s["training"]]
+    assert training and dev
+    clean_key, student_key = ("teacher", "features") if encoder == "trained" else ("teacher_states", "states")
+    assert all(not torch.equal(s[student_key], s[clean_key]) for s in training)
+    assert all(torch.equal(s[student_key], s[clean_key]) for s in dev)
+
+
+@pytest.fixture(scope="module")
+def stored_corpus(tiny_whisper_dir, speak, tmp_path_factory):
+    """4 cuts labelled by the tiny teacher with stored top-8 targets and decoder states."""
+    from udistil.teacher.kd_targets import TargetSpec
+    from udistil.teacher.pseudo_label import pseudo_label
+    from udistil.teacher.transcriber import DecodeOptions, Transcriber
+
+    root = tmp_path_factory.mktemp("stored")
+    cuts = [make_cut(root, f"s{i}", speak(t), "en", None) for i, t in enumerate(TRAIN_TEXTS[:4])]
+    raw = write_cuts(cuts, root / "raw.jsonl.gz")
+    spec = TargetSpec(topk=8, temperature=2.0, keep_hidden=True)
+    transcriber = Transcriber.from_spec(str(tiny_whisper_dir), DecodeOptions(targets=spec, budget_per_second=4))
+    out = root / "labelled.jsonl.gz"
+    pseudo_label(raw, out, transcriber, targets_dir=root / "targets")
+    return out
+
+
+@pytest.fixture(scope="module")
+def clip_student_dir(tiny_whisper_dir, tmp_path_factory):
+    from udistil.models.audio_context import AudioContext
+
+    return make_student(str(tiny_whisper_dir), tmp_path_factory.mktemp("clip") / "student_2-1",
+                        decoder_layers=1, context=AudioContext("clip", 32, 64))
+
+
+def directory_bytes(root: Path) -> dict:
+    """Every file's bytes, but the writer's lock file (its pid and start time)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.suffix != ".lock"}
+
+
+def test_spec_augment_on_cached_states_leaves_the_cache_and_the_stored_targets_alone(
+        tiny_whisper_dir, clip_student_dir, stored_corpus, tmp_path, monkeypatch):
+    """Stored targets and a frozen-encoder cache: the decoder reads time-masked copies of the
+    cached states; the cache is byte for byte the one an unaugmented run writes, the stored
+    targets reach the loss unchanged, and a resumed augmented run draws the same masks."""
+    import dataclasses
+
+    import udistil.student.trainer as trainer_module
+    from udistil.student.augment import SpecAugment
+    from udistil.student.trainer import train
+
+    calls = {"states": 0, "features": 0}
+    real_states, real_features = SpecAugment.mask_states, SpecAugment.mask_features
+
+    def count(kind, real):
+        def wrapped(self, *args, **kwargs):
+            calls[kind] += 1
+            return real(self, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(SpecAugment, "mask_states", count("states", real_states))
+    monkeypatch.setattr(SpecAugment, "mask_features", count("features", real_features))
+    targets = []
+    real_loss = trainer_module.distillation_loss
+
+    def recording_loss(*args, stored=None, **kwargs):
+        targets.append([x.clone() for x in (stored.ids, stored.logprobs, stored.mask, stored.hidden)])
+        return real_loss(*args, stored=stored, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "distillation_loss", recording_loss)
+
+    def config(name, augment, **run):
+        return DistillConfig(
+            teacher=str(tiny_whisper_dir), student=str(clip_student_dir), train=str(stored_corpus),
+            dev=str(stored_corpus), exp=str(tmp_path / name), data=DataOptions(batch_size=2, num_buckets=1),
+            optim=OptimOptions(lr=2e-3, warmup_steps=1, max_steps=4),
+            run=RunOptions(checkpoint_every=2, valid_every=100, encoder_cache=str(tmp_path / f"cache_{name}"), **run),
+            augment=spec_options(spec_augment=augment))
+
+    plain = train(config("plain", False))
+    plain_targets, targets[:] = list(targets), []
+    assert calls == {"states": 0, "features": 0}
+    augmented = train(config("augmented", True))
+    assert plain["teacher"] == augmented["teacher"] == "stored"
+    assert augmented["encoder_cache"]["loaded"] > 0 and augmented["encoder_forwards"] == 0
+    assert calls["states"] >= 4 and calls["features"] == 0  # every training batch, no dev batch
+    assert directory_bytes(tmp_path / "cache_plain") == directory_bytes(tmp_path / "cache_augmented")
+    assert len(targets) == len(plain_targets)
+    for a, b in zip(targets, plain_targets):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert losses(tmp_path / "augmented") != pytest.approx(losses(tmp_path / "plain"), rel=1e-6, abs=0)
+
+    # Exact resume: the masks of steps 3 and 4 are those of the uninterrupted run.
+    cache_before = directory_bytes(tmp_path / "cache_augmented")
+    resumed = config("augmented", True)
+    train(dataclasses.replace(resumed, exp=str(tmp_path / "resumed"),
+                              run=dataclasses.replace(resumed.run, stop_after_steps=2)))
+    train(dataclasses.replace(resumed, exp=str(tmp_path / "resumed"),
+                              run=dataclasses.replace(resumed.run, resume=True)))
+    assert losses(tmp_path / "resumed") == pytest.approx(losses(tmp_path / "augmented"), rel=1e-6, abs=0)
+    assert directory_bytes(tmp_path / "cache_augmented") == cache_before
+
+
+# ----- soft selection: each cut's loss weighted by its filter score (student/cut_weights.py) -----
+
+def weighted_loss_inputs(stored: bool):
+    """Logits, labels (padded), teacher (live logits or stored top-k) and decoder states of 3 cuts."""
+    from udistil.student.loss import StoredTeacher
+
+    g = torch.Generator().manual_seed(0)
+    batch, width, vocab, d = 3, 6, 40, 4
+    student = torch.randn(batch, width, vocab, generator=g).requires_grad_(True)
+    hidden = torch.randn(batch, width, d, generator=g).requires_grad_(True)
+    labels = torch.randint(0, vocab, (batch, width), generator=g)
+    labels[0, 4:] = IGNORE_INDEX
+    labels[2, 2:] = IGNORE_INDEX
+    teacher_hidden = torch.randn(batch, width, d, generator=g)
+    teacher = torch.randn(batch, width, vocab, generator=g)
+    if not stored:
+        return student, hidden, labels, {"teacher_logits": teacher, "teacher_hidden": teacher_hidden}
+    top = torch.log_softmax(teacher / 2.0, -1).topk(8, dim=-1)
+    mask = labels != IGNORE_INDEX
+    mask[1, 0] = False  # a prompt position: no stored row
+    return student, hidden, labels, {"teacher_logits": None,
+                                     "stored": StoredTeacher(top.indices, top.values, mask, teacher_hidden)}
+
+
+def loss_and_grads(student, hidden, labels, teacher, rows=None, cut_weights=None):
+    """distillation_loss and its gradients w.r.t. the student's logits and states; `rows`: on
+    the batch of those cuts only."""
+    from udistil.student.loss import StoredTeacher
+
+    student.grad = hidden.grad = None
+    s, h, lab, teacher = student, hidden, labels, dict(teacher)
+    if rows is not None:
+        pick = torch.tensor(rows)
+        s, h, lab = student[pick], hidden[pick], labels[pick]
+        teacher = {k: (v[pick] if isinstance(v, torch.Tensor) else v) for k, v in teacher.items()}
+        if teacher.get("stored") is not None:
+            st = teacher["stored"]
+            teacher["stored"] = StoredTeacher(st.ids[pick], st.logprobs[pick], st.mask[pick], st.hidden[pick])
+    weights = LossWeights(alpha_ce=0.7, alpha_kl=1.3, temperature=2.0, alpha_mse=0.5)
+    parts = distillation_loss(s, teacher.pop("teacher_logits"), lab, weights, student_hidden=h,
+                              cut_weights=cut_weights, **teacher)
+    parts.total.backward()
+    return parts, student.grad.clone(), hidden.grad.clone()
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["live", "stored"])
+def test_cut_weights_of_one_give_the_unweighted_loss_and_weight_zero_removes_a_cut(stored):
+    student, hidden, labels, teacher = weighted_loss_inputs(stored)
+    plain, plain_grad, plain_hidden_grad = loss_and_grads(student, hidden, labels, teacher)
+    ones, ones_grad, ones_hidden_grad = loss_and_grads(student, hidden, labels, teacher,
+                                                       cut_weights=torch.ones(3))
+    for a, b in ((plain.total, ones.total), (plain.ce, ones.ce), (plain.kl, ones.kl), (plain.mse, ones.mse),
+                 (plain_grad, ones_grad), (plain_hidden_grad, ones_hidden_grad)):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-9)
+    assert plain.n_tokens == ones.n_tokens
+
+    # Weight 0 on cut 1: the loss and gradients of the batch without it; no gradient reaches it.
+    zero, zero_grad, zero_hidden_grad = loss_and_grads(student, hidden, labels, teacher,
+                                                       cut_weights=torch.tensor([1.0, 0.0, 1.0]))
+    without, without_grad, without_hidden_grad = loss_and_grads(student, hidden, labels, teacher, rows=[0, 2])
+    assert torch.allclose(zero.total, without.total, rtol=1e-6, atol=1e-9)
+    assert torch.allclose(zero_grad[[0, 2]], without_grad[[0, 2]], rtol=1e-6, atol=1e-9)
+    assert torch.allclose(zero_hidden_grad[[0, 2]], without_hidden_grad[[0, 2]], rtol=1e-6, atol=1e-9)
+    assert not zero_grad[1].any() and not zero_hidden_grad[1].any()
+    assert zero.n_tokens == without.n_tokens
+
+    # Weights scale each cut's token sum: sum_c w_c sum_t l / sum_c w_c n_c, here for the CE.
+    w = torch.tensor([0.2, 0.5, 1.0])
+    weighted, _, _ = loss_and_grads(student, hidden, labels, teacher, cut_weights=w)
+    token_ce = torch.nn.functional.cross_entropy(student.detach().transpose(1, 2), labels, reduction="none")
+    real = labels != IGNORE_INDEX
+    by_hand = sum(w[c] * token_ce[c][real[c]].sum() for c in range(3)) / sum(w[c] * real[c].sum() for c in range(3))
+    assert torch.allclose(weighted.ce, by_hand, rtol=1e-6)
+    assert not torch.allclose(weighted.ce, plain.ce, rtol=1e-3)
+
+
+def test_weight_by_takes_only_a_0_100_higher_is_worse_filter():
+    from udistil.errors import UdistilError
+    from udistil.student.cut_weights import check_weight_filter, cut_weight
+
+    for name in ("fusion", "proxy_wer", "oracle_wer", "consistency"):
+        check_weight_filter(name)
+    with pytest.raises(UdistilError, match="--weight-by confidence: .*higher is better.*not on a 0-100 scale"):
+        check_weight_filter("confidence")
+    with pytest.raises(UdistilError, match="--weight-by nll: .*not on a 0-100 scale"):
+        check_weight_filter("nll")
+    with pytest.raises(UdistilError, match="unknown filter 'fusoin'"):
+        check_weight_filter("fusoin")
+
+    def cut(score):
+        custom = {"teacher_text": "x"} if score is None else {"teacher_text": "x", "fusion": score}
+        return MonoCut(id="c", start=0.0, duration=1.0, channel=0, recording=None, supervisions=[
+            SupervisionSegment(id="c", recording_id="c", start=0.0, duration=1.0, custom=custom)])
+
+    assert [cut_weight(cut(s), "fusion") for s in (0, 25.0, 100, 140.0, -3, None, float("nan"))] == \
+        [1.0, 0.75, 0.0, 0.0, 1.0, None, None]
+
+
+def test_a_weighted_run_logs_its_mean_weight_and_counts_cuts_without_a_score(
+        tiny_whisper_dir, student_dir, corpus, tmp_path):
+    """--weight-by fusion on the live-teacher path: every train batch is weighted (a cut
+    without a score at 0), the dev loss is not (the dev cuts have no score at all)."""
+    import dataclasses
+
+    from udistil.errors import UdistilError
+    from udistil.student.trainer import train
+
+    scores = [10.0, 30.0, None, 50.0, 120.0, 0.0]  # weights 0.9, 0.7, 0 (missing), 0.5, 0, 1
+    cuts = []
+    for c, score in zip(read_cuts(corpus["train"]), scores):
+        if score is not None:
+            c.supervisions[0].custom["fusion"] = score
+        cuts.append(c)
+    scored = {**corpus, "train": write_cuts(cuts, tmp_path / "scored.jsonl.gz")}
+
+    def config(data, exp, weight_by="fusion"):
+        c = distill_config(tiny_whisper_dir, student_dir, data, tmp_path / exp)
+        return dataclasses.replace(c, optim=dataclasses.replace(c.optim, max_steps=3),
+                                   loss=dataclasses.replace(c.loss, weight_by=weight_by))
+
+    summary = train(config(scored, "exp"))
+    [epoch] = summary["loss_weights"]["epochs"]  # 6 cuts, batches of 2: one epoch in 3 steps
+    assert epoch == {"epoch": 0, "mean_weight": pytest.approx((0.9 + 0.7 + 0.5 + 1.0) / 6), "cuts": 6,
+                     "unscored_cuts": 1}
+    assert math.isfinite(summary["best_dev_loss"])  # an unweighted dev loss: its cuts have no score
+    unweighted = train(config(scored, "plain", weight_by=None))
+    assert unweighted["loss_weights"] is None
+    assert losses(tmp_path / "exp") != pytest.approx(losses(tmp_path / "plain"), rel=1e-6, abs=0)
+    with pytest.raises(UdistilError, match="no cut has a fusion score"):
+        train(config(corpus, "none_scored"))
+    with pytest.raises(UdistilError, match="--weight-by confidence"):
+        train(config(scored, "bad_filter", weight_by="confidence"))

@@ -13,12 +13,12 @@ from __future__ import annotations
 import shlex
 from dataclasses import fields
 
-from udistil.student.config import DataOptions, LossWeights, OptimOptions, RunOptions
+from udistil.student.config import AugmentOptions, DataOptions, LossWeights, OptimOptions, RunOptions
 from udistil.select.options import FALLBACK_KEEP_FRACTION
 from udistil.teacher.options import DecodeOptions
 
 GROUPS = {"data": DataOptions, "optim": OptimOptions, "run": RunOptions, "loss": LossWeights,
-          "decode": DecodeOptions}
+          "augment": AugmentOptions, "decode": DecodeOptions}
 
 
 def shell_value(value) -> str:

@@ -12,9 +12,10 @@ import json
 
 def add_arguments(parser):
     from udistil.models.device import add_device_arguments
-    from udistil.student.config import DataOptions, LossWeights, OptimOptions, RunOptions
+    from udistil.student.config import AugmentOptions, DataOptions, LossWeights, OptimOptions, RunOptions
 
     data_defaults, optim_defaults, run_defaults, loss_defaults = DataOptions(), OptimOptions(), RunOptions(), LossWeights()
+    augment_defaults = AugmentOptions()
 
     io = parser.add_argument_group("models and data")
     io.add_argument("--teacher", required=True, help="teacher: hub id, local dir or packaged:NAME")
@@ -61,6 +62,28 @@ def add_arguments(parser):
     loss.add_argument("--alpha-mse", type=float, default=loss_defaults.alpha_mse,
                       help="weight of the MSE between student and stored teacher decoder states "
                            "(whisper-acft's loss for a short audio context; 0 = off)")
+    loss.add_argument("--weight-by", metavar="FILTER", default=loss_defaults.weight_by,
+                      help="soft selection: weight each training cut's loss by 1 - score/100 of this "
+                           "filter's score (clipped to [0, 1]; a 0-100 higher-is-worse score: fusion, "
+                           "proxy_wer, consistency, oracle_wer); a cut without the score gets weight 0; "
+                           "the dev loss stays unweighted (default: unweighted)")
+
+    aug = parser.add_argument_group("SpecAugment on the student's input (training only; the teacher "
+                                    "always reads clean audio)")
+    spec = aug.add_mutually_exclusive_group()
+    spec.add_argument("--spec-augment", dest="spec_augment", action="store_true",
+                      default=augment_defaults.spec_augment,
+                      help="mask the student's log-mel features (frequency and time masks), or, where it "
+                           "reads cached or shared frozen encoder states, zero time spans of those states")
+    spec.add_argument("--no-spec-augment", dest="spec_augment", action="store_false")
+    aug.add_argument("--freq-masks", type=int, default=augment_defaults.freq_masks, help="frequency masks per cut")
+    aug.add_argument("--freq-mask-width", type=int, default=augment_defaults.freq_mask_width,
+                     help="each up to this many mel bins")
+    aug.add_argument("--time-masks", type=int, default=augment_defaults.time_masks, help="time masks per cut")
+    aug.add_argument("--time-mask-width", type=int, default=augment_defaults.time_mask_width,
+                     help="each up to this many 10 ms frames (half as many encoder positions)")
+    aug.add_argument("--time-mask-max-fraction", type=float, default=augment_defaults.time_mask_max_fraction,
+                     help="and at most this share of the cut's real frames")
 
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=run_defaults.seed)
@@ -111,7 +134,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from udistil.student.config import DataOptions, DistillConfig, OptimOptions, RunOptions
+    from udistil.student.config import AugmentOptions, DataOptions, DistillConfig, OptimOptions, RunOptions
     from udistil.student.loss import LossWeights
     from udistil.student.trainer import train
 
@@ -135,7 +158,11 @@ def run(args):
                        encoder_cache=args.encoder_cache, freeze_embeddings=args.freeze_embeddings,
                        resume=args.resume),
         loss=LossWeights(alpha_ce=args.alpha_ce, alpha_kl=args.alpha_kl, temperature=args.temperature,
-                         alpha_mse=args.alpha_mse),
+                         alpha_mse=args.alpha_mse, weight_by=args.weight_by),
+        augment=AugmentOptions(spec_augment=args.spec_augment, freq_masks=args.freq_masks,
+                               freq_mask_width=args.freq_mask_width, time_masks=args.time_masks,
+                               time_mask_width=args.time_mask_width,
+                               time_mask_max_fraction=args.time_mask_max_fraction),
     )
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=1, sort_keys=True))

@@ -22,6 +22,20 @@ class DataOptions:
 
 
 @dataclass
+class AugmentOptions:
+    """SpecAugment (Park et al. 2019) on what the student alone reads, in training only
+    (student/augment.py).  Off until its widths are chosen on dev; the widths are Park et al.'s
+    LD policy (F = 27 of 80 mel bins, T = 100 frames, two of each), with their p = 0.2 cap
+    because our clips are short (1 s is 100 frames)."""
+    spec_augment: bool = False
+    freq_masks: int = 2              # frequency masks per cut
+    freq_mask_width: int = 27        # each up to this many mel bins
+    time_masks: int = 2              # time masks per cut
+    time_mask_width: int = 100       # each up to this many 10 ms frames (half as many encoder positions)
+    time_mask_max_fraction: float = 0.2  # and at most this share of the cut's real frames
+
+
+@dataclass
 class OptimOptions:
     # Chosen on the mini dev set's label-free distillation loss for the 6-3 student at 6 epochs.
     lr: float = 2e-4
@@ -69,6 +83,9 @@ class LossWeights:
     # fixes the teacher's whole next-token distribution, where the stored top-64 at T = 2 holds
     # about 15 % of its mass on English.  Chosen on the mini dev ruler (docs/experiments.md).
     alpha_mse: float = 1.0
+    # Soft selection: each training cut's loss weighted by 1 - score/100 of this filter (a 0-100
+    # higher-is-worse score: fusion, proxy_wer, ...; student/cut_weights.py).  None: unweighted.
+    weight_by: str | None = None
 
 
 @dataclass
@@ -82,6 +99,7 @@ class DistillConfig:
     optim: OptimOptions = field(default_factory=OptimOptions)
     run: RunOptions = field(default_factory=RunOptions)
     loss: LossWeights = field(default_factory=LossWeights)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
 
     def to_dict(self) -> dict:
         return asdict(self)

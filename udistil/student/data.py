@@ -142,26 +142,30 @@ class ManifestCounts:
     total: int
     usable: int
     with_targets: int
+    with_score: int = 0  # usable cuts with a `score_key` filter score (when one was asked for)
 
 
-def count_usable(path, name: str | None = None) -> ManifestCounts:
-    """One streamed pass over a manifest: cuts, usable cuts (with a teacher_text) and those
-    carrying stored teacher targets; logs how many were dropped, and stops when none is usable."""
+def count_usable(path, name: str | None = None, score_key: str | None = None) -> ManifestCounts:
+    """One streamed pass over a manifest: cuts, usable cuts (with a teacher_text), those
+    carrying stored teacher targets and those with a `score_key` score; logs how many were
+    dropped, and stops when none is usable."""
     from udistil.data.manifests import iter_cuts
 
-    total = usable = with_targets = 0
+    total = usable = with_targets = with_score = 0
     for cut in iter_cuts(path):
         total += 1
         if teacher_text(cut):
             usable += 1
             with_targets += has_targets(cut)
+            if score_key is not None:
+                with_score += (supervision(cut).custom or {}).get(score_key) is not None
     name = name or str(path)
     if usable < total:
         log.warning("%s: skipped %d of %d cuts without a teacher_text (run stage 3 first?)",
                     name, total - usable, total)
     if not usable:
         raise UdistilError(f"{name}: no cut has a supervision.custom teacher_text to train on")
-    return ManifestCounts(total, usable, with_targets)
+    return ManifestCounts(total, usable, with_targets, with_score)
 
 
 def spread_subset(cuts, count: int | None):
@@ -233,11 +237,17 @@ class DistillDataset(torch.utils.data.Dataset):
     context: the student's AudioContext (batch["positions"] is its encoder length for the
     batch); targets: a StoredTargets reader, or None for a live teacher; encoder_cache: an
     EncoderCache whose hits spare loading audio; need_audio: False when nothing but the
-    cache may feed the encoder (never set by the trainer: a miss then loads audio).
+    cache may feed the encoder (never set by the trainer: a miss then loads audio);
+    weight_by: a filter whose score gives each cut's loss weight (`cut_weights`, with
+    `unscored_cuts` counting the cuts without one: weight 0; cut_weights.py).
+
+    Every batch carries `num_samples` (each cut's length), which tells SpecAugment (augment.py)
+    where a cut's real frames end.
     """
 
     def __init__(self, feature_extractor, labels: LabelEncoder, context=None, targets=None,
-                 encoder_cache=None, source: str = "", timestamp_share: float = 0.0):
+                 encoder_cache=None, source: str = "", timestamp_share: float = 0.0,
+                 weight_by: str | None = None):
         from udistil.models.audio_context import AudioContext
 
         self.feature_extractor = feature_extractor
@@ -246,6 +256,7 @@ class DistillDataset(torch.utils.data.Dataset):
         self.targets = targets
         self.encoder_cache = encoder_cache
         self.source = source
+        self.weight_by = weight_by
         # Stored targets belong to the text sequence: with them, every cut is trained on it.
         self.timestamp_share = timestamp_share if targets is None else 0.0
 
@@ -286,6 +297,13 @@ class DistillDataset(torch.utils.data.Dataset):
         if not ids:
             return batch
         batch["positions"] = positions
+        batch["num_samples"] = torch.tensor([cut_num_samples(c) for c in kept], dtype=torch.long)
+        if self.weight_by is not None:
+            from udistil.student.cut_weights import cut_weight
+
+            weights = [cut_weight(c, self.weight_by) for c in kept]
+            batch["cut_weights"] = torch.tensor([0.0 if w is None else w for w in weights], dtype=torch.float32)
+            batch["unscored_cuts"] = sum(w is None for w in weights)
         if cached is not None:
             rows = {c.id: x for c, x in zip(cuts, cached)}
             batch["encoder_states"] = torch.from_numpy(

@@ -191,7 +191,11 @@ class DistillForward:
         self.share_encoder = share_encoder
 
     def __call__(self, input_features: torch.Tensor, decoder_input_ids: torch.Tensor,
-                 positions: int | None = None):
+                 positions: int | None = None, student_features: torch.Tensor | None = None,
+                 student_states=None):
+        """The teacher always reads `input_features`.  SpecAugment (augment.py) reaches the
+        student alone through `student_features` (its own masked copy) or, when the encoder
+        is shared, `student_states` (a function masking a copy of the shared states)."""
         with torch.no_grad():
             teacher_encoded = self.teacher.model.encoder(input_features).last_hidden_state
             # The decoder, then the output projection: what the teacher's forward computes,
@@ -202,9 +206,13 @@ class DistillForward:
             teacher_logits = self.teacher.proj_out(teacher_hidden)
         # The student (a StudentForward, maybe DDP-wrapped) runs at its own audio context.
         positions = positions or unwrap(self.student).context.positions(10**9)
+        shared = None
+        if self.share_encoder:
+            shared = teacher_encoded if student_states is None else student_states(teacher_encoded)
         student_logits, student_hidden, _ = self.student(
-            decoder_input_ids, positions, input_features=input_features,
-            encoder_states=teacher_encoded if self.share_encoder else None)
+            decoder_input_ids, positions,
+            input_features=input_features if student_features is None else student_features,
+            encoder_states=shared)
         return LiveOutputs(student_logits, teacher_logits, student_hidden, teacher_hidden)
 
 

@@ -22,6 +22,13 @@ that have a stored row (the pseudo-label's tokens and its end token); CE covers 
 Optionally (alpha_mse > 0) the mean squared error between the student's and the teacher's
 last decoder hidden states (stored, or from the live teacher) is added, over the same
 positions as the KL: whisper-acft's loss for learning a short audio context.
+
+Soft selection (`cut_weights`, one weight per cut; cut_weights.py) turns every mean above
+into a weighted mean over the same positions, each weighted by its cut's w:
+sum_c w_c (sum of c's token losses) / sum_c w_c (c's tokens).  All weights 1 is the plain
+mean; a cut of weight 0 is left out like padding, so it adds nothing to the loss or its
+gradient.  Without weights the plain means are computed as before, not as a weighted mean
+with weights 1 (which differs in the last bits).
 """
 from __future__ import annotations
 
@@ -76,14 +83,16 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
                       labels: torch.Tensor, weights: LossWeights,
                       stored: StoredTeacher | None = None,
                       student_hidden: torch.Tensor | None = None,
-                      teacher_hidden: torch.Tensor | None = None) -> LossParts:
+                      teacher_hidden: torch.Tensor | None = None,
+                      cut_weights: torch.Tensor | None = None) -> LossParts:
     """Loss over the non-padding positions of `labels` ([batch, time]; logits [batch, time, vocab]).
 
     The teacher is either live logits (`teacher_logits`, and `teacher_hidden` for the MSE) or
-    `stored` targets."""
+    `stored` targets.  `cut_weights` [batch]: each cut's weight (module doc); None: unweighted.
+    `n_tokens` counts the positions read (those of cuts with a positive weight)."""
     if stored is not None:
-        return _stored_loss(student_logits, labels, weights, stored, student_hidden)
-    mask = labels != IGNORE_INDEX
+        return _stored_loss(student_logits, labels, weights, stored, student_hidden, cut_weights)
+    mask, token_weights = loss_positions(labels, cut_weights)
     n_tokens = int(mask.sum())
     if n_tokens == 0:
         zero = student_logits.sum() * 0.0
@@ -91,45 +100,74 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     # Select the real positions first: padding can be half of a bucket's logits.
     student = student_logits[mask].float()
     teacher = teacher_logits[mask].float().detach()
-    ce = F.cross_entropy(student, labels[mask])
+    w = None if token_weights is None else token_weights[mask]
+    ce = _cross_entropy(student, labels[mask], w)
     t = weights.temperature
     student_logp = F.log_softmax(student / t, dim=-1)
     teacher_logp = F.log_softmax(teacher / t, dim=-1)
-    kl = (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1).mean()
+    kl = _mean((teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1), w)
     total = weights.alpha_ce * ce + weights.alpha_kl * t * t * kl
     mse = None
     if weights.alpha_mse > 0:
-        mse = _state_mse(student_hidden, None if teacher_hidden is None else teacher_hidden.detach(), mask)
+        mse = _state_mse(student_hidden, None if teacher_hidden is None else teacher_hidden.detach(), mask,
+                         token_weights)
         total = total + weights.alpha_mse * mse
     return LossParts(total, ce.detach(), kl.detach(), n_tokens,
                      mse.detach() if mse is not None else None)
 
 
-def _state_mse(student_hidden, teacher_hidden, mask) -> torch.Tensor:
+def loss_positions(labels: torch.Tensor, cut_weights: torch.Tensor | None):
+    """The positions the loss reads, [batch, time] bool (real labels of cuts whose weight is
+    positive), and each position's weight [batch, time] (None when unweighted)."""
+    mask = labels != IGNORE_INDEX
+    if cut_weights is None:
+        return mask, None
+    token_weights = cut_weights.to(labels.device, torch.float32)[:, None].expand(labels.shape)
+    return mask & (token_weights > 0), token_weights
+
+
+def _mean(per_position: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return per_position.mean()
+    return (per_position * weights).sum() / weights.sum()
+
+
+def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return F.cross_entropy(logits, targets)
+    return _mean(F.cross_entropy(logits, targets, reduction="none"), weights)
+
+
+def _state_mse(student_hidden, teacher_hidden, mask, token_weights=None) -> torch.Tensor:
     if student_hidden is None or teacher_hidden is None:
         raise ValueError("alpha_mse needs the student's and the teacher's last decoder states")
-    return F.mse_loss(student_hidden[mask].float(), teacher_hidden[mask].float())
+    if token_weights is None:
+        return F.mse_loss(student_hidden[mask].float(), teacher_hidden[mask].float())
+    per_position = (student_hidden[mask].float() - teacher_hidden[mask].float()).pow(2).mean(-1)
+    return _mean(per_position, token_weights[mask])
 
 
 def _stored_loss(student_logits, labels, weights: LossWeights, stored: StoredTeacher,
-                 student_hidden) -> LossParts:
-    mask = labels != IGNORE_INDEX
+                 student_hidden, cut_weights=None) -> LossParts:
+    mask, token_weights = loss_positions(labels, cut_weights)
     n_tokens = int(mask.sum())
     if n_tokens == 0:
         zero = student_logits.sum() * 0.0
         return LossParts(zero, zero.detach(), zero.detach(), 0)
-    ce = F.cross_entropy(student_logits[mask].float(), labels[mask])
+    ce = _cross_entropy(student_logits[mask].float(), labels[mask],
+                        None if token_weights is None else token_weights[mask])
     kd_mask = stored.mask & mask
     t = weights.temperature
     total = weights.alpha_ce * ce
     kl = ce.new_zeros(())
     if kd_mask.any():
         student_logp = F.log_softmax(student_logits[kd_mask].float() / t, dim=-1)
-        kl = topk_kl(student_logp, stored.ids[kd_mask], stored.logprobs[kd_mask].float()).mean()
+        kl = _mean(topk_kl(student_logp, stored.ids[kd_mask], stored.logprobs[kd_mask].float()),
+                   None if token_weights is None else token_weights[kd_mask])
         total = total + weights.alpha_kl * t * t * kl
     mse = None
     if weights.alpha_mse > 0:
-        mse = _state_mse(student_hidden, stored.hidden, kd_mask)
+        mse = _state_mse(student_hidden, stored.hidden, kd_mask, token_weights)
         total = total + weights.alpha_mse * mse
     return LossParts(total, ce.detach(), kl.detach(), n_tokens,
                      mse.detach() if mse is not None else None)

@@ -134,7 +134,14 @@ class Trainer:
         seed_everything(run.seed + env.rank)
 
         # Streamed, never listed: counted once here, then read anew by each pass.
-        train_counts = count_usable(config.train)
+        weight_by = config.loss.weight_by
+        if weight_by:
+            from udistil.student.cut_weights import check_weight_filter
+
+            check_weight_filter(weight_by)
+        train_counts = count_usable(config.train, score_key=weight_by)
+        if weight_by:
+            self._check_weight_scores(train_counts)
         dev_counts = count_usable(config.dev)
         train_cuts = ManifestCuts(config.train).lazy()
         dev_cuts = ManifestCuts(config.dev, pick=run.max_dev_cuts, usable=dev_counts.usable).lazy()
@@ -168,6 +175,11 @@ class Trainer:
         labels = LabelEncoder(tokenizer, multilingual=bool(getattr(gen, "is_multilingual", True)),
                               max_length=self.student.config.max_target_positions,
                               leading_space=config.data.leading_space)
+        self.spec_augment = None
+        if config.augment.spec_augment:
+            from udistil.student.augment import SpecAugment
+
+            self.spec_augment = SpecAugment(config.augment, run.seed)
         self.encoder_cache = self._open_encoder_cache()
         self.encoder_forwards = 0  # training batches whose encoder ran from the features (no cached states)
         if self.encoder_cache is not None:
@@ -175,7 +187,7 @@ class Trainer:
         opts = config.data
         workers = opts.num_workers if opts.num_workers is not None else (2 if env.device.type == "cuda" else 0)
 
-        def dataset(source, cuts):
+        def dataset(source, cuts, weight_by=None):
             targets = None
             if self.stored_teacher:
                 from udistil.models.identity import model_identity
@@ -185,9 +197,11 @@ class Trainer:
                                         want_hidden=config.loss.alpha_mse > 0)
                 targets.check(cuts)
             return DistillDataset(self.processor.feature_extractor, labels, self.context, targets,
-                                  self.encoder_cache, source, timestamp_share=opts.timestamp_share)
+                                  self.encoder_cache, source, timestamp_share=opts.timestamp_share,
+                                  weight_by=weight_by)
 
-        self.train_loader = make_loader(train_cuts, dataset(config.train, train_cuts), opts.batch_size,
+        # The dev loss stays unweighted: it chooses the best checkpoint.
+        self.train_loader = make_loader(train_cuts, dataset(config.train, train_cuts, weight_by), opts.batch_size,
                                         opts.max_duration, shuffle=True, seed=run.seed,
                                         num_workers=workers, num_buckets=opts.num_buckets,
                                         num_cuts=train_counts.usable)
@@ -204,6 +218,8 @@ class Trainer:
         self.step, self.epoch, self.batches_done = 0, 0, 0
         self.best_dev_loss = float("inf")
         self.skipped = Counter()
+        self.epoch_weights = Counter()  # --weight-by, this epoch: weight sum, cuts, cuts without a score
+        self.weight_log: list[dict] = []  # one row per epoch
         if run.resume:
             self._resume()
         self.student_forward = StudentForward(self.student, trained_encoder_layers=self.trained_encoder_layers)
@@ -251,6 +267,15 @@ class Trainer:
             return False
         raise UdistilError(f"{self.config.train} / {self.config.dev}: {with_targets} of {total} cuts "
                            "carry stored teacher targets; label all of them in one stage-3 run")
+
+    def _check_weight_scores(self, counts) -> None:
+        name = self.config.loss.weight_by
+        if counts.with_score == 0:
+            raise UdistilError(f"{self.config.train}: no cut has a {name} score to weight its loss by; "
+                               f"run `udistil score {name}` first, or train without --weight-by")
+        if counts.with_score < counts.usable and self.env.is_main:
+            log.warning("%s: %d of %d cuts have no %s score: weight 0 (read, but they add nothing to the loss)",
+                        self.config.train, counts.usable - counts.with_score, counts.usable, name)
 
     def _choose_encoder_mode(self, teacher_dir) -> None:
         from transformers import WhisperConfig
@@ -349,6 +374,9 @@ class Trainer:
         self.step, self.epoch = state["step"], state["epoch"]
         self.batches_done, self.best_dev_loss = state["batches_done"], state["best_dev_loss"]
         self.skipped = Counter(state.get("skipped", {}))
+        # Saved summed over ranks: rank 0 carries the sums on, so all_sum counts them once.
+        self.epoch_weights = Counter(state.get("epoch_weights", {}) if self.env.is_main else {})
+        self.weight_log = list(state.get("weight_log", []))
         if rng is not None:
             ckpt.set_rng_state(rng)
         if self.env.is_main:
@@ -386,25 +414,39 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.env.device.type, dtype=self.dtype)
 
-    def batch_loss(self, batch):
+    def batch_loss(self, batch, augment: bool = False):
+        """The batch's loss; `augment` (training only, never the dev pass): SpecAugment on what
+        the student alone reads, when --spec-augment is on."""
         device = self.env.device
         decoder_input_ids = batch["decoder_input_ids"].to(device, non_blocking=True)
         labels = batch["labels"].to(device, non_blocking=True)
         features = batch.get("input_features")
         features = features.to(device, non_blocking=True) if features is not None else None
+        weights = batch.get("cut_weights")
+        weights = weights.to(device, non_blocking=True) if weights is not None else None
+        masks = self.spec_augment.for_batch(batch, self.epoch) if augment and self.spec_augment else None
         if self.forward is not None:
             with self._autocast():
-                live = self.forward(features, decoder_input_ids, batch["positions"])
+                # The teacher reads the clean features; a shared encoder's states are masked for the student only.
+                live = self.forward(features, decoder_input_ids, batch["positions"],
+                                    student_features=masks.features(features) if masks and not self.share_encoder else None,
+                                    student_states=masks.states if masks and self.share_encoder else None)
             return distillation_loss(live.student_logits, live.teacher_logits, labels, self.config.loss,
-                                     student_hidden=live.student_hidden, teacher_hidden=live.teacher_hidden)
+                                     student_hidden=live.student_hidden, teacher_hidden=live.teacher_hidden,
+                                     cut_weights=weights)
         states = batch.get("encoder_states")
         states = states.to(device, non_blocking=True) if states is not None else None
+        if masks is not None:
+            # Cached states are a frozen encoder's output: time masks on a copy of them.
+            states = masks.states(states) if states is not None else None
+            features = masks.features(features) if states is None else None
         with self._autocast():
             student_logits, hidden, encoded = self.model(decoder_input_ids, batch["positions"],
                                                          input_features=features, encoder_states=states)
         if states is None:
             self.encoder_forwards += 1
-        if self.encoder_cache is not None and states is None:
+        # Never store an encoding of masked features: the cache holds the clean output.
+        if self.encoder_cache is not None and states is None and masks is None:
             rows = encoded.detach().float().cpu().numpy()
             for cut_id, row in zip(batch["cut_ids"], rows):
                 self.encoder_cache.put(cut_id, batch["positions"], row)
@@ -412,7 +454,7 @@ class Trainer:
                                batch["kd_mask"].to(device),
                                batch["kd_hidden"].to(device) if "kd_hidden" in batch else None)
         return distillation_loss(student_logits, None, labels, self.config.loss, stored=stored,
-                                 student_hidden=hidden)
+                                 student_hidden=hidden, cut_weights=weights)
 
     def _optimizer_step(self) -> float:
         self.last_lr = self.scheduler.get_last_lr()[0]  # the LR this step uses (logged)
@@ -438,6 +480,7 @@ class Trainer:
         while self.step < stop_at and (optim.max_steps or self.epoch < optim.num_epochs):
             finished_epoch = self._run_epoch(stop_at, progress)
             if finished_epoch:
+                self._log_epoch_weights()
                 self.epoch += 1
                 self.batches_done = 0
                 if run.export_every_epoch:
@@ -460,6 +503,8 @@ class Trainer:
                    "teacher": "stored" if self.stored_teacher else "live",
                    "audio_context": self.context.to_dict(),
                    "encoder_cache": self._cache_summary(),
+                   "loss_weights": ({"filter": self.config.loss.weight_by, "epochs": self.weight_log}
+                                    if self.config.loss.weight_by else None),
                    "encoder_forwards": int(self.env.all_sum([self.encoder_forwards])[0]),
                    "rank_weight_digests": self._rank_weight_digests(),
                    "wall_s": round(time.time() - started, 1), "world_size": self.env.world_size,
@@ -475,6 +520,25 @@ class Trainer:
                      self.best_dev_loss, self.exp / "best")
             self.writer.close()
         return summary
+
+    def _log_epoch_weights(self) -> None:
+        """--weight-by: the epoch's mean cut weight and its cuts without a score (all ranks)."""
+        if not self.config.loss.weight_by:
+            return
+        total, cuts, unscored = self._summed_epoch_weights()
+        self.epoch_weights = Counter()
+        row = {"epoch": self.epoch, "mean_weight": total / cuts if cuts else 0.0, "cuts": int(cuts),
+               "unscored_cuts": int(unscored)}
+        self.weight_log.append(row)
+        if self.env.is_main:
+            log.info("epoch %d: mean loss weight %.3f by %s over %d cuts (%d without a score: weight 0)",
+                     self.epoch, row["mean_weight"], self.config.loss.weight_by, row["cuts"], row["unscored_cuts"])
+            self.writer.add_scalar("train/mean_loss_weight", row["mean_weight"], self.step)
+
+    def _summed_epoch_weights(self) -> list[float]:
+        """Weight sum, cuts and cuts without a score of this epoch so far, over all ranks."""
+        return self.env.all_sum([self.epoch_weights["weight"], self.epoch_weights["cuts"],
+                                 self.epoch_weights["unscored"]])
 
     def _cache_summary(self) -> dict | None:
         """Summed over ranks: outputs computed (before training and since) and read back."""
@@ -519,13 +583,16 @@ class Trainer:
             if env.all_true("labels" in batch):
                 no_sync = self.model.no_sync() if env.distributed and not sync else contextlib.nullcontext()
                 with no_sync:
-                    parts = self.batch_loss(batch)
+                    parts = self.batch_loss(batch, augment=True)
                     self.scaler.scale(parts.total / accum).backward()
                 sums.update({"loss": float(parts.total.detach()) * parts.n_tokens, "ce": float(parts.ce) * parts.n_tokens,
                              "kl": float(parts.kl) * parts.n_tokens, "tokens": parts.n_tokens,
                              "cuts": len(batch["cut_ids"])})
                 if parts.mse is not None:
                     sums["mse"] += float(parts.mse) * parts.n_tokens
+                if "cut_weights" in batch:
+                    self.epoch_weights.update({"weight": float(batch["cut_weights"].sum()),
+                                               "cuts": len(batch["cut_ids"]), "unscored": batch["unscored_cuts"]})
             if not sync:
                 continue
             grad_norm = self._optimizer_step()
@@ -639,6 +706,9 @@ class Trainer:
         return {"names": names, "digest": self._frozen_digest, "student_init": str(self.config.student)}
 
     def _checkpoint(self) -> None:
+        epoch_weights = {}
+        if self.config.loss.weight_by:
+            epoch_weights = dict(zip(("weight", "cuts", "unscored"), self._summed_epoch_weights()))
         frozen = self._frozen_reference()
         skip = set(frozen["names"])
         weights = {k: v for k, v in unwrap(self.student).state_dict().items() if k not in skip}
@@ -646,6 +716,7 @@ class Trainer:
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                  "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
                  "best_dev_loss": self.best_dev_loss, "skipped": dict(self.skipped),
+                 "epoch_weights": epoch_weights, "weight_log": self.weight_log,
                  "config": self.config.to_dict()}
         if self.average is not None:
             state["average"] = self.average.state_dict()
