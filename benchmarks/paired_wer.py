@@ -22,14 +22,14 @@ import numpy as np
 from udistil.evaluate.scoring import count_errors, normalise_pairs
 
 
-def clip_errors(ref: str, hyp: str, language: str | None) -> tuple[int, int]:
-    """(word errors, reference words) of one clip, after normalisation."""
+def clip_errors(ref: str, hyp: str, language: str | None) -> tuple[int, int, int]:
+    """(word errors, reference words, deleted words) of one clip, after normalisation."""
     counts = count_errors(*normalise_pairs([ref], [hyp], [language]))
-    return counts.errors, counts.ref_units
+    return counts.errors, counts.ref_units, counts.deletions
 
 
-def per_clip_errors(decode_dir: Path, language: str | None) -> dict[str, tuple[int, int]]:
-    """{clip id: (word errors, reference words)} of one decode, restricted to `language`."""
+def per_clip_errors(decode_dir: Path, language: str | None) -> dict[str, tuple[int, int, int]]:
+    """{clip id: (word errors, reference words, deleted words)} of one decode, restricted to `language`."""
     rows = [json.loads(line) for line in (decode_dir / "hyps.jsonl").read_text(encoding="utf-8").splitlines()]
     rows = [r for r in rows if language is None or r.get("lang") == language]
     if not rows:
@@ -88,10 +88,13 @@ def main(argv=None):
     words = np.array([base[i][1] for i in ids])
     base_errors = np.array([base[i][0] for i in ids])
     base_wer = 100.0 * base_errors.sum() / words.sum()
+    # Deletions, apart: a model that stops after a clip's first sentence shows here first.
+    base_deleted = 100.0 * sum(base[i][2] for i in ids) / words.sum()
     only = "".join(f", {what} {value}" for what, value in (("language", args.language), ("noise", args.noise)) if value)
     print(f"# {len(ids)} clips, {words.sum()} reference words{only}; "
-          f"one error = {100.0 / words.sum():.2f} WER; baseline {base_name} = {base_wer:.1f}")
-    print("model\tWER\tminus baseline\t95% interval (paired bootstrap)")
+          f"one error = {100.0 / words.sum():.2f} WER; baseline {base_name} = {base_wer:.1f} "
+          f"({base_deleted:.1f} % of the words deleted)")
+    print("model\tWER\tminus baseline\t95% interval (paired bootstrap)\tdeleted %")
     for name, decode_dir in args.decodes:
         errors_by_id = per_clip_errors(decode_dir, args.language)
         missing = [i for i in ids if i not in errors_by_id]
@@ -100,7 +103,8 @@ def main(argv=None):
         errors = np.array([errors_by_id[i][0] for i in ids])
         wer = 100.0 * errors.sum() / words.sum()
         low, high = paired_interval(errors, base_errors, words, args.reps, args.seed)
-        print(f"{name}\t{wer:.1f}\t{wer - base_wer:+.1f}\t[{low:+.1f}, {high:+.1f}]")
+        deleted = 100.0 * sum(errors_by_id[i][2] for i in ids) / words.sum()
+        print(f"{name}\t{wer:.1f}\t{wer - base_wer:+.1f}\t[{low:+.1f}, {high:+.1f}]\t{deleted:.1f}")
     sys.stdout.flush()
 
 

@@ -48,6 +48,8 @@ def test_noise_keeps_only_the_clips_that_record_it(tmp_path):
     # 12 reference words: the baseline misses 2 (c2), the student 2 (c0, c1).
     assert every[0].startswith("# 3 clips, 12 reference words")
     assert every[2].split("\t")[:3] == ["student", "16.7", "+0.0"]
+    # The baseline's two errors are deletions (c2), the student's substitutions.
+    assert every[0].endswith("(16.7 % of the words deleted)") and every[2].split("\t")[4] == "0.0"
     clean = table("--noise", "none", "--baseline", f"teacher={base}", f"student={model}")
     assert clean[0].startswith("# 2 clips, 8 reference words, noise none")
     assert clean[2].split("\t")[:3] == ["student", "25.0", "+25.0"]
