@@ -78,6 +78,10 @@ train_filters="none fusion oracle_wer"
 # Stage 7: also decode each student's untrained initialisation (RESULTS.md then shows what
 # training changed); a full decode of the test sets per student shape.
 decode_init=true
+# Stages 3-7: rounds of self-training (round R > 1 relabels with a round R-1 student, in exp/roundR/).
+rounds=1
+# Rounds above 1: the filter whose student (of the first shape in students) labels the next round.
+next_teacher=fusion
 # Stage 6 (distillation): every default below is `udistil distill`'s, chosen on dev as
 # docs/experiments.md records.
 
@@ -144,6 +148,7 @@ for n in decode_gpus distill_gpus distill_nodes; do
     { echo "run.sh: --${n//_/-} must be a whole number, not '${!n}'" >&2; exit 1; }
 done
 [ "$distill_nodes" -ge 1 ] || { echo "run.sh: --distill-nodes must be at least 1" >&2; exit 1; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds must be a whole number from 1, not '$rounds'" >&2; exit 1; }
 
 mkdir -p exp/log
 redo_opt=""; [ "$redo_stale" = true ] && redo_opt="--redo-stale"
@@ -158,8 +163,16 @@ elif [ -n "$decode_gpus" ]; then decode_gpu_opts=(--gpu "$decode_gpus"); fi
 [ "$device" = cpu ] && distill_gpus=0
 distill_gpus=${distill_gpus:-$(job_request train gpu)}; distill_gpus=${distill_gpus:-0}
 teacher_dir=exp/models/teacher
+# What a self-training round reads and writes (enter_round sets them): round 1 is today's run,
+# labelled by the teacher, with its selections in data/select; a later round keeps everything
+# of its own under its directory, so rounds never overwrite each other.
+round=1 round_dir=exp labeller=$teacher_dir select_dir=data/select round_note=""
+# The teacher, the students' initialisations and the encoder cache are shared by every round.
+declare -a stage_runs=()
 declare -A stage_seconds=()
-timed() { local s=$1; shift; local t0=$SECONDS; "$@"; stage_seconds[$s]=$((SECONDS - t0)); }
+timed() { local s=$1; shift; local t0=$SECONDS; "$@"; stage_runs+=("$s"); stage_seconds[$s]=$((SECONDS - t0)); }
+# student_dir ROUND_DIR SHAPE FILTER: where stage 6 trains a student (its model: .../best).
+student_dir() { echo "$1/student_${2}_$3"; }
 
 stage0() {
   log "Stage 0: teacher $teacher -> $teacher_dir"
@@ -265,7 +278,7 @@ pseudo_label_set() {
   local in=$1 out=$2 dir=$3
   udistil split-cuts --in "$in" --nj "$nj" --out-dir "$dir/split$nj"
   $label_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
-    udistil pseudo-label --model "$teacher_dir" --batch-size "$batch_size" --beam "$beam" \
+    udistil pseudo-label --model "$labeller" --batch-size "$batch_size" --beam "$beam" \
       "${device_opts[@]}" $redo_opt \
       --targets-dir "$dir/targets" --targets-temperature "$temperature" --targets-alpha-mse "$alpha_mse" \
       --in "$dir/split$nj/cuts.JOB.jsonl.gz" --out "$dir/shards/cuts.JOB.jsonl.gz"
@@ -275,9 +288,9 @@ pseudo_label_set() {
 stage3() {
   # Each clip is decoded alone; the teacher's distillation targets (top-k distributions at the
   # training temperature) are kept from the same pass, so stage 6 never runs the teacher.
-  log "Stage 3: teacher pseudo-labels and distillation targets for $train_set and $dev_set (nj=$nj)"
-  pseudo_label_set data/cuts_$train_set.jsonl.gz exp/teacher/cuts_$train_set.jsonl.gz exp/teacher/$train_set
-  pseudo_label_set data/cuts_$dev_set.jsonl.gz exp/teacher/cuts_$dev_set.jsonl.gz exp/teacher/$dev_set
+  log "Stage 3$round_note: teacher pseudo-labels and distillation targets for $train_set and $dev_set (nj=$nj)"
+  pseudo_label_set data/cuts_$train_set.jsonl.gz $round_dir/teacher/cuts_$train_set.jsonl.gz $round_dir/teacher/$train_set
+  pseudo_label_set data/cuts_$dev_set.jsonl.gz $round_dir/teacher/cuts_$dev_set.jsonl.gz $round_dir/teacher/$dev_set
 }
 
 # What each filter needs comes from the package (`udistil score --list`), never from a list here:
@@ -331,7 +344,7 @@ score_models() {
   for f in $(scored_filters model); do
     udistil split-cuts --in "$cur" --nj "$nj" --out-dir "$dir/$f/split$nj"
     $score_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/score_$f.JOB.log" \
-      udistil score "$f" --proxy "$proxy" --model "$teacher_dir" \
+      udistil score "$f" --proxy "$proxy" --model "$labeller" \
         "${device_opts[@]}" $redo_opt \
         --in "$dir/$f/split$nj/cuts.JOB.jsonl.gz" --out "$dir/$f/shards/cuts.JOB.jsonl.gz"
     udistil merge-cuts --out "$dir/$f.jsonl.gz" $(for j in $(seq "$nj"); do echo "$dir/$f/shards/cuts.$j.jsonl.gz"; done)
@@ -341,44 +354,44 @@ score_models() {
 }
 
 stage4() {
-  log "Stage 4: filter scores ($filters, oracle_wer if labelled, fusion) for $train_set and $dev_set"
-  local set pids=() calibration=exp/scores/fusion_calibration.json jobs=""
+  log "Stage 4$round_note: filter scores ($filters, oracle_wer if labelled, fusion) for $train_set and $dev_set"
+  local set pids=() calibration=$round_dir/scores/fusion_calibration.json jobs=""
   load_filter_table
   for set in $dev_set $train_set; do
-    score_light exp/teacher/cuts_$set.jsonl.gz exp/scores/$set & pids+=($!)
+    score_light $round_dir/teacher/cuts_$set.jsonl.gz $round_dir/scores/$set & pids+=($!)
   done
   wait_all "${pids[@]}" || return 1
-  for set in $dev_set $train_set; do score_models exp/scores/$set; done
-  # Fusion reads whole sets.  The dev set, with references, calibrates it; it is then applied
-  # label-free to both sets, as two jobs at once.
-  if $misc_cmd exp/scores/$dev_set/log/fit_fusion.log \
-      udistil fit-fusion --dev "$(cat exp/scores/$dev_set/chain_end)" --out "$calibration" 2>/dev/null; then
-    grep -v " INFO \|^#" exp/scores/$dev_set/log/fit_fusion.log | sed 's/^/  fusion calibration: /' || true
+  for set in $dev_set $train_set; do score_models $round_dir/scores/$set; done
+  # Fusion reads whole sets.  The dev set, with references, calibrates it (each round refits it
+  # on its own dev labels); it is then applied label-free to both sets, as two jobs at once.
+  if $misc_cmd $round_dir/scores/$dev_set/log/fit_fusion.log \
+      udistil fit-fusion --dev "$(cat $round_dir/scores/$dev_set/chain_end)" --out "$calibration" 2>/dev/null; then
+    grep -v " INFO \|^#" $round_dir/scores/$dev_set/log/fit_fusion.log | sed 's/^/  fusion calibration: /' || true
   else
-    log "  fusion left uncalibrated (label-free agreement weights): $(grep -v '^#' exp/scores/$dev_set/log/fit_fusion.log | tail -n 1)"
+    log "  fusion left uncalibrated (label-free agreement weights): $(grep -v '^#' $round_dir/scores/$dev_set/log/fit_fusion.log | tail -n 1)"
     rm -f "$calibration"; calibration=""
   fi
   for set in $dev_set $train_set; do
-    jobs+=$(job_line exp/scores/$set/log/score_fusion.log \
+    jobs+=$(job_line $round_dir/scores/$set/log/score_fusion.log \
       udistil score fusion $redo_opt ${calibration:+--calibration "$calibration"} \
-        --in "$(cat exp/scores/$set/chain_end)" --out exp/scores/cuts_$set.jsonl.gz)$'\n'
+        --in "$(cat $round_dir/scores/$set/chain_end)" --out $round_dir/scores/cuts_$set.jsonl.gz)$'\n'
   done
   submit_each score_fusion $misc_cmd <<< "${jobs%$'\n'}"
-  grep -h "family weights\|calibrated on" exp/scores/$dev_set/log/score_fusion.log | sed 's/^.*fusion/  fusion/' || true
+  grep -h "family weights\|calibrated on" $round_dir/scores/$dev_set/log/score_fusion.log | sed 's/^.*fusion/  fusion/' || true
 }
 
 stage5() {
-  log "Stage 5: one training subset per filter under data/select/"
+  log "Stage 5$round_note: one training subset per filter under $select_dir/"
   # One process for every subset (process start-up dominated this stage). No skip here:
   # `udistil select` keeps a subset made from the same scores with the same rule (its
   # fingerprint) and redoes one whose scores or rule changed. Each filter's rule: its entry in
   # select_thresholds, else its own default threshold, else select_keep_fraction. A filter
   # that keeps nothing (or oracle_wer without references) is reported; students skip it.
-  $misc_cmd exp/log/select.log \
+  $misc_cmd $round_dir/log/select.log \
     udistil select --filters "none $filters fusion oracle_wer" --thresholds "$select_thresholds" \
       --fallback-keep-fraction "$select_keep_fraction" \
-      --in exp/scores/cuts_$train_set.jsonl.gz --out-dir data/select
-  grep -v '^#' exp/log/select.log || true
+      --in $round_dir/scores/cuts_$train_set.jsonl.gz --out-dir "$select_dir"
+  grep -v '^#' $round_dir/log/select.log || true
 }
 
 # submit_each NAME RUNNER...: one job per line of stdin ("LOG<TAB>command as shell words"), all
@@ -425,19 +438,23 @@ distill_launch() {
 # Stage 6's pre-step: a frozen student encoder's outputs for the whole pool and the dev set, by
 # nj jobs, before any student trains; every student (and every rank) sharing that encoder then
 # only reads them.  Finished work is kept; a student whose encoder is trained stores nothing.
+# A later round reads the same audio, so it finds its cuts' outputs already there.
 encoder_cache_jobs() {
   local shape=$1
   $decode_cmd "${decode_gpu_opts[@]}" JOB=1:$nj exp/encoder_cache/log/${shape}.JOB.log \
     udistil encoder-cache --teacher "$teacher_dir" --student exp/init_student_${shape} \
-      --in exp/teacher/cuts_$train_set.jsonl.gz --in exp/teacher/cuts_$dev_set.jsonl.gz \
+      --in $round_dir/teacher/cuts_$train_set.jsonl.gz --in $round_dir/teacher/cuts_$dev_set.jsonl.gz \
       --shard JOB --num-shards "$nj" --cache exp/encoder_cache \
       --batch-size "$distill_batch_size" --device "$device"
 }
 
 stage6() {
-  log "Stage 6: students ($students) distilled on: $train_filters"
-  local shape f exp runner_opts launcher inits="" jobs=""
+  log "Stage 6$round_note: students ($students) distilled on: $train_filters"
+  local shape f exp runner_opts launcher inits="" jobs="" labeller_opts=()
   distill_launch
+  # Students of every round start from the same initialisation, made from the teacher (which
+  # decides whether their encoder is frozen); a later round's targets are its labeller's.
+  [ "$labeller" = "$teacher_dir" ] || labeller_opts=(--labeller "$labeller")
   [ ${#launcher[@]} -eq 0 ] || log "  each student: $distill_nodes node(s) x $distill_gpus GPU(s): ${launcher[*]}"
   for shape in $students; do
     [ -s exp/init_student_${shape}/config.json ] || inits+=$(job_line exp/log/make_student_${shape}.log \
@@ -449,16 +466,17 @@ stage6() {
   for shape in $students; do encoder_cache_jobs "$shape"; done
   for shape in $students; do
     for f in $train_filters; do
-      if [ ! -s data/select/$f/cuts.jsonl.gz ]; then log "  no data/select/$f: skipping"; continue; fi
-      exp=exp/student_${shape}_$f
+      if [ ! -s $select_dir/$f/cuts.jsonl.gz ]; then log "  no $select_dir/$f: skipping"; continue; fi
+      exp=$(student_dir $round_dir $shape $f)
       if grep -q '"finished": true' $exp/training_summary.json 2>/dev/null; then
         log "  $exp finished, skipping"; continue
       fi
       # --resume is safe on a fresh run and continues a killed (or preempted) one on the same
       # loss curve.
       jobs+=$(job_line $exp/log/distill.log \
-        "${launcher[@]}" udistil distill --teacher "$teacher_dir" --student exp/init_student_${shape} \
-          --train data/select/$f/cuts.jsonl.gz --dev exp/teacher/cuts_$dev_set.jsonl.gz --exp $exp \
+        "${launcher[@]}" udistil distill --teacher "$teacher_dir" "${labeller_opts[@]}" \
+          --student exp/init_student_${shape} \
+          --train $select_dir/$f/cuts.jsonl.gz --dev $round_dir/teacher/cuts_$dev_set.jsonl.gz --exp $exp \
           --batch-size "$distill_batch_size" --num-epochs "$distill_epochs" \
           ${distill_steps:+--max-steps $distill_steps} --lr "$distill_lr" \
           --warmup-steps "$distill_warmup" --valid-every "$distill_valid_every" \
@@ -484,17 +502,22 @@ decode_jobs() {
 }
 
 stage7() {
-  log "Stage 7: decode test sets with the teacher, each student's initialisation and every student"
   local d jobs
+  if [ "$round" -eq 1 ]; then
+    log "Stage 7: decode test sets with the teacher, each student's initialisation and every student"
+  else
+    log "Stage 7$round_note: decode test sets with this round's students"
+  fi
   jobs=$(
-    decode_jobs "$teacher_dir" exp/teacher
-    if [ "$decode_init" = true ]; then
+    # The teacher and the initialisations are the same in every round: decoded in round 1 only.
+    if [ "$round" -eq 1 ]; then decode_jobs "$teacher_dir" exp/teacher; fi
+    if [ "$round" -eq 1 ] && [ "$decode_init" = true ]; then
       for d in exp/init_student_*; do
         if [ -s "$d/config.json" ]; then decode_jobs "$d" "$d"; fi
       done
     fi
     # `if`, not `&&`: with no student (the glob left as is) the stage still succeeds.
-    for d in exp/student_*/best; do
+    for d in $round_dir/student_*/best; do
       if [ -s "$d/config.json" ]; then decode_jobs "$d" "$(dirname "$d")"; fi
     done)
   # Every (model, test set) at once; the runner decides how many run together.
@@ -516,16 +539,52 @@ stage8() {
   # Both reports at once (each reads its whole set).
   submit_each filter_report $misc_cmd <<< "${jobs%$'\n'}"
   $misc_cmd exp/log/report.log udistil report --exp exp --out RESULTS.md --command "$run_command"
-  udistil summarize-decodes exp/teacher/decode_* $(ls -d exp/student_*/decode_* 2>/dev/null)
+  udistil summarize-decodes exp/teacher/decode_* \
+    $(for d in "${round_dirs[@]}"; do ls -d $d/student_*/decode_* 2>/dev/null; done)
 }
 
-for s in 0 1 2 3 4 5 6 7 8; do
+# enter_round R: point stages 3-7 at round R.  Round R > 1 is labelled by a student of round
+# R-1 (--next-teacher's filter, the first shape in --students) and stops, naming it, when that
+# student was never trained (e.g. its filter selected nothing).
+enter_round() {
+  round=$1 round_dir=${round_dirs[$1 - 1]}
+  [ "$round" -gt 1 ] || return 0
+  local shapes=($students)
+  labeller=$(student_dir ${round_dirs[$1 - 2]} ${shapes[0]} $next_teacher)/best
+  select_dir=$round_dir/select round_note=" (round $round, teacher $labeller)"
+  if [ ! -s "$labeller/config.json" ]; then
+    log "Round $round: $labeller not found: round $((round - 1)) has no $next_teacher student of shape" \
+      "${shapes[0]} to label it (${round_dirs[$1 - 2]}/log/select.log says what each filter kept);" \
+      "choose another --next-teacher or fewer --rounds" >&2
+    exit 1
+  fi
+}
+
+# Each round's directory, from the package (which reads them back for RESULTS.md).
+round_dirs=()
+if [ "$stop_stage" -ge 3 ]; then
+  round_list=$(udistil report --exp exp --round-dirs "$rounds")
+  mapfile -t round_dirs <<< "$round_list"
+fi
+# Stages 0-2 once, then stages 3-7 for each round in turn (all of round 1 before round 2's
+# labels, which come from round 1's student), then stage 8 over every round.
+for s in 0 1 2; do
   if stage_on $s; then timed $s stage$s; fi
 done
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 3 ]; then
+  for r in $(seq "$rounds"); do
+    enter_round "$r"
+    for s in 3 4 5 6 7; do
+      key=$s; [ "$r" -eq 1 ] || key="$s, round $r"
+      if stage_on $s; then timed "$key" stage$s; fi
+    done
+  done
+fi
+if stage_on 8; then timed 8 stage8; fi
 
-if [ ${#stage_seconds[@]} -gt 0 ]; then
+if [ ${#stage_runs[@]} -gt 0 ]; then
   log "wall time per stage (s):"
-  for s in $(echo "${!stage_seconds[@]}" | tr ' ' '\n' | sort -n); do
+  for s in "${stage_runs[@]}"; do
     printf "  stage %s: %5d\n" "$s" "${stage_seconds[$s]}"
   done
 fi

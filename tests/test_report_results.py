@@ -166,6 +166,27 @@ def test_teacher_only_and_student_not_decoded(exp_tree, tmp_path, monkeypatch):
     assert "- student_1-1_proxy_wer: not decoded" in md
 
 
+def test_later_rounds_students_follow_round_1s_with_their_round_in_the_name(exp_tree, tmp_path, capsys):
+    """Round R > 1 of self-training keeps its students in the directory `udistil report
+    --round-dirs` gives run.sh (exp/roundR); RESULTS.md lists them, round by round, after round 1's."""
+    exp = tmp_path / "exp"
+    for part in ("teacher", "models", "student_1-1_none"):
+        shutil.copytree(exp_tree / part, exp / part, symlinks=True)
+    assert main(["report", "--exp", str(exp), "--round-dirs", "3"]) == 0
+    dirs = capsys.readouterr().out.split()
+    assert dirs == [str(exp), str(exp / "round2"), str(exp / "round3")]
+    for directory in (dirs[2], dirs[1]):  # made out of order: listed in round order
+        shutil.copytree(exp_tree / "student_1-1_none", Path(directory) / "student_1-1_fusion", symlinks=True)
+    (exp / "round10").mkdir()  # a round with nothing in it yet adds no row
+    md = write_results(exp, tmp_path / "RESULTS.md").read_text()
+    main_table = table(md, "WER / CER (%)")
+    assert list(main_table) == ["teacher", "student_1-1_none", "round2/student_1-1_fusion",
+                                "round3/student_1-1_fusion"]
+    row, first = main_table["round2/student_1-1_fusion"], main_table["student_1-1_none"]
+    assert row["filter"] == "fusion" and row["test_a"] == first["test_a"] and row["train steps"] == "2"
+    assert "- round2/student_1-1_fusion: [test_a](exp/round2/student_1-1_fusion/decode_test_a)" in md
+
+
 def test_filter_quality_report_is_included(exp_tree, tmp_path):
     exp = tmp_path / "exp"
     shutil.copytree(exp_tree / "teacher", exp / "teacher")

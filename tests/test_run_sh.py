@@ -379,3 +379,87 @@ def test_stage1_is_a_prepare_job_and_is_not_marked_done_without_manifests(repo_r
     (script,) = tmp_path.glob("data/**/q/*.sh")
     assert "prepare-mini-corpus" in script.read_text()
     assert "not marked done" in out.stderr and not (tmp_path / "data/manifests/.done").exists()
+
+
+# --- rounds of self-training (--rounds, --next-teacher) --------------------------------------
+
+def _file_states(paths):
+    """{path: (mtime, sha1)} of each file (a link by its target: student best/ exports)."""
+    import hashlib
+
+    return {str(p): (p.stat().st_mtime_ns, hashlib.sha1(p.read_bytes()).hexdigest()) for p in paths if p.is_file()}
+
+
+def _round1_outputs(work):
+    """What round 1's stages 3-7 leave: labels, scores, selections, students and decodes."""
+    patterns = ["exp/teacher/cuts_*.jsonl.gz", "exp/scores/cuts_*.jsonl.gz", "exp/scores/fusion_calibration.json",
+                "data/select/*/cuts.jsonl.gz", "exp/student_*/best/*", "exp/student_*/training_summary.json",
+                "exp/*/decode_*/hyps.jsonl", "exp/*/decode_*/wer.json"]
+    return _file_states(sorted(p for pattern in patterns for p in work.glob(pattern)))
+
+
+def test_a_second_round_is_labelled_by_round_1s_student_under_exp_round2(repo_root, recipe_run, tmp_path):
+    """--rounds 2 from stage 3 on the finished run: round 1 is kept as it was (its stages find
+    their work done), and round 2 relabels the pool and dev with round 1's fusion student (the
+    default --next-teacher), scores, selects, trains and decodes under exp/round2 alone, and
+    RESULTS.md lists its students."""
+    from udistil.models.identity import model_identity
+
+    work, cmd, env, first = recipe_run
+    assert first.returncode == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(work, copy, symlinks=True)
+    round1 = _round1_outputs(copy)
+    assert any("student_1-1_fusion/best" in p for p in round1) and any("data/select" in p for p in round1)
+    out = subprocess.run(cmd + ["--rounds", "2", "--stage", "3"], cwd=copy, capture_output=True, text=True,
+                         env=env, timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert _round1_outputs(copy) == round1
+
+    labeller = "exp/student_1-1_fusion/best"
+    for job in (1, 2):
+        log = (copy / f"exp/round2/teacher/train/log/pseudo_label.{job}.log").read_text()
+        assert f"--model {labeller} " in log.splitlines()[0] and "# Ended (code 0)" in log
+    # The labels and their stored targets are the student's, not the teacher's.
+    student_id, teacher_id = model_identity(copy / labeller), model_identity(copy / "exp/models/teacher")
+    assert student_id != teacher_id
+    for part in ("train", "dev"):
+        cuts = read_cuts(copy / f"exp/round2/teacher/cuts_{part}.jsonl.gz")
+        assert {c.custom["kd_targets"]["teacher_id"] for c in cuts} == {student_id}
+    assert {c.custom["kd_targets"]["teacher_id"] for c in read_cuts(copy / "exp/teacher/cuts_train.jsonl.gz")} \
+        == {teacher_id}
+    # Fusion is calibrated again on round 2's dev labels; round 2 selects into its own folder.
+    assert (copy / "exp/round2/scores/dev/log/fit_fusion.log").exists()
+    assert (copy / "exp/round2/scores/cuts_train.jsonl.gz").exists()
+    assert (copy / "exp/round2/select/none/cuts.jsonl.gz").exists()
+    assert not (copy / "exp/round2/teacher/decode_test_clean").exists()  # the teacher is decoded once
+    students = sorted(p.parent.name for p in copy.glob("exp/round2/student_*/training_summary.json"))
+    assert students, out.stdout[-3000:]
+    results = (copy / "RESULTS.md").read_text()
+    for name in students:
+        config = json.loads((copy / "exp/round2" / name / "config.json").read_text())
+        # Initialised as in round 1, from the teacher's layers; trained on the student's targets.
+        assert config["student"] == "exp/init_student_1-1" and config["labeller"] == labeller
+        assert config["teacher"] == "exp/models/teacher"
+        assert (copy / "exp/round2" / name / "decode_test_clean/wer.json").exists()
+        assert f"| round2/{name} |" in results
+    assert "| student_1-1_none |" in results
+    assert "stage 3, round 2:" in out.stdout
+
+
+def test_a_round_whose_labelling_student_is_missing_stops_naming_it(repo_root, tmp_path):
+    """Round 2 needs round 1's --next-teacher student: without it (e.g. its filter selected
+    nothing) the run stops with a message that names the missing folder, and writes no round 2."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", cmd_backend="slurm", slurm_dry_run="true",
+               slurm_conf=str(repo_root / "conf" / "slurm.conf"))
+    out = subprocess.run([str(repo_root / "run.sh"), "--skip-install", "true", "--stage", "7", "--stop-stage", "7",
+                          "--students", "1-1 2-2", "--rounds", "2", "--next-teacher", "oracle_wer"],
+                         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode != 0
+    assert "Round 2: exp/student_1-1_oracle_wer/best not found" in out.stderr, out.stderr[-2000:]
+    assert "exp/log/select.log" in out.stderr
+    assert _sbatch_lines(out.stdout)  # round 1's stage 7 ran first
+    assert not (tmp_path / "exp/round2").exists()
+    bad = subprocess.run([str(repo_root / "run.sh"), "--skip-install", "true", "--rounds", "two"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode != 0 and "--rounds must be a whole number" in bad.stderr

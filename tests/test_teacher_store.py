@@ -292,6 +292,39 @@ def test_training_never_runs_the_teacher_and_a_resumed_run_reuses_the_stores(
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(math.isfinite(r["kl"]) for r in rows)
 
 
+def test_a_labeller_other_than_the_teacher_is_trained_from_its_own_store_only(
+        tiny_whisper_dir, clip_student, labelled, tmp_path):
+    """A later round of self-training: the cuts were labelled, with stored targets, by another
+    model than the one the student was made from.  --labeller names it (the store is then
+    accepted, and recorded); without a store it is refused, as the live teacher is not it."""
+    from udistil.models.tiny import build_tiny_whisper
+    from udistil.student.trainer import train
+    from udistil.teacher.kd_targets import ARRAYS, INFO_KEY
+
+    made_from = build_tiny_whisper(tmp_path / "made_from", seed=7)
+
+    def config(data, exp, labeller=None):
+        return DistillConfig(
+            teacher=str(made_from), labeller=labeller, student=str(clip_student), train=str(data),
+            dev=str(data), exp=str(tmp_path / exp), data=DataOptions(batch_size=4),
+            optim=OptimOptions(lr=1e-3, warmup_steps=1, max_steps=1), run=RunOptions(valid_every=100))
+
+    cuts = labelled["cuts"]
+    with pytest.raises(UdistilError, match="made by another teacher"):
+        train(config(cuts, "no_labeller"))
+    summary = train(config(cuts, "labeller", labeller=str(tiny_whisper_dir)))
+    assert summary["teacher"] == "stored" and summary["finished"]
+    assert json.loads((tmp_path / "labeller/config.json").read_text())["labeller"] == str(tiny_whisper_dir)
+    assert "labeller" not in config(cuts, "x").to_dict()  # a run without one writes the config it always did
+    bare = list(read_cuts(cuts))
+    for cut in bare:
+        for key in (INFO_KEY, *ARRAYS):
+            cut.custom.pop(key, None)
+    bare = write_cuts(bare, tmp_path / "bare.jsonl.gz")
+    with pytest.raises(UdistilError, match="--labeller .* needs the distillation targets it stored"):
+        train(config(bare, "bare", labeller=str(tiny_whisper_dir)))
+
+
 def test_decoding_a_set_whose_every_cut_is_unusable_still_scores_it(tiny_whisper_dir, speak, tmp_path):
     from udistil.evaluate.decode import decode_cuts
 

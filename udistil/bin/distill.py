@@ -20,6 +20,10 @@ def add_arguments(parser):
     io = parser.add_argument_group("models and data")
     io.add_argument("--teacher", required=True, help="teacher: hub id, local dir or packaged:NAME")
     io.add_argument("--student", required=True, help="student dir from `udistil make-student`")
+    io.add_argument("--labeller", default=None,
+                    help="the model that labelled --train and --dev with stored targets, when not the "
+                         "teacher (a later round of self-training: an earlier round's student); the "
+                         "targets must be its, and --teacher still decides whether the encoder is frozen")
     io.add_argument("--train", required=True, help="pseudo-labelled training CutSet (teacher_text)")
     io.add_argument("--dev", required=True, help="pseudo-labelled dev CutSet (dev loss, label-free)")
     io.add_argument("--exp", required=True, help="experiment dir: checkpoints, logs, best/")
@@ -140,6 +144,7 @@ def run(args):
 
     config = DistillConfig(
         teacher=args.teacher, student=args.student, train=args.train, dev=args.dev, exp=args.exp,
+        labeller=args.labeller,
         data=DataOptions(batch_size=args.batch_size, max_duration=args.max_duration,
                          num_buckets=args.num_buckets, num_workers=args.num_workers,
                          timestamp_share=args.timestamp_share),

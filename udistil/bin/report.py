@@ -12,12 +12,18 @@ def add_arguments(parser):
     parser.add_argument("--filter-report-dirs", action="store_true",
                         help="only print, one '<role>\\t<directory>' line each (role: dev or pool), where "
                              "the filter-quality reports RESULTS.md includes belong; stage 8 writes them there")
+    parser.add_argument("--round-dirs", type=int, default=None, metavar="N",
+                        help="only print the directories of self-training rounds 1 to N, one a line "
+                             "(round 1 is --exp itself); run.sh writes each round there")
 
 
 def run(args):
-    from udistil.report.results import filter_report_dirs, write_results
+    from udistil.report.results import filter_report_dirs, round_dir, write_results
 
     if args.filter_report_dirs:
         print(filter_report_dirs(args.exp))
+        return 0
+    if args.round_dirs is not None:
+        print("\n".join(str(round_dir(args.exp, r)) for r in range(1, args.round_dirs + 1)))
         return 0
     print(write_results(args.exp, args.out, args.command))

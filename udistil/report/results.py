@@ -1,8 +1,10 @@
 """Stage 8: the recipe's RESULTS.md, generated from the decode folders under exp/.
 
 Rows are models: the teacher (exp/teacher, model exp/models/teacher) first, then every
-student exp/student_<E>-<D>_<filter>/ (model in its best/ export), in name order.
-Columns are test sets: every exp/*/decode_<set>/ found.  A cell is "WER / CER" from that
+student exp/student_<E>-<D>_<filter>/ (model in its best/ export), in name order, then the
+students of each later round of self-training, exp/round<R>/student_*/ (named
+round<R>/student_*), round by round.
+Columns are test sets: every decode_<set>/ folder of those models.  A cell is "WER / CER" from that
 folder's wer.json (one decimal, "-" where the set has no references).  Besides that:
 
   * params (M), counted from the model directory's safetensors headers (nothing is
@@ -68,6 +70,24 @@ _STUDENT_DIR = re.compile(r"^student_(\d+)-(\d+)_(.+)$")
 # A student's initialisation (teacher layers, untrained), decoded so learning is visible.
 _INIT_DIR = re.compile(r"^init_student_(\d+)-(\d+)$")
 INIT_FILTER = "(init, untrained)"
+
+
+# Round 1 of self-training is exp/ itself; round R > 1 (labelled by round R-1's student) has
+# this directory under exp/, with its own labels, scores, selections, students and decodes.
+_ROUND_DIR = re.compile(r"^round(\d+)$")
+
+
+def round_dir(exp, round_number: int) -> Path:
+    """Where round `round_number` of self-training keeps its outputs (run.sh asks for it)."""
+    if round_number < 1:
+        raise UdistilError(f"round {round_number}: rounds are numbered from 1")
+    return Path(exp) if round_number == 1 else Path(exp) / f"round{round_number}"
+
+
+def later_rounds(exp: Path) -> list[tuple[int, Path]]:
+    """[(R, exp/round<R>)] of every later round found, in round order."""
+    found = ((_ROUND_DIR.match(d.name), d) for d in exp.glob("round*") if d.is_dir())
+    return sorted((int(m.group(1)), d) for m, d in found if m and int(m.group(1)) > 1)
 
 
 def filter_report_dirs(exp) -> str:
@@ -201,7 +221,8 @@ def _describe_model(row: ModelRow) -> ModelRow:
 
 
 def find_models(exp: Path) -> list[ModelRow]:
-    """The teacher (when exp/teacher exists) and every exp/student_<E>-<D>_<filter>/."""
+    """The teacher (when exp/teacher exists), the decoded initialisations, every
+    exp/student_<E>-<D>_<filter>/ and every later round's students."""
     rows = []
     if (exp / TEACHER_EXP).is_dir():
         rows.append(_describe_model(ModelRow("teacher", exp / TEACHER_EXP, exp / TEACHER_MODEL,
@@ -213,12 +234,21 @@ def find_models(exp: Path) -> list[ModelRow]:
         rows.append(_describe_model(ModelRow(d.name, d, d, filter=INIT_FILTER, steps=0,
                                              layers=(int(match.group(1)), int(match.group(2))),
                                              decodes=find_decodes(d))))
-    for d in sorted(exp.glob("student_*")):
+    rows += find_students(exp)
+    for number, directory in later_rounds(exp):
+        rows += find_students(directory, prefix=f"{directory.name}/")
+    return rows
+
+
+def find_students(directory: Path, prefix: str = "") -> list[ModelRow]:
+    """Every directory/student_<E>-<D>_<filter>/, named prefix + its directory's name."""
+    rows = []
+    for d in sorted(directory.glob("student_*")):
         parsed = parse_student_dir(d.name) if d.is_dir() else None
         if parsed is None:
             continue
         encoder, decoder, filter_name = parsed
-        row = ModelRow(d.name, d, d / STUDENT_BEST, filter=filter_name, layers=(encoder, decoder),
+        row = ModelRow(prefix + d.name, d, d / STUDENT_BEST, filter=filter_name, layers=(encoder, decoder),
                        decodes=find_decodes(d))
         if (d / TRAINING_SUMMARY).exists():
             summary = _read_json(d / TRAINING_SUMMARY, "training summary")

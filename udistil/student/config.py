@@ -100,6 +100,13 @@ class DistillConfig:
     run: RunOptions = field(default_factory=RunOptions)
     loss: LossWeights = field(default_factory=LossWeights)
     augment: AugmentOptions = field(default_factory=AugmentOptions)
+    # The model that labelled train and dev and made their stored targets, when it is not the
+    # teacher (a later round of self-training labels with an earlier round's student); the
+    # teacher still decides the encoder mode, as the student's layers come from it.
+    labeller: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        config = asdict(self)
+        if config["labeller"] is None:
+            del config["labeller"]  # a run labelled by its teacher writes the config it always did
+        return config

@@ -147,7 +147,12 @@ class Trainer:
         dev_cuts = ManifestCuts(config.dev, pick=run.max_dev_cuts, usable=dev_counts.usable).lazy()
         n_dev = min(dev_counts.usable, run.max_dev_cuts or dev_counts.usable)
         teacher_dir = resolve_model(config.teacher)
+        labeller_dir = resolve_model(config.labeller) if config.labeller else teacher_dir
         self.stored_teacher = self._stored_or_live(train_counts, dev_counts)
+        if config.labeller and not self.stored_teacher:
+            # The live teacher would be --teacher, not the model whose labels these are.
+            raise UdistilError(f"{config.train} / {config.dev}: --labeller {config.labeller} needs the "
+                               "distillation targets it stored when labelling (pseudo-label --targets-dir)")
         self.teacher = None
         if not self.stored_teacher:
             self.teacher, _ = load_whisper(teacher_dir)
@@ -193,7 +198,7 @@ class Trainer:
                 from udistil.models.identity import model_identity
                 from udistil.student.stored_targets import StoredTargets
 
-                targets = StoredTargets(model_identity(teacher_dir), config.loss.temperature, source,
+                targets = StoredTargets(model_identity(labeller_dir), config.loss.temperature, source,
                                         want_hidden=config.loss.alpha_mse > 0)
                 targets.check(cuts)
             return DistillDataset(self.processor.feature_extractor, labels, self.context, targets,
@@ -677,7 +682,8 @@ class Trainer:
             if improved:
                 ckpt.export_student(unwrap(self.student), self.processor, self.exp / "best",
                                     {"step": self.step, "dev_loss": dev_loss,
-                                     "teacher": self.config.teacher, "student_init": self.config.student})
+                                     "teacher": self.config.teacher, "student_init": self.config.student,
+                                     **self._labeller_record()})
         self.env.barrier()
         return dev_loss
 
@@ -690,8 +696,13 @@ class Trainer:
                 ckpt.export_student(unwrap(self.student), self.processor,
                                     self.exp / "epochs" / f"epoch-{self.epoch:03d}",
                                     {"step": self.step, "epoch": self.epoch, "dev_loss": dev_loss,
-                                     "teacher": self.config.teacher, "student_init": self.config.student})
+                                     "teacher": self.config.teacher, "student_init": self.config.student,
+                                     **self._labeller_record()})
         self.env.barrier()
+
+    def _labeller_record(self) -> dict:
+        """The labeller for an export's metadata, only when it is not the teacher."""
+        return {"labeller": self.config.labeller} if self.config.labeller else {}
 
     def _frozen_names(self) -> list[str]:
         return sorted(n for n, p in unwrap(self.student).named_parameters() if not p.requires_grad)
