@@ -108,6 +108,13 @@ temperature=${default[loss.temperature]}
 # Stage 6: weight of the MSE between the student's and the teacher's last decoder states (0 = off;
 # stage 3 stores the teacher's states only when this is above 0).
 alpha_mse=${default[loss.alpha_mse]}
+# Stage 6: top encoder layers each student trains ("" = the package's rule: frozen when the
+# student keeps every teacher encoder layer; 0 = frozen); the cache then holds the frozen bottom's states.
+train_encoder_layers=${default[run.train_encoder_layers]}
+# Stage 6: SpecAugment on what the student alone reads (true/false).
+spec_augment=${default[augment.spec_augment]}
+# Stage 6: weight each cut's loss by 1 - score/100 of this filter (e.g. fusion; "" = unweighted).
+weight_by=${default[loss.weight_by]}
 # Stage 6: extra options for `udistil distill` (e.g. "--train-embeddings --schedule cosine").
 distill_opts=""
 # GPUs and clusters (docs/clusters.md; the CUDA path has not yet run on a GPU).  What each kind
@@ -445,6 +452,7 @@ encoder_cache_jobs() {
     udistil encoder-cache --teacher "$teacher_dir" --student exp/init_student_${shape} \
       --in $round_dir/teacher/cuts_$train_set.jsonl.gz --in $round_dir/teacher/cuts_$dev_set.jsonl.gz \
       --shard JOB --num-shards "$nj" --cache exp/encoder_cache \
+      ${train_encoder_layers:+--train-encoder-layers $train_encoder_layers} \
       --batch-size "$distill_batch_size" --device "$device"
 }
 
@@ -483,6 +491,8 @@ stage6() {
           --encoder-cache exp/encoder_cache \
           --alpha-ce "$alpha_ce" --alpha-kl "$alpha_kl" --alpha-mse "$alpha_mse" \
           --temperature "$temperature" --max-dev-cuts "${distill_dev_cuts:-0}" \
+          ${train_encoder_layers:+--train-encoder-layers $train_encoder_layers} \
+          $([ "$spec_augment" = true ] && echo --spec-augment) ${weight_by:+--weight-by $weight_by} \
           --device "$device" --resume $distill_opts)$'\n'
     done
   done
