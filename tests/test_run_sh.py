@@ -185,6 +185,20 @@ def test_stage6_asks_for_a_gpu_unless_the_device_is_cpu(repo_root, tmp_path):
     assert command[:2] == ["udistil", "distill"] and command[command.index("--device") + 1] == "cpu"
 
 
+def test_stage6_passes_the_encoder_split_to_the_cache_jobs_and_the_students(repo_root, tmp_path):
+    _, command = _stage6(repo_root, tmp_path, "--train-encoder-layers", "1", "--spec-augment", "true",
+                         "--weight-by", "fusion")
+    assert command[command.index("--train-encoder-layers") + 1] == "1"
+    assert "--spec-augment" in command and command[command.index("--weight-by") + 1] == "fusion"
+    # The cache jobs must store what these students read: the frozen bottom's states.
+    cache_jobs = [p.read_text() for p in tmp_path.glob("exp/encoder_cache/log/q/*.sh")]
+    assert cache_jobs and all("--train-encoder-layers 1" in text for text in cache_jobs), cache_jobs
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _, command = _stage6(repo_root, plain)
+    assert not {"--train-encoder-layers", "--spec-augment", "--weight-by"} & set(command)
+
+
 def test_stage6_with_two_gpus_asks_slurm_for_them_and_starts_torchrun(repo_root, tmp_path):
     sbatch, command = _stage6(repo_root, tmp_path, "--distill-gpus", "2")
     assert "--gres=gpu:2" in sbatch and "--nodes" not in sbatch
