@@ -68,7 +68,7 @@ def main():
     parser.add_argument("--languages", default="en")
     parser.add_argument("--modes", default="never,auto",
                         help="the window labels' options: DecodeOptions.timestamps, optionally "
-                             "followed by +splitS for split_above=S seconds (e.g. never+split10)")
+                             "followed by +splitS to cut clips longer than S seconds into pieces of at most S (e.g. never+split10)")
     parser.add_argument("--max-windows", type=int, default=10, help="per language")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -102,7 +102,8 @@ def main():
         hyps = {"clip_by_clip": ([" ".join(by_clip[m] for m in w["members"]) for w in windows], wall)}
         for entry in args.modes.split(","):
             mode, _, split = entry.partition("+split")
-            labeller = Transcriber(model, processor, DecodeOptions(timestamps=mode, split_above=float(split or 0)),
+            labeller = Transcriber(model, processor, DecodeOptions(timestamps=mode, split_above=float(split or 0),
+                                                                      split_piece=float(split or 8)),
                                    name=args.model)
             t0 = time.perf_counter()
             window_texts = [t.text for t in labeller.transcribe([w["audio"] for w in windows],

@@ -313,7 +313,7 @@ def test_a_long_clip_is_labelled_piece_by_piece_at_its_pauses(tiny):
 
     model, processor = tiny
     clip, short = bursts_with_pauses(), bursts_with_pauses((1.0,))
-    options = DecodeOptions(timestamps="never", split_above=3.0, targets=TargetSpec(topk=4))
+    options = DecodeOptions(timestamps="never", split_above=3.0, split_piece=3.0, targets=TargetSpec(topk=4))
     transcriber = Transcriber(model, processor, options)
     label, alone = transcriber.transcribe([clip, short], ["en", "en"])
     assert transcriber.stats["split_clips"] == 1 and transcriber.stats["split_pieces"] == 3
@@ -333,6 +333,25 @@ def test_a_long_clip_is_labelled_piece_by_piece_at_its_pauses(tiny):
     assert alone.tokens == plain.tokens
 
 
+def test_a_clip_within_split_above_is_decoded_whole_however_long_its_pieces_would_be(tiny):
+    """split_above decides which clips are cut, split_piece how small the pieces are: a
+    clip longer than the pieces but within split_above is decoded whole."""
+    model, processor = tiny
+    clip = bursts_with_pauses()
+    seconds = len(clip) / 16000
+    kept = Transcriber(model, processor, DecodeOptions(timestamps="never", split_above=seconds + 0.5,
+                                                       split_piece=3.0))
+    (whole,) = kept.transcribe([clip], ["en"])
+    assert kept.stats["split_clips"] == 0
+    (plain,) = Transcriber(model, processor, DecodeOptions(timestamps="never", split_above=0.0)).transcribe(
+        [clip], ["en"])
+    assert whole.tokens == plain.tokens
+    cut = Transcriber(model, processor, DecodeOptions(timestamps="never", split_above=seconds - 0.5,
+                                                      split_piece=3.0))
+    cut.transcribe([clip], ["en"])
+    assert cut.stats["split_clips"] == 1 and cut.stats["split_pieces"] == 3
+
+
 def test_split_above_is_part_of_the_labels_fingerprint_only_when_on(tmp_path):
     from udistil.teacher.pseudo_label import labelling_fingerprint
 
@@ -341,6 +360,10 @@ def test_split_above_is_part_of_the_labels_fingerprint_only_when_on(tmp_path):
     off = labelling_fingerprint(cuts, "m", DecodeOptions(split_above=0.0))
     assert "split_above" not in off["options"]
     assert labelling_fingerprint(cuts, "m", DecodeOptions(split_above=10.0))["options"]["split_above"] == 10.0
+    assert labelling_fingerprint(cuts, "m", DecodeOptions(split_above=15.0, split_piece=8.0))["options"][
+        "split_piece"] == 8.0
+    # Labels made when one threshold was both the trigger and the piece keep their fingerprint.
+    assert "split_piece" not in labelling_fingerprint(cuts, "m", DecodeOptions(split_above=8.0))["options"]
     with pytest.raises(ValueError, match="split_above"):
         DecodeOptions(split_above=-1.0)
 

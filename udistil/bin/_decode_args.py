@@ -36,8 +36,10 @@ def add_decode_arguments(parser):
     add_timestamp_arguments(parser)
     parser.add_argument("--split-above", type=float, default=DecodeOptions.split_above,
                         help="seconds: a longer clip is cut at its pauses into pieces of at most "
-                             "this length, each decoded alone, and labelled with their texts "
+                             "--split-piece seconds, each decoded alone, and labelled with their texts "
                              "joined (0 = never; docs/timestamps.md)")
+    parser.add_argument("--split-piece", type=float, default=DecodeOptions.split_piece,
+                        help="seconds: the longest piece of a clip cut by --split-above")
     add_device_arguments(parser)
 
 
@@ -46,4 +48,5 @@ def decode_options(args) -> DecodeOptions:
         torch.set_num_threads(args.num_threads)
     return DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=args.pack,
                          budget_per_second=args.budget_per_second, timestamps=args.timestamps,
-                         timestamps_above=args.timestamps_above, split_above=args.split_above)
+                         timestamps_above=args.timestamps_above, split_above=args.split_above,
+                         split_piece=args.split_piece)

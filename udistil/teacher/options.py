@@ -42,19 +42,24 @@ class DecodeOptions:
     timestamps: str = "auto"
     timestamps_above: float = 12.0
     # A clip longer than `split_above` seconds (0 = never) is cut at its pauses into pieces
-    # of at most that length (udistil/transcribe/segments.py, pauses kept), each decoded
-    # alone; its label is their texts joined, and its statistics and distillation targets
-    # are the model's along that label over the whole clip (one teacher-forced pass).  On a
-    # window of several sentences whisper-base drops whole sentences in either timestamp
-    # mode, most often at the window's start; a piece of a few sentences it decodes whole
-    # (docs/timestamps.md has the dev figures: 8 s deletes 1.1 points more of the words than
-    # labelling the window's clips one by one, 10 s 9.0, no cut 24.8).  Every mini-corpus clip
-    # is shorter, so the default run does not change.
-    split_above: float = 8.0
+    # of at most `split_piece` seconds (udistil/transcribe/segments.py, pauses kept), each
+    # decoded alone; its label is their texts joined, and its statistics and distillation
+    # targets are the model's along that label over the whole clip (one teacher-forced pass).
+    # On a 24-30 s window of several sentences whisper-base drops whole sentences in either
+    # timestamp mode, most often at the window's start; a piece of a few sentences it decodes
+    # whole (pieces of 8 s delete 1.1 points more of the words than labelling the window's
+    # clips one by one, 10 s 9.0, no cut 24.8).  A clip of up to about 14 s and three
+    # sentences it decodes better whole (timestamp mode above `timestamps_above`): on the mini
+    # dev set's multi-sentence clips, cutting those at 8 s cost 3.4 WER points, 1.7x the time,
+    # and saved 1.3 points of deletions.  docs/timestamps.md has both measurements.
+    split_above: float = 15.0
+    split_piece: float = 8.0
 
     def __post_init__(self):
         if self.split_above < 0:
             raise ValueError(f"split_above must be >= 0 seconds (0 = never), not {self.split_above}")
+        if self.split_piece <= 0:
+            raise ValueError(f"split_piece must be > 0 seconds, not {self.split_piece}")
         if self.timestamps not in TIMESTAMP_MODES:
             raise ValueError(f"timestamps must be one of {', '.join(TIMESTAMP_MODES)}, not {self.timestamps!r}")
 

@@ -124,7 +124,11 @@ def labelling_fingerprint(in_path, model, options, targets_dir=None, dtype=None)
 
     opts = {k: v for k, v in asdict(options).items() if k not in ("batch_size",)}
     if not opts.get("split_above"):
-        opts.pop("split_above", None)  # off: labels made before the option keep their fingerprint
+        # off: labels made before the option keep their fingerprint
+        opts.pop("split_above", None)
+        opts.pop("split_piece", None)
+    elif opts["split_piece"] == opts["split_above"]:
+        opts.pop("split_piece")  # the one-threshold rule labels made before split_piece followed
     opts["targets_dir"] = str(targets_dir) if targets_dir is not None else None
     if dtype is not None and dtype_name(dtype) != "float32":
         opts["dtype"] = dtype_name(dtype)

@@ -143,16 +143,19 @@ class Transcriber:
     # ---- long clips cut at pauses (DecodeOptions.split_above) ----------------------------
     def _pause_segments(self, clips) -> dict[int, list]:
         """The clips to cut (longer than split_above and with a pause to cut at): their
-        segments, contiguous stretches of the clip with their pauses kept."""
+        segments of at most split_piece seconds, contiguous stretches of the clip with their
+        pauses kept."""
         limit = self.options.split_above
         if not limit:
             return {}
         from udistil.transcribe.segments import SegmentOptions, split_at_pauses
 
-        cut = SegmentOptions(max_seconds=limit, drop_pauses=False)
+        cut = SegmentOptions(max_seconds=self.options.split_piece, drop_pauses=False)
         split = {}
         for i, clip in enumerate(clips):
-            segments = split_at_pauses(clip, cut)  # one segment, at once, for a clip within the limit
+            if len(clip) <= limit * SAMPLE_RATE:
+                continue
+            segments = split_at_pauses(clip, cut)
             if len(segments) > 1:
                 split[i] = segments
         return split
