@@ -76,7 +76,7 @@ fi
 decodes=()
 for entry in "${models[@]}"; do
   name=${entry%%=*} model=${entry#*=}
-  udistil decode --model "$model" --batch-size 8 --beam 1 --in $cuts --out $work/$name/decode \
+  udistil decode --model "$model" --batch-size 8 --beam 1 --redo-stale --in $cuts --out $work/$name/decode \
     > $work/decode_$name.log 2>&1
   decodes+=("$name=$work/$name/decode")
 done
