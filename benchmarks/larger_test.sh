@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A finished default run's models on a larger set than stage 7's, with paired intervals.
 #
-#   benchmarks/larger_test.sh [--split test_clean|test_noisy|test_heldout|dev] [--size N] [--seed S] [--language L] \
+#   benchmarks/larger_test.sh [--split test_clean|test_noisy|test_heldout|dev|dev_heldout] [--size N] [--seed S] [--language L] \
 #       RUN_DIR [NAME=MODEL_DIR ...]
 #
 # The default mini test_clean holds 18 English clips (about 190 words): one error is half a
@@ -15,7 +15,8 @@
 # interval (benchmarks/paired_wer.py).  Choose settings on --split dev; report on test_clean
 # (and test_noisy).  --split test_heldout is the English ruler of voices, rates, pitches and
 # one-to-three-sentence clips that no other split uses (udistil/data/mini_corpus.py): it
-# measures how far the students generalise beyond the corpus, and never chooses a setting.
+# measures how far the students generalise beyond the corpus, and never chooses a setting:
+# --split dev_heldout, its twin with dev sentences and other unseen voices, does.
 # Output: RUN_DIR/exp_larger_<split>/{data,<name>/decode}/ and paired_wer.tsv.
 set -euo pipefail
 split=test_clean size=200 seed=1234 language=en
@@ -32,9 +33,9 @@ done
 [ $# -ge 1 ] || { sed -n 2,17p "$0" >&2; exit 2; }
 case $split in
   test_clean|test_noisy) sizes=(--num-dev 3 --num-test "$size") ;;
-  test_heldout) sizes=(--num-dev 3 --num-test 3 --num-heldout "$size") ;;
+  test_heldout|dev_heldout) sizes=(--num-dev 3 --num-test 3 --num-heldout "$size") ;;
   dev) sizes=(--num-dev "$size" --num-test 3) ;;
-  *) echo "$0: --split must be test_clean, test_noisy, test_heldout or dev, not $split" >&2; exit 2 ;;
+  *) echo "$0: --split must be test_clean, test_noisy, test_heldout, dev or dev_heldout, not $split" >&2; exit 2 ;;
 esac
 run_dir=$1
 shift

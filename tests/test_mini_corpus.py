@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from udistil.data.mini_corpus import (DEFAULT_SENTENCES_DIR, HELDOUT_PITCHES, HELDOUT_SPEEDS_WPM, HELDOUT_VOICES, LANGUAGE_SHARE,
+from udistil.data.mini_corpus import (DEFAULT_SENTENCES_DIR, DEV_HELDOUT_VOICES, HELDOUT_PITCHES, HELDOUT_SPEEDS_WPM, HELDOUT_VOICES, LANGUAGE_SHARE,
                                       LEADING_SILENCE, MAX_CLIP_SECONDS, TEST_VOICES, TRAILING_SILENCE,
                                       TRAIN_LANGUAGE_SHARE, TRAIN_VOICES, language_counts, load_sentences,
                                       load_train_only_sentences, plan_corpus, prepare_mini_corpus,
@@ -108,6 +108,12 @@ def test_the_heldout_ruler_uses_voices_rates_and_clips_no_other_split_has():
     train_text = " ".join(u.text for u in with_ruler["train"] + with_ruler["dev"])
     for u in heldout:
         assert u.text.split(". ")[0] not in train_text
+    # Its dev twin: dev sentences, and voices of neither the ruler nor any other split.
+    dev_heldout = with_ruler["dev_heldout"]
+    assert len(dev_heldout) == 30 and {u.variant for u in dev_heldout} <= set(DEV_HELDOUT_VOICES)
+    assert not set(DEV_HELDOUT_VOICES) & (set(HELDOUT_VOICES) | set(TRAIN_VOICES) | set(TEST_VOICES))
+    dev_sentences = " ".join(u.text for u in with_ruler["dev"])
+    assert all(u.text.split(". ")[0] not in train_text.replace(dev_sentences, "") for u in dev_heldout)
 
 
 def write_sentence_lists(root, per_language=12, train_only=()):

@@ -25,7 +25,8 @@ Splits and what keeps them honest:
 - an optional English ruler, test_heldout (`num_heldout`), is built from what no other split
   uses: voices of HELDOUT_VOICES, wider speaking rates and pitches, and one to three sentences
   a clip.  It measures generalisation beyond the corpus's own voices and clip shapes, so it is
-  never used to choose a setting;
+  never used to choose a setting; dev_heldout (the same `num_heldout`) is its dev twin, with
+  dev sentences and voices of its own (DEV_HELDOUT_VOICES), on which such settings are chosen;
 - every split holds all three languages.  Dev and test are ~45% English: whisper-base only
   does well on English synthetic speech, so that is where the filters have good and bad
   labels to separate.  Train is ~80% English, each English clip with its own sentence where
@@ -74,6 +75,9 @@ TRAIN_ONLY_SENTENCES_SUBDIR = "train_only"
 TRAIN_VOICES = ("m1", "m3", "m5", "f1", "f3", "f5", "klatt", "klatt4", "croak")
 TEST_VOICES = ("m2", "m7", "f2", "f4", "klatt2", "klatt3")
 HELDOUT_VOICES = ("m4", "m6", "m8", "klatt5", "Annie", "david", "linda", "steph")
+# dev_heldout's voices: held out like test_heldout's, but other ones, so that generalisation
+# settings are chosen on voices that the ruler reporting them never uses.
+DEV_HELDOUT_VOICES = ("klatt6", "Andy", "edward", "paul", "rob", "Alicia", "aunty", "max")
 SPEEDS_WPM = (130, 150, 165, 180, 200)
 PITCHES = (30, 40, 50, 60, 75)
 HELDOUT_SPEEDS_WPM = (115, 140, 170, 210, 230)
@@ -138,7 +142,7 @@ class Utterance:
 
 def split_plans(num_train: int, num_dev: int, num_test: int, num_heldout: int = 0) -> list[SplitPlan]:
     """The four splits (test_clean and test_noisy each get `num_test` cuts), and the
-    held-out-voice English ruler when `num_heldout` > 0."""
+    held-out-voice English rulers (test and dev) when `num_heldout` > 0."""
     plans = [
         SplitPlan("train", num_train, "train", TRAIN_VOICES, TRAIN_CONDITIONS, dict(TRAIN_LANGUAGE_SHARE),
                   sentences_per_clip=TRAIN_SENTENCES_PER_CLIP),
@@ -148,9 +152,11 @@ def split_plans(num_train: int, num_dev: int, num_test: int, num_heldout: int = 
         SplitPlan("test_noisy", num_test, "test", TEST_VOICES, TEST_NOISY_CONDITIONS),
     ]
     if num_heldout > 0:
-        plans.append(SplitPlan("test_heldout", num_heldout, "test", HELDOUT_VOICES, (CLEAN,), {"en": 1.0},
-                               sentences_per_clip=HELDOUT_SENTENCES_PER_CLIP,
-                               speeds=HELDOUT_SPEEDS_WPM, pitches=HELDOUT_PITCHES))
+        for name, pool, voices in (("test_heldout", "test", HELDOUT_VOICES),
+                                   ("dev_heldout", "dev", DEV_HELDOUT_VOICES)):
+            plans.append(SplitPlan(name, num_heldout, pool, voices, (CLEAN,), {"en": 1.0},
+                                   sentences_per_clip=HELDOUT_SENTENCES_PER_CLIP,
+                                   speeds=HELDOUT_SPEEDS_WPM, pitches=HELDOUT_PITCHES))
     return plans
 
 
