@@ -110,9 +110,9 @@ temperature=${default[loss.temperature]}
 alpha_mse=${default[loss.alpha_mse]}
 # Stage 6: top encoder layers each student trains, the rest frozen (its cache then holds the
 # frozen bottom's states; 0 = frozen; "" = the package's rule: frozen when the student keeps
-# every teacher encoder layer, else all trained).  2 on the mini corpus: chosen on its dev
-# set against a frozen encoder (docs/experiments.md).
-train_encoder_layers=2
+# every teacher encoder layer, else all trained).  2 trained layers lost to a frozen encoder
+# on the mini corpus's dev rulers (docs/experiments.md).
+train_encoder_layers=${default[run.train_encoder_layers]}
 # Stage 6: SpecAugment on what the student alone reads (true/false).
 spec_augment=${default[augment.spec_augment]}
 # Stage 6: weight each cut's loss by 1 - score/100 of this filter (e.g. fusion; "" = unweighted).
