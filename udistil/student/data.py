@@ -42,6 +42,7 @@ import torch
 from udistil.data.audio import load_cut_audio
 from udistil.data.manifests import supervision
 from udistil.models.audio_context import FULL_POSITIONS, SAMPLE_RATE, log_mel
+from udistil.student.cut_weights import cut_weight
 from udistil.errors import BadAudioError, UdistilError
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,8 @@ def count_usable(path, name: str | None = None, score_key: str | None = None) ->
             usable += 1
             with_targets += has_targets(cut)
             if score_key is not None:
-                with_score += (supervision(cut).custom or {}).get(score_key) is not None
+                # The weight's own reading of the score: a count of what will really weigh.
+                with_score += cut_weight(cut, score_key) is not None
     name = name or str(path)
     if usable < total:
         log.warning("%s: skipped %d of %d cuts without a teacher_text (run stage 3 first?)",
@@ -299,8 +301,6 @@ class DistillDataset(torch.utils.data.Dataset):
         batch["positions"] = positions
         batch["num_samples"] = torch.tensor([cut_num_samples(c) for c in kept], dtype=torch.long)
         if self.weight_by is not None:
-            from udistil.student.cut_weights import cut_weight
-
             weights = [cut_weight(c, self.weight_by) for c in kept]
             batch["cut_weights"] = torch.tensor([0.0 if w is None else w for w in weights], dtype=torch.float32)
             batch["unscored_cuts"] = sum(w is None for w in weights)

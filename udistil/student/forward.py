@@ -52,7 +52,6 @@ class StudentForward(torch.nn.Module):
             raise ValueError(f"a frozen encoder trains no layers, not {trained_encoder_layers}")
         check_trained_encoder_layers(trained_encoder_layers, n_layers)
         self.trained_encoder_layers = trained_encoder_layers
-        self.frozen_encoder = trained_encoder_layers == 0
         self.bottom_layers = frozen_bottom_layers(n_layers, trained_encoder_layers)
         self.context = AudioContext.of(student)
 
