@@ -19,14 +19,28 @@ Reported (JSON on stdout and in WORK/scale.json):
 
     python benchmarks/scale.py --num-cuts 10000 --work /tmp/scale_10k   # ~ minutes on 2 cores
     nice -n 10 python benchmarks/scale.py --num-cuts 100000 --work /tmp/scale_100k > log 2>&1 &
+
+--kill-stages 3 6 then repeats those stages in WORK/killed (a copy of the reference's stage-2
+cuts and prepared teacher): each stage's run.sh is killed with SIGKILL, its whole process
+group at once (as a node that dies), at a seeded random moment between 15 % and 85 % of the
+reference's wall time for that stage, and run again to the end.  The resumed outputs must
+equal the uninterrupted ones: stage 3's manifests cut by cut (texts, tokens, statistics and
+the stored targets' bytes, by the CRC in each storage key, plus a sample loaded in full),
+stage 6's best/ weights tensor by tensor.  With WORK/scale.json already there for the same
+--num-cuts, the reference is not run again (a long reference and its kill runs can be two
+invocations).
 """
 from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import os
+import random
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -143,6 +157,131 @@ def record_clip_context(model_dir: Path) -> None:
     config.save_pretrained(model_dir)
 
 
+STUDENT = "student_2-1_none"
+
+
+def run_stages(cmd: list[str], work: Path, env: dict, first: int, last: int, log,
+               kill_after_s: float | None = None) -> int | None:
+    """run.sh --stage first --stop-stage last in `work`; with kill_after_s, SIGKILL its whole
+    process group at that moment.  Returns the exit code, or None when the kill landed."""
+    proc = subprocess.Popen(cmd + ["--stage", str(first), "--stop-stage", str(last)], cwd=work, env=env,
+                            stdout=log, stderr=log, start_new_session=True)
+    try:
+        return proc.wait(timeout=kill_after_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return None
+
+
+def comparable_cut(line: bytes) -> tuple[dict, dict]:
+    """A labelled cut without where its arrays live (offsets and paths differ after a resume),
+    and its arrays' byte count, dtype, CRC32 and shape (which must not)."""
+    cut = json.loads(line)
+    arrays = {}
+    for key, value in list(cut.get("custom", {}).items()):
+        if isinstance(value, dict) and "storage_key" in value:
+            arrays[key] = value["storage_key"].split(":", 1)[1]
+            del cut["custom"][key]
+    return cut, arrays
+
+
+def compare_manifests(reference: Path, resumed: Path, sample: int, rng: random.Random) -> dict:
+    """Cut by cut: equal cuts (arrays by their CRC), and `sample` cuts' arrays loaded and compared."""
+    from lhotse import CutSet
+
+    import udistil.data.array_chunks  # noqa: F401  (registers the chunked storage type)
+
+    cuts = differing = missing = 0
+    first_difference = None
+    with gzip.open(reference, "rb") as ref, gzip.open(resumed, "rb") as res:
+        for ref_line, res_line in itertools.zip_longest(ref, res):
+            if ref_line is None or res_line is None:
+                missing += 1
+                continue
+            cuts += 1
+            if comparable_cut(ref_line) != comparable_cut(res_line):
+                differing += 1
+                first_difference = first_difference or json.loads(ref_line)["id"]
+    picked = set(rng.sample(range(cuts), min(sample, cuts)))
+    loaded_equal = 0
+    ref_cuts, res_cuts = iter(CutSet.from_jsonl_lazy(reference)), iter(CutSet.from_jsonl_lazy(resumed))
+    for i, (a, b) in enumerate(zip(ref_cuts, res_cuts)):
+        if i in picked:
+            loaded_equal += all(np.array_equal(a.load_custom(k), b.load_custom(k))
+                                for k in ("kd_topk_ids", "kd_topk_logprobs") if a.has_custom(k))
+    return {"cuts": cuts, "differing": differing, "unmatched": missing, "first_difference": first_difference,
+            "sample_loaded": len(picked), "sample_equal": loaded_equal}
+
+
+def compare_weights(reference: Path, resumed: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    a, b = load_file(str(reference / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    unequal = sorted(k for k in a if k not in b or not np.array_equal(a[k], b[k]))
+    return {"tensors": len(a), "unequal": len(unequal) + len(set(b) - set(a)), "first_unequal": unequal[:3]}
+
+
+def progress_at_kill(killed: Path, stage: int) -> dict:
+    """What the killed stage had written: stage 3's labelled cuts (finished shards' and partial
+    files' lines), stage 6's encoder-cache entries and checkpoints."""
+    def lines(paths) -> int:
+        return sum(sum(1 for _ in (gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb"))) for p in paths)
+
+    exp = killed / "exp"
+    if stage == 3:
+        shards = exp / "teacher" / "train" / "shards"
+        return {"labelled_train_cuts": lines(shards.glob("cuts.*.jsonl.gz")) + lines(shards.glob("*.partial.jsonl"))}
+    return {"encoder_cache_entries": lines(exp.glob("encoder_cache/*/*.index.jsonl")),
+            "checkpoints": sorted(p.name for p in exp.glob(f"{STUDENT}/checkpoints/step-*"))}
+
+
+def kill_runs(work: Path, cmd: list[str], env: dict, reference: dict, stages: list[int], seed: int) -> dict:
+    """Stages 3 and/or 6 again in WORK/killed, each SIGKILLed once at a seeded random moment and
+    rerun; their outputs against the reference's."""
+    rng = random.Random(seed)
+    seconds = {int(k): v for k, v in reference["stage_seconds"].items()}
+    killed = work / "killed"
+    if killed.exists():
+        shutil.rmtree(killed)
+    (killed / "exp").mkdir(parents=True)
+    shutil.copytree(work / "data", killed / "data", symlinks=True)
+    shutil.copytree(work / "exp" / "models", killed / "exp" / "models", symlinks=True)
+    results = {}
+    with open(killed / "run.log", "w") as log:
+        for stage in (3, 4, 5, 6):
+            if stage not in stages:
+                if stage > 3 and 6 in stages:  # stage 6 reads stages 4-5's outputs of this directory
+                    if run_stages(cmd, killed, env, stage, stage, log) != 0:
+                        raise RuntimeError(f"stage {stage} failed in {killed}; see {killed / 'run.log'}")
+                continue
+            moment = rng.uniform(0.15, 0.85) * seconds[stage]
+            t0 = time.time()
+            rc = run_stages(cmd, killed, env, stage, stage, log, kill_after_s=moment)
+            if rc not in (None, 0):
+                raise RuntimeError(f"stage {stage} failed before its kill; see {killed / 'run.log'}")
+            t1 = time.time()
+            written = progress_at_kill(killed, stage) if rc is None else None
+            if run_stages(cmd, killed, env, stage, stage, log) != 0:
+                raise RuntimeError(f"stage {stage} failed after its kill; see {killed / 'run.log'}")
+            entry = {"killed_after_s": round(moment, 1) if rc is None else None,
+                     "kill_landed": rc is None, "written_at_kill": written, "rerun_s": round(time.time() - t1, 1),
+                     "until_kill_s": round(t1 - t0, 1)}
+            if stage == 3:
+                entry["compare"] = {part: compare_manifests(work / "exp" / "teacher" / f"cuts_{part}.jsonl.gz",
+                                                            killed / "exp" / "teacher" / f"cuts_{part}.jsonl.gz",
+                                                            sample=200, rng=rng)
+                                    for part in ("train", "dev")}
+                entry["equal"] = all(c["differing"] == 0 and c["unmatched"] == 0
+                                     and c["sample_equal"] == c["sample_loaded"] for c in entry["compare"].values())
+            else:
+                entry["compare"] = compare_weights(work / "exp" / STUDENT / "best", killed / "exp" / STUDENT / "best")
+                entry["equal"] = entry["compare"]["unequal"] == 0
+            results[str(stage)] = entry
+            print(f"stage {stage}: {entry}", file=sys.stderr, flush=True)
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-cuts", type=int, required=True)
@@ -157,12 +296,35 @@ def main(argv=None) -> int:
                         help="the tiny teacher's audio context: clip (encoder positions sliced to the "
                              "clip, as a clip-context student decodes; ~4x cheaper per cut, so 100K "
                              "cuts fit in hours) or full (Whisper's 30 s window, as a real teacher)")
+    parser.add_argument("--kill-stages", type=int, nargs="*", default=[], choices=(3, 6),
+                        help="after the reference, run these stages again in WORK/killed, each killed "
+                             "once at a random moment and rerun, and compare their outputs")
     args = parser.parse_args(argv)
-
-    from udistil.models.tiny import build_tiny_whisper
 
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    done_before = work / "scale.json"
+    if args.kill_stages and done_before.is_file() and json.loads(done_before.read_text())["num_cuts"] == args.num_cuts:
+        result = json.loads(done_before.read_text())
+        print(f"reusing the reference run in {work}", file=sys.stderr)
+    else:
+        result = reference_run(args, work, env)
+        if result is None:
+            return 1
+    if args.kill_stages:
+        cmd = result.get("command_args") or result["command"].split(" ")
+        result["kills"] = kill_runs(work, cmd, env, result, args.kill_stages, args.seed)
+        (work / "scale.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result["kills"], indent=1))
+        return 0 if all(k["equal"] for k in result["kills"].values()) else 1
+    return 0
+
+
+def reference_run(args, work: Path, env: dict) -> dict | None:
+    """Build the corpus and run run.sh's stages 2..--stop-stage on it; the measurements."""
+    from udistil.models.tiny import build_tiny_whisper
+
     pool = write_audio_pool(work / "audio", args.audio_files, args.seed)
     audio_s = write_manifests(work / "data" / "manifests", "train", args.num_cuts, pool)
     write_manifests(work / "data" / "manifests", "dev", args.dev_cuts, pool[::-1])
@@ -174,7 +336,6 @@ def main(argv=None) -> int:
            "--students", "2-1", "--train-filters", "none", "--distill-steps", str(args.distill_steps),
            "--distill-valid-every", str(args.distill_steps), "--distill-dev-cuts", "16", "--decode-init", "false",
            "--alpha-mse", "0"]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
     rss = PeakRss()
     rss.start()
     t0 = time.time()
@@ -191,7 +352,7 @@ def main(argv=None) -> int:
     if done.returncode != 0:
         print(done.stdout[-3000:], file=sys.stderr)
         print(f"run.sh failed ({done.returncode}); see {work / 'run.log'}", file=sys.stderr)
-        return 1
+        return None
     stages = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"stage (\d):\s+(\d+)", done.stdout)}
     stats = [json.loads(p.read_text()) for p in (work / "exp" / "teacher" / "train" / "shards").glob("*.stats.json")]
     model_s = sum(s["decoder"].get("encode_s", 0) + s["decoder"].get("decode_s", 0) for s in stats)
@@ -218,11 +379,11 @@ def main(argv=None) -> int:
         "bytes": after["bytes"],
         "bytes_per_audio_hour": {k: round(v / hours) for k, v in after["bytes"].items()},
         "target_tokens": tokens, "target_bytes_per_token": round(target_bytes / max(tokens, 1), 1),
-        "command": " ".join(cmd),
+        "command": " ".join(cmd), "command_args": cmd,
     }
     (work / "scale.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
-    return 0
+    return result
 
 
 if __name__ == "__main__":

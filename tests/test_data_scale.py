@@ -3,6 +3,7 @@ training sets that are streamed, lean checkpoints, and DDP on a complete encoder
 Tiny random Whisper models and espeak-ng cuts."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -311,3 +312,56 @@ def test_a_store_in_the_older_per_file_layout_is_read_but_never_extended(tmp_pat
     with pytest.raises(UdistilError, match="older layout .* delete it"):
         TargetStore(tmp_path, spec, "abc", "t", shard="cuts.1")
     assert sorted(p.name for p in tmp_path.iterdir()) == [STORE_INFO]  # nothing written
+
+
+def _rewrite_manifest(src: Path, dst: Path, edit) -> Path:
+    with gzip.open(src, "rt") as fin, gzip.open(dst, "wt") as fout:
+        for i, line in enumerate(fin):
+            cut = json.loads(line)
+            edit(i, cut)
+            fout.write(json.dumps(cut) + "\n")
+    return dst
+
+
+def test_the_scale_benchmarks_kill_check_ignores_where_arrays_live_and_sees_what_they_hold(labelled, tmp_path):
+    """benchmarks/scale.py --kill-stages compares a resumed stage 3 with the uninterrupted one: a
+    store at another path and offset is the same output; a changed token or array is not."""
+    import random
+    import shutil
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from scale import compare_manifests
+
+    moved = tmp_path / "moved_targets"
+    shutil.copytree(labelled["targets"], moved)
+
+    def relocate(i, cut):
+        for value in cut["custom"].values():
+            if isinstance(value, dict) and "storage_path" in value:
+                value["storage_path"] = str(moved / Path(value["storage_path"]).name)
+
+    same = _rewrite_manifest(labelled["cuts"], tmp_path / "same.jsonl.gz", relocate)
+    result = compare_manifests(labelled["cuts"], same, sample=8, rng=random.Random(0))
+    assert result["cuts"] == 8 and result["differing"] == 0 and result["unmatched"] == 0
+    assert result["sample_loaded"] == 8 and result["sample_equal"] == 8
+
+    def other_token(i, cut):
+        if i == 3:
+            cut["supervisions"][0]["custom"]["teacher_tokens"][0] += 1
+
+    def other_array(i, cut):
+        if i == 5:
+            offset, nbytes, dtype, crc, shape = cut["custom"]["kd_topk_logprobs"]["storage_key"].split(":")
+            cut["custom"]["kd_topk_logprobs"]["storage_key"] = ":".join(
+                [offset, nbytes, dtype, f"{int(crc, 16) ^ 1:08x}", shape])
+
+    for edit, changed in ((other_token, "c3"), (other_array, "c5")):
+        result = compare_manifests(labelled["cuts"], _rewrite_manifest(labelled["cuts"], tmp_path / "x.jsonl.gz", edit),
+                                   sample=0, rng=random.Random(0))
+        assert result["differing"] == 1 and result["first_difference"] == changed
+    shorter = _rewrite_manifest(labelled["cuts"], tmp_path / "short.jsonl.gz", lambda i, cut: None)
+    with gzip.open(shorter, "rt") as fh:
+        kept = fh.readlines()[:-1]
+    with gzip.open(shorter, "wt") as fh:
+        fh.writelines(kept)
+    assert compare_manifests(labelled["cuts"], shorter, sample=0, rng=random.Random(0))["unmatched"] == 1
