@@ -313,7 +313,8 @@ def main(argv=None) -> int:
         if result is None:
             return 1
     if args.kill_stages:
-        cmd = result.get("command_args") or result["command"].split(" ")
+        # This checkout's run.sh, with the reference's options.
+        cmd = [str(REPO / "run.sh")] + (result.get("command_args") or result["command"].split(" "))[1:]
         result["kills"] = kill_runs(work, cmd, env, result, args.kill_stages, args.seed)
         (work / "scale.json").write_text(json.dumps(result, indent=1))
         print(json.dumps(result["kills"], indent=1))
