@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from lhotse import Recording, SupervisionSegment
 
 from udistil.data.manifests import custom, read_cuts, write_cuts
@@ -98,3 +99,54 @@ def test_several_cheap_filters_in_one_pass(tmp_path, speak):
     assert set(fields["filter_seconds"]) == {"confidence", "entropy", "nll"}
     assert main(["score", "nll,fusion", "--in", str(tmp_path / "out.jsonl.gz"),
                  "--out", str(tmp_path / "x.jsonl.gz")]) == 1
+
+
+def _scored_manifest(tmp_path, speak, n: int, tokens: int):
+    """n cuts of one espeak clip, each with stage-3 per-token lists of `tokens` entries, an
+    array manifest as stage 3 writes, and a confidence score: what fusion reads at scale."""
+    import soundfile as sf
+
+    path = tmp_path / "one.wav"
+    sf.write(str(path), speak("the river is near the bridge", "en"), 16000)
+    recording = Recording.from_file(str(path), recording_id="one")
+    rng = np.random.default_rng(0)
+
+    def cuts():
+        for i in range(n):
+            cut = recording.to_cut()
+            cut.id = f"c{i:06d}"
+            cut.supervisions = [SupervisionSegment(cut.id, "one", 0, cut.duration, language=("en", "sw")[i % 2])]
+            custom(cut).update(teacher_text="the river is near the bridge", teacher_tokens=list(range(tokens)),
+                               teacher_logprobs=[-0.1] * tokens, teacher_entropy=[0.2] * tokens,
+                               teacher_language="en", teacher_stop="eot", confidence=float(rng.uniform(0, 100)),
+                               entropy=None if i % 7 == 0 else float(rng.uniform(0, 5)))
+            cut.custom = {"kd_topk_ids": {"storage_type": "udistil_chunks", "storage_path": "/x/cuts.1.chunks",
+                                          "storage_key": f"{i * 512}:256:<i4:00000000:1x64", "shape": [1, 64]}}
+            yield cut
+    return write_cuts(cuts(), tmp_path / "scored.jsonl.gz")
+
+
+def test_a_whole_set_filter_holds_columns_of_scores_not_the_cuts(tmp_path, speak):
+    """Fusion scores the whole set at once; what it holds per cut must stay far below a lhotse
+    cut's few KB (a 500K-cut pool held as cuts is gigabytes), and its scores must be those it
+    gives the same cuts held whole."""
+    import tracemalloc
+
+    from udistil.filters.runner import WholeSetColumns
+
+    n = 3000
+    manifest = _scored_manifest(tmp_path, speak, n, tokens=30)
+    fusion = create_filter("fusion")
+    tracemalloc.start()
+    try:
+        score_cuts(fusion, manifest, tmp_path / "fused.jsonl.gz")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak / n < 1500, f"{peak / n:.0f} bytes held per cut while fusing"
+    fused = [custom(c)["fusion"] for c in read_cuts(tmp_path / "fused.jsonl.gz")]
+    whole = [s.value for s in create_filter("fusion").score(list(read_cuts(manifest)), [None] * n)]
+    assert fused == pytest.approx(whole, abs=1e-5) and len(set(fused)) > n // 2
+    columns = WholeSetColumns(read_cuts(manifest))
+    assert columns[0].custom.get("entropy") is None and columns[1].custom.get("entropy") is not None
+    assert [c.supervisions[0].language for c in columns][:2] == ["en", "sw"]

@@ -148,29 +148,100 @@ def _score_resumably(filters, in_path, out_path, nulls, writer, totals) -> None:
     writer.finish(order=(c.id for c in iter_cuts(in_path)))
 
 
-def _light(cut):
-    """The cut with its list-valued custom fields (per-token statistics) dropped: what a
-    whole-set filter reads (score columns, language) at a fraction of the memory."""
-    sup = cut.supervisions[0]
-    sup.custom = {k: v for k, v in (sup.custom or {}).items() if not isinstance(v, list)}
-    return cut
+class WholeSetColumns:
+    """What a whole-set filter reads of every cut, in columns: id, duration, language, and
+    each numeric (or boolean) scalar of the supervision's custom dict (the scores of earlier filters and
+    stage 3's scalar statistics) as float64 with NaN for absent.  Texts, per-token lists,
+    recordings and array manifests are left out: about 100 bytes a cut where a lhotse cut
+    (its per-token lists, recording and target manifests) holds several KB, so a whole-set
+    filter over 500K cuts no longer holds the corpus.  Items are `_CutView`s, which answer
+    what `supervision(cut)`, `teacher_field` and `cut_language` ask of a cut."""
+
+    def __init__(self, cuts):
+        from array import array
+
+        self.ids: list[str] = []
+        self.durations = array("d")
+        self.languages: list[str | None] = []
+        self.columns: dict[str, array] = {}
+        interned: dict[str, str] = {}
+        nan = float("nan")
+        for i, cut in enumerate(cuts):
+            sup = cut.supervisions[0]
+            fields = sup.custom or {}
+            language = sup.language or fields.get("teacher_language") or None
+            self.ids.append(cut.id)
+            self.durations.append(cut.duration)
+            self.languages.append(interned.setdefault(language, language) if language else None)
+            for key, value in fields.items():
+                if not isinstance(value, (int, float)):  # bool is an int
+                    continue
+                column = self.columns.get(key)
+                if column is None:
+                    column = self.columns[key] = array("d", [nan]) * i
+                column.extend([nan] * (i - len(column)))
+                column.append(float(value))
+        for column in self.columns.values():
+            column.extend([nan] * (len(self.ids) - len(column)))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> "_CutView":
+        return _CutView(self, i)
+
+    def __iter__(self):
+        return (_CutView(self, i) for i in range(len(self.ids)))
+
+
+class _CutView:
+    """One row of WholeSetColumns, shaped as the cut and its supervision (it is both):
+    `.id`, `.duration`, `.supervisions[0].language`, `.custom.get(key)` (None when absent)."""
+
+    __slots__ = ("_set", "_i")
+    text = None
+
+    def __init__(self, columns: WholeSetColumns, i: int):
+        self._set, self._i = columns, i
+
+    id = property(lambda self: self._set.ids[self._i])
+    duration = property(lambda self: self._set.durations[self._i])
+    language = property(lambda self: self._set.languages[self._i])
+    supervisions = property(lambda self: (self,))
+    custom = property(lambda self: self)
+
+    def get(self, key: str, default=None):
+        column = self._set.columns.get(key)
+        if column is None:
+            return default
+        value = column[self._i]
+        return default if value != value else value  # NaN: absent
 
 
 def _score_whole_set(filt, in_path, out_path, nulls, totals) -> None:
-    """Set-level filters (fusion) depend on every cut: scored in one piece on light copies
-    of the cuts, then a second streaming pass writes the full cuts with their score."""
-    light = [_light(c) for c in iter_cuts(in_path)]
-    totals["cuts"], totals["audio_s"] = len(light), sum(c.duration for c in light)
-    scores, seconds = _score_batch(filt, light)
-    per_cut = {c.id: (s, seconds * c.duration / (totals["audio_s"] or 1.0)) for c, s in zip(light, scores)}
-    del light, scores
+    """Set-level filters (fusion) depend on every cut: scored in one piece on the columns
+    they read (WholeSetColumns), then a second streaming pass writes the full cuts with
+    their score, matched by position (both passes read the same file in order)."""
+    from array import array
+
+    columns = WholeSetColumns(iter_cuts(in_path))
+    totals["cuts"], totals["audio_s"] = len(columns), sum(columns.durations)
+    scores, seconds = _score_batch(filt, columns)
+    values = array("d", (float("nan") if s.value is None else s.value for s in scores))
+    reasons = {i: s.reason for i, s in enumerate(scores) if s.value is None}
+    share = seconds / (totals["audio_s"] or 1.0)
+    durations, ids = columns.durations, columns.ids
+    del columns, scores
 
     def scored():
-        for cut in iter_cuts(in_path):
-            score, cut_seconds = per_cut[cut.id]
+        for i, cut in enumerate(iter_cuts(in_path)):
+            if i >= len(ids) or cut.id != ids[i]:
+                raise UdistilError(f"{in_path} changed while {filt.name} scored it (cut {cut.id} at "
+                                   f"position {i}); score it again")
+            score = Score.null(reasons[i]) if i in reasons else Score(values[i])
             if score.value is None:
                 nulls.add(cut.id, score.reason or "no reason given")
-            _store(cut, filt.name, score, cut_seconds)
+            _store(cut, filt.name, score, share * durations[i])
             yield cut
     write_cuts(scored(), out_path)
 
