@@ -296,6 +296,11 @@ def main(argv=None) -> int:
                         help="the tiny teacher's audio context: clip (encoder positions sliced to the "
                              "clip, as a clip-context student decodes; ~4x cheaper per cut, so 100K "
                              "cuts fit in hours) or full (Whisper's 30 s window, as a real teacher)")
+    parser.add_argument("--labels-from", default=None, metavar="REF_WORK",
+                        help="skip stage 3: its outputs are the labelled cuts of the reference run in "
+                             "REF_WORK, repeated to --num-cuts with new ids (each copy keeps its audio "
+                             "and stored targets); for the largest N, whose stage 3 alone would take "
+                             "hours here.  Stage 2 runs, and split-cuts and merge-cuts on N cuts")
     parser.add_argument("--kill-stages", type=int, nargs="*", default=[], choices=(3, 6),
                         help="after the reference, run these stages again in WORK/killed, each killed "
                              "once at a random moment and rerun, and compare their outputs")
@@ -322,6 +327,35 @@ def main(argv=None) -> int:
     return 0
 
 
+def replicate_labels(ref: Path, work: Path, num_cuts: int, nj: int, env: dict, log) -> None:
+    """exp/teacher/cuts_{train,dev}.jsonl.gz from the reference's: train repeated to num_cuts
+    cuts (copy k of cut i is cut k * n + i under a new id, recording and supervision renamed
+    with it), written as nj shards and merged by `udistil merge-cuts`; dev copied.  Stage 2's
+    train cuts go through `udistil split-cuts` as stage 3 would split them."""
+    teacher = work / "exp" / "teacher"
+    shards = teacher / "train" / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ref / "exp" / "teacher" / "cuts_dev.jsonl.gz", teacher / "cuts_dev.jsonl.gz")
+    with gzip.open(ref / "exp" / "teacher" / "cuts_train.jsonl.gz", "rt") as fh:
+        lines = fh.readlines()
+    per_shard = -(-num_cuts // nj)
+    for j in range(nj):
+        with gzip.open(shards / f"cuts.{j + 1}.jsonl.gz", "wt") as out:
+            for k in range(j * per_shard, min(num_cuts, (j + 1) * per_shard)):
+                cut = json.loads(lines[k % len(lines)])
+                new_id = f"train-{k:07d}"
+                cut["id"] = cut["supervisions"][0]["id"] = cut["supervisions"][0]["recording_id"] = new_id
+                cut["recording"]["id"] = new_id
+                out.write(json.dumps(cut) + "\n")
+    del lines
+    udistil = [str(REPO / "tools" / "venv" / "bin" / "udistil")]
+    subprocess.run(udistil + ["split-cuts", "--in", "data/cuts_train.jsonl.gz", "--nj", str(nj),
+                              "--out-dir", "exp/split_check"], cwd=work, env=env, stdout=log, stderr=log, check=True)
+    subprocess.run(udistil + ["merge-cuts", "--out", str(teacher / "cuts_train.jsonl.gz")]
+                   + [str(shards / f"cuts.{j + 1}.jsonl.gz") for j in range(nj)],
+                   cwd=work, env=env, stdout=log, stderr=log, check=True)
+
+
 def reference_run(args, work: Path, env: dict) -> dict | None:
     """Build the corpus and run run.sh's stages 2..--stop-stage on it; the measurements."""
     from udistil.models.tiny import build_tiny_whisper
@@ -329,9 +363,12 @@ def reference_run(args, work: Path, env: dict) -> dict | None:
     pool = write_audio_pool(work / "audio", args.audio_files, args.seed)
     audio_s = write_manifests(work / "data" / "manifests", "train", args.num_cuts, pool)
     write_manifests(work / "data" / "manifests", "dev", args.dev_cuts, pool[::-1])
-    teacher = build_tiny_whisper(work / "tiny_teacher", seed=args.seed)
-    if args.teacher_context == "clip":
-        record_clip_context(teacher)
+    if args.labels_from:  # the reference's teacher, as it named it: its stored targets carry its identity
+        teacher = Path(args.labels_from).resolve() / "tiny_teacher"
+    else:
+        teacher = build_tiny_whisper(work / "tiny_teacher", seed=args.seed)
+        if args.teacher_context == "clip":
+            record_clip_context(teacher)
     cmd = [str(REPO / "run.sh"), "--skip-install", "true", "--teacher", str(teacher), "--corpus-prep", "none",
            "--manifest-prefix", "scale", "--test-sets", "", "--nj", str(args.nj), "--filters", "confidence",
            "--students", "2-1", "--train-filters", "none", "--distill-steps", str(args.distill_steps),
@@ -343,8 +380,19 @@ def reference_run(args, work: Path, env: dict) -> dict | None:
     log = open(work / "run.log", "w")
     subprocess.run(cmd + ["--stage", "0", "--stop-stage", "0"], cwd=work, env=env, stdout=log, stderr=log, check=True)
     before = disk_usage(work / "exp") if (work / "exp").is_dir() else {"files": 0, "bytes": {}}
-    done = subprocess.run(cmd + ["--stage", "2", "--stop-stage", str(args.stop_stage)], cwd=work, env=env,
-                          stdout=subprocess.PIPE, stderr=log, text=True)
+    if args.labels_from:
+        # Stage 3 is not run: its outputs are copies of the reference's labelled cuts, merged by
+        # merge-cuts as stage 3 merges its shards; stage 2 runs, and split-cuts on its output.
+        done = subprocess.run(cmd + ["--stage", "2", "--stop-stage", "2"], cwd=work, env=env,
+                              stdout=subprocess.PIPE, stderr=log, text=True)
+        if done.returncode == 0:
+            replicate_labels(Path(args.labels_from), work, args.num_cuts, args.nj, env, log)
+            later = subprocess.run(cmd + ["--stage", "4", "--stop-stage", str(args.stop_stage)], cwd=work, env=env,
+                                   stdout=subprocess.PIPE, stderr=log, text=True)
+            done = subprocess.CompletedProcess(later.args, later.returncode, done.stdout + later.stdout)
+    else:
+        done = subprocess.run(cmd + ["--stage", "2", "--stop-stage", str(args.stop_stage)], cwd=work, env=env,
+                              stdout=subprocess.PIPE, stderr=log, text=True)
     wall = time.time() - t0
     rss.stop.set()
     rss.join()
@@ -355,7 +403,8 @@ def reference_run(args, work: Path, env: dict) -> dict | None:
         print(f"run.sh failed ({done.returncode}); see {work / 'run.log'}", file=sys.stderr)
         return None
     stages = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"stage (\d):\s+(\d+)", done.stdout)}
-    stats = [json.loads(p.read_text()) for p in (work / "exp" / "teacher" / "train" / "shards").glob("*.stats.json")]
+    stats = [json.loads(p.read_text()) for p in (work / "exp" / "teacher" / "train" / "shards").glob("*.stats.json")
+             if not args.labels_from]
     model_s = sum(s["decoder"].get("encode_s", 0) + s["decoder"].get("decode_s", 0) for s in stats)
     shard_wall = sum(s["wall_s"] for s in stats)
     labelled = sum(s["labelled"] for s in stats)
@@ -368,6 +417,7 @@ def reference_run(args, work: Path, env: dict) -> dict | None:
     hours = audio_s / 3600
     result = {
         "num_cuts": args.num_cuts, "nj": args.nj, "teacher_context": args.teacher_context,
+        "labels_from": args.labels_from,
         "audio_hours": round(hours, 3), "wall_s": round(wall, 1),
         "stage_seconds": stages,
         "stage_ms_per_cut": {s: round(1000 * v / args.num_cuts, 2) for s, v in stages.items()},

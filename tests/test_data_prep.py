@@ -112,3 +112,48 @@ def test_cli_exit_status_and_output(tmp_path, hello):
     assert len(read_cuts(out)) == 1
     assert main(["prepare-cuts", "--recordings", str(tmp_path / "nope.jsonl.gz"),
                  "--supervisions", str(sup_path), "--out", str(out)]) == 1
+
+
+def test_a_shard_holds_its_block_not_the_corpus_and_the_shards_make_the_whole(tmp_path, hello, monkeypatch):
+    """Stage 2's shards stream the manifests: one shard's memory follows its block of recordings
+    (a few hundred bytes per corpus recording for the sorted ids and its own lines), where
+    reading both manifests whole held several KB per recording in every shard; and the shards,
+    merged, are the unsharded output, cut for cut, unknown recordings reported once."""
+    import gzip
+    import json
+    import tracemalloc
+
+    import udistil.data.prepare_cuts as prepare
+
+    monkeypatch.setattr(prepare, "SUB_BLOCK", 100)
+    wav = write_wav(tmp_path / "one.wav", hello)
+    one = Recording.from_file(wav)
+    n = 4000
+    rng = np.random.default_rng(0)
+    order = rng.permutation(n)  # manifests in no particular order; blocks follow the sorted ids
+    recs = [Recording(id=f"r{i:05d}", sources=one.sources, sampling_rate=one.sampling_rate,
+                      num_samples=one.num_samples, duration=one.duration) for i in order]
+    sups = [sup(f"s{i:05d}", rec) for i, rec in zip(order, recs)]
+    sups.append(SupervisionSegment("orphan", "r99999", 0, 1.0, text="x", language="en"))
+    paths = write_source_manifests(tmp_path, recs, sups)
+
+    tracemalloc.start()
+    try:
+        report = prepare_cuts(*paths, tmp_path / "shard1.jsonl.gz", check_audio="header", shard=(1, 8))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.num_cuts == n // 8 and report.skipped["unknown recording"] == 1
+    assert peak / n < 800, f"{peak / n:.0f} bytes per corpus recording held by one shard"
+
+    whole = prepare_cuts(*paths, tmp_path / "whole.jsonl.gz", check_audio="header")
+    shards = [prepare_cuts(*paths, tmp_path / f"shard{j}.jsonl.gz", check_audio="header", shard=(j, 8))
+              for j in range(2, 9)]
+    assert whole.num_cuts == n and sum(r.num_cuts for r in shards) == n - n // 8
+    assert all(r.skipped["unknown recording"] == 0 for r in shards)
+
+    def lines(path):
+        with gzip.open(path, "rt") as fh:
+            return [json.loads(line)["id"] for line in fh]
+    merged = [cut_id for j in range(1, 9) for cut_id in lines(tmp_path / f"shard{j}.jsonl.gz")]
+    assert merged == lines(tmp_path / "whole.jsonl.gz") == sorted(merged)

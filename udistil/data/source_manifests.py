@@ -16,7 +16,7 @@ import gzip
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from lhotse import RecordingSet, SupervisionSet
 
@@ -82,3 +82,40 @@ def read_recordings(path) -> RecordingSet:
 def read_supervisions(path) -> SupervisionSet:
     """Load a SupervisionSet eagerly; any failure becomes a ManifestError naming the file."""
     return _read(path, SupervisionSet.from_file, "supervision")
+
+
+def iter_manifest_items(path, what: str) -> Iterator[tuple[int, str, dict]]:
+    """A lhotse manifest's items streamed as (line number, JSON line, parsed dict), so that a
+    reader can keep only the items it needs, compactly.  The same checks as the eager readers,
+    with the line named: missing, empty, truncated, a line that is not JSON or has no id.
+    Manifests that are not JSON lines (.json, .yaml) are read eagerly and re-serialised."""
+    path = Path(path)
+    if not path.exists():
+        raise ManifestError(f"{path}: {what} manifest not found")
+    if path.stat().st_size == 0:
+        raise ManifestError(f"{path}: {what} manifest is empty (0 bytes); re-run stage 1")
+    if not (path.name.endswith(".jsonl") or path.name.endswith(".jsonl.gz")):
+        loader = RecordingSet.from_file if what == "recording" else SupervisionSet.from_file
+        for number, item in enumerate(_read(path, loader, what), 1):
+            data = item.to_dict()
+            yield number, json.dumps(data, ensure_ascii=False), data
+        return
+    number = 0
+    try:
+        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz"
+              else open(path, encoding="utf-8")) as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ManifestError(f"{path}: line {number} is not valid JSON ({e}); "
+                                        f"not a valid lhotse {what} manifest") from e
+                if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+                    raise ManifestError(f"{path}: line {number} has no {what} id; "
+                                        f"not a valid lhotse {what} manifest")
+                yield number, line.rstrip("\n"), data
+    except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: cannot read {what} manifest after line {number} ({e}); "
+                            "it may be truncated") from e
