@@ -143,7 +143,7 @@ def test_a_whole_set_filter_holds_columns_of_scores_not_the_cuts(tmp_path, speak
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak / n < 1500, f"{peak / n:.0f} bytes held per cut while fusing"
+    assert peak / n < 1200, f"{peak / n:.0f} bytes held per cut while fusing"
     fused = [custom(c)["fusion"] for c in read_cuts(tmp_path / "fused.jsonl.gz")]
     whole = [s.value for s in create_filter("fusion").score(list(read_cuts(manifest)), [None] * n)]
     assert fused == pytest.approx(whole, abs=1e-5) and len(set(fused)) > n // 2

@@ -30,7 +30,7 @@ from lhotse.cut import Cut
 from udistil.data.manifests import supervision
 
 
-@dataclass
+@dataclass(slots=True)  # one per cut, all held at once by a whole-set filter
 class Score:
     """One cut's score; `value` None means "cannot score", and `reason` says why."""
 

@@ -149,7 +149,7 @@ def _score_resumably(filters, in_path, out_path, nulls, writer, totals) -> None:
 
 
 class WholeSetColumns:
-    """What a whole-set filter reads of every cut, in columns: id, duration, language, and
+    """What a whole-set filter reads of every cut, in columns: duration, language, and
     each numeric (or boolean) scalar of the supervision's custom dict (the scores of earlier filters and
     stage 3's scalar statistics) as float64 with NaN for absent.  Texts, per-token lists,
     recordings and array manifests are left out: about 100 bytes a cut where a lhotse cut
@@ -160,7 +160,9 @@ class WholeSetColumns:
     def __init__(self, cuts):
         from array import array
 
-        self.ids: list[str] = []
+        # Each id's hash, not the id: the write pass matches cuts by position and only checks
+        # that the file still holds the same cuts (8 bytes a cut instead of ~70).
+        self.id_hashes = array("q")
         self.durations = array("d")
         self.languages: list[str | None] = []
         self.columns: dict[str, array] = {}
@@ -170,7 +172,7 @@ class WholeSetColumns:
             sup = cut.supervisions[0]
             fields = sup.custom or {}
             language = sup.language or fields.get("teacher_language") or None
-            self.ids.append(cut.id)
+            self.id_hashes.append(hash(cut.id))
             self.durations.append(cut.duration)
             self.languages.append(interned.setdefault(language, language) if language else None)
             for key, value in fields.items():
@@ -182,21 +184,22 @@ class WholeSetColumns:
                 column.extend([nan] * (i - len(column)))
                 column.append(float(value))
         for column in self.columns.values():
-            column.extend([nan] * (len(self.ids) - len(column)))
+            column.extend([nan] * (len(self.id_hashes) - len(column)))
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.id_hashes)
 
     def __getitem__(self, i: int) -> "_CutView":
         return _CutView(self, i)
 
     def __iter__(self):
-        return (_CutView(self, i) for i in range(len(self.ids)))
+        return (_CutView(self, i) for i in range(len(self.id_hashes)))
 
 
 class _CutView:
     """One row of WholeSetColumns, shaped as the cut and its supervision (it is both):
-    `.id`, `.duration`, `.supervisions[0].language`, `.custom.get(key)` (None when absent)."""
+    `.id` (its position: ids are not kept), `.duration`, `.supervisions[0].language`,
+    `.custom.get(key)` (None when absent)."""
 
     __slots__ = ("_set", "_i")
     text = None
@@ -204,7 +207,7 @@ class _CutView:
     def __init__(self, columns: WholeSetColumns, i: int):
         self._set, self._i = columns, i
 
-    id = property(lambda self: self._set.ids[self._i])
+    id = property(lambda self: f"#{self._i}")
     duration = property(lambda self: self._set.durations[self._i])
     language = property(lambda self: self._set.languages[self._i])
     supervisions = property(lambda self: (self,))
@@ -226,16 +229,23 @@ def _score_whole_set(filt, in_path, out_path, nulls, totals) -> None:
 
     columns = WholeSetColumns(iter_cuts(in_path))
     totals["cuts"], totals["audio_s"] = len(columns), sum(columns.durations)
-    scores, seconds = _score_batch(filt, columns)
+    # The filter gets the columns whole (no audio; _score_batch's per-cut fallback means nothing
+    # for a score that depends on every cut).
+    t0 = time.perf_counter()
+    scores = filt.score(columns, [None] * len(columns))
+    seconds = time.perf_counter() - t0
+    if len(scores) != len(columns):
+        raise RuntimeError(f"filter {filt.name} returned {len(scores)} scores for {len(columns)} cuts")
     values = array("d", (float("nan") if s.value is None else s.value for s in scores))
     reasons = {i: s.reason for i, s in enumerate(scores) if s.value is None}
     share = seconds / (totals["audio_s"] or 1.0)
-    durations, ids = columns.durations, columns.ids
+    durations, id_hashes = columns.durations, columns.id_hashes
     del columns, scores
 
     def scored():
+        i = -1
         for i, cut in enumerate(iter_cuts(in_path)):
-            if i >= len(ids) or cut.id != ids[i]:
+            if i >= len(id_hashes) or hash(cut.id) != id_hashes[i]:
                 raise UdistilError(f"{in_path} changed while {filt.name} scored it (cut {cut.id} at "
                                    f"position {i}); score it again")
             score = Score.null(reasons[i]) if i in reasons else Score(values[i])
@@ -243,6 +253,9 @@ def _score_whole_set(filt, in_path, out_path, nulls, totals) -> None:
                 nulls.add(cut.id, score.reason or "no reason given")
             _store(cut, filt.name, score, share * durations[i])
             yield cut
+        if i + 1 != len(id_hashes):
+            raise UdistilError(f"{in_path} changed while {filt.name} scored it ({i + 1} cuts, not "
+                               f"{len(id_hashes)}); score it again")
     write_cuts(scored(), out_path)
 
 
