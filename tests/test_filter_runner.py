@@ -132,6 +132,8 @@ def test_a_whole_set_filter_holds_columns_of_scores_not_the_cuts(tmp_path, speak
     gives the same cuts held whole."""
     import tracemalloc
 
+    import scipy.stats  # noqa: F401  (fusion imports it on first use: a constant, not per cut)
+
     from udistil.filters.runner import WholeSetColumns
 
     n = 3000
