@@ -23,7 +23,7 @@ Reported (JSON on stdout and in WORK/scale.json):
 --kill-stages 3 6 then repeats those stages in WORK/killed (a copy of the reference's stage-2
 cuts and prepared teacher): each stage's run.sh is killed with SIGKILL, its whole process
 group at once (as a node that dies), at a seeded random moment between 15 % and 85 % of the
-reference's wall time for that stage, and run again to the end.  The resumed outputs must
+reference's wall time for that stage (--kill-window), and run again to the end.  The resumed outputs must
 equal the uninterrupted ones: stage 3's manifests cut by cut (texts, tokens, statistics and
 the stored targets' bytes, by the CRC in each storage key, plus a sample loaded in full),
 stage 6's best/ weights tensor by tensor.  With WORK/scale.json already there for the same
@@ -236,7 +236,8 @@ def progress_at_kill(killed: Path, stage: int) -> dict:
             "checkpoints": sorted(p.name for p in exp.glob(f"{STUDENT}/checkpoints/step-*"))}
 
 
-def kill_runs(work: Path, cmd: list[str], env: dict, reference: dict, stages: list[int], seed: int) -> dict:
+def kill_runs(work: Path, cmd: list[str], env: dict, reference: dict, stages: list[int], seed: int,
+              window: tuple[float, float] = (0.15, 0.85)) -> dict:
     """Stages 3 and/or 6 again in WORK/killed, each SIGKILLed once at a seeded random moment and
     rerun; their outputs against the reference's."""
     rng = random.Random(seed)
@@ -255,7 +256,7 @@ def kill_runs(work: Path, cmd: list[str], env: dict, reference: dict, stages: li
                     if run_stages(cmd, killed, env, stage, stage, log) != 0:
                         raise RuntimeError(f"stage {stage} failed in {killed}; see {killed / 'run.log'}")
                 continue
-            moment = rng.uniform(0.15, 0.85) * seconds[stage]
+            moment = rng.uniform(*window) * seconds[stage]
             t0 = time.time()
             rc = run_stages(cmd, killed, env, stage, stage, log, kill_after_s=moment)
             if rc not in (None, 0):
@@ -304,6 +305,9 @@ def main(argv=None) -> int:
     parser.add_argument("--kill-stages", type=int, nargs="*", default=[], choices=(3, 6),
                         help="after the reference, run these stages again in WORK/killed, each killed "
                              "once at a random moment and rerun, and compare their outputs")
+    parser.add_argument("--kill-window", type=float, nargs=2, default=(0.15, 0.85), metavar=("FROM", "TO"),
+                        help="the kill moment is drawn between these shares of the reference's stage time "
+                             "(stage 6's encoder-cache jobs take its first half or so, training the rest)")
     args = parser.parse_args(argv)
 
     work = Path(args.work).resolve()
@@ -320,7 +324,7 @@ def main(argv=None) -> int:
     if args.kill_stages:
         # This checkout's run.sh, with the reference's options.
         cmd = [str(REPO / "run.sh")] + (result.get("command_args") or result["command"].split(" "))[1:]
-        result["kills"] = kill_runs(work, cmd, env, result, args.kill_stages, args.seed)
+        result["kills"] = kill_runs(work, cmd, env, result, args.kill_stages, args.seed, tuple(args.kill_window))
         (work / "scale.json").write_text(json.dumps(result, indent=1))
         print(json.dumps(result["kills"], indent=1))
         return 0 if all(k["equal"] for k in result["kills"].values()) else 1
