@@ -248,9 +248,11 @@ def kill_runs(work: Path, cmd: list[str], env: dict, reference: dict, stages: li
     (killed / "exp").mkdir(parents=True)
     shutil.copytree(work / "data", killed / "data", symlinks=True)
     shutil.copytree(work / "exp" / "models", killed / "exp" / "models", symlinks=True)
+    if 3 not in stages:  # the reference's labels (their targets stay where the reference wrote them)
+        shutil.copytree(work / "exp" / "teacher", killed / "exp" / "teacher", symlinks=True)
     results = {}
     with open(killed / "run.log", "w") as log:
-        for stage in (3, 4, 5, 6):
+        for stage in (3, 4, 5, 6) if 3 in stages else (4, 5, 6):
             if stage not in stages:
                 if stage > 3 and 6 in stages:  # stage 6 reads stages 4-5's outputs of this directory
                     if run_stages(cmd, killed, env, stage, stage, log) != 0:
