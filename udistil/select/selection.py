@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+from array import array
 from pathlib import Path
 
 from udistil.data.manifests import iter_cuts, write_cuts, write_json_atomic
@@ -98,7 +99,8 @@ def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = N
     if Path(out_path).exists() and old is not None and not differences(old, fp):
         logger.info("%s exists and matches its fingerprint; skipping", out_path)
         return {"skipped_existing": True}
-    values, has_text, durations = [], [], []
+    # Per cut: a byte for "has a pseudo-label", 8 for the duration, the score (filters only).
+    values, has_text, durations = [], bytearray(), array("d")
     scored_any = False
     for c in iter_cuts(in_path):
         text = bool(teacher_text(c))
@@ -133,9 +135,10 @@ def select_cuts(in_path, out_path, filter_name: str, threshold: float | None = N
             rule = f"{filter_name} {'<=' if higher_is_worse else '>='} {threshold:g}"
     del values
     # Per input cut: kept or not (cuts without a pseudo-label never are).
-    kept_flags, k = [], iter(keep)
+    kept_flags, k = bytearray(), iter(keep)
     for text in has_text:
-        kept_flags.append(next(k) if text else False)
+        kept_flags.append(bool(next(k)) if text else False)
+    del keep
     n_kept = sum(kept_flags)
     if not n_kept:
         raise nothing_selected(out_path, f"{in_path}: selection '{rule}' keeps no cut; loosen the threshold")
