@@ -161,11 +161,16 @@ STUDENT = "student_2-1_none"
 
 
 def run_stages(cmd: list[str], work: Path, env: dict, first: int, last: int, log,
-               kill_after_s: float | None = None) -> int | None:
+               kill_after_s: float | None = None, kill_once=None) -> int | None:
     """run.sh --stage first --stop-stage last in `work`; with kill_after_s, SIGKILL its whole
-    process group at that moment.  Returns the exit code, or None when the kill landed."""
+    process group at that moment, counted from when `kill_once()` first holds (from the start
+    without it).  Returns the exit code, or None when the kill landed."""
     proc = subprocess.Popen(cmd + ["--stage", str(first), "--stop-stage", str(last)], cwd=work, env=env,
                             stdout=log, stderr=log, start_new_session=True)
+    if kill_after_s is None:
+        return proc.wait()
+    while kill_once is not None and proc.poll() is None and not kill_once():
+        time.sleep(0.2)
     try:
         return proc.wait(timeout=kill_after_s)
     except subprocess.TimeoutExpired:
@@ -237,7 +242,7 @@ def progress_at_kill(killed: Path, stage: int) -> dict:
 
 
 def kill_runs(work: Path, cmd: list[str], env: dict, reference: dict, stages: list[int], seed: int,
-              window: tuple[float, float] = (0.15, 0.85)) -> dict:
+              window: tuple[float, float] = (0.15, 0.85), in_training: bool = False) -> dict:
     """Stages 3 and/or 6 again in WORK/killed, each SIGKILLed once at a seeded random moment and
     rerun; their outputs against the reference's."""
     rng = random.Random(seed)
@@ -258,9 +263,16 @@ def kill_runs(work: Path, cmd: list[str], env: dict, reference: dict, stages: li
                     if run_stages(cmd, killed, env, stage, stage, log) != 0:
                         raise RuntimeError(f"stage {stage} failed in {killed}; see {killed / 'run.log'}")
                 continue
-            moment = rng.uniform(*window) * seconds[stage]
+            if stage == 6 and in_training:
+                # A moment inside training: after its first checkpoint, within the next 20 %
+                # of the reference's stage time.
+                def started_training():
+                    return any((killed / "exp" / STUDENT / "checkpoints").glob("step-*"))
+                moment, condition = rng.uniform(0.0, 0.2) * seconds[stage], started_training
+            else:
+                moment, condition = rng.uniform(*window) * seconds[stage], None
             t0 = time.time()
-            rc = run_stages(cmd, killed, env, stage, stage, log, kill_after_s=moment)
+            rc = run_stages(cmd, killed, env, stage, stage, log, kill_after_s=moment, kill_once=condition)
             if rc not in (None, 0):
                 raise RuntimeError(f"stage {stage} failed before its kill; see {killed / 'run.log'}")
             t1 = time.time()
@@ -310,6 +322,9 @@ def main(argv=None) -> int:
     parser.add_argument("--kill-window", type=float, nargs=2, default=(0.15, 0.85), metavar=("FROM", "TO"),
                         help="the kill moment is drawn between these shares of the reference's stage time "
                              "(stage 6's encoder-cache jobs take its first half or so, training the rest)")
+    parser.add_argument("--kill-in-training", action="store_true",
+                        help="stage 6's kill lands after the student's first checkpoint (a resume from "
+                             "it), not at a moment of the whole stage")
     args = parser.parse_args(argv)
 
     work = Path(args.work).resolve()
@@ -326,7 +341,8 @@ def main(argv=None) -> int:
     if args.kill_stages:
         # This checkout's run.sh, with the reference's options.
         cmd = [str(REPO / "run.sh")] + (result.get("command_args") or result["command"].split(" "))[1:]
-        result["kills"] = kill_runs(work, cmd, env, result, args.kill_stages, args.seed, tuple(args.kill_window))
+        result["kills"] = kill_runs(work, cmd, env, result, args.kill_stages, args.seed, tuple(args.kill_window),
+                                    args.kill_in_training)
         (work / "scale.json").write_text(json.dumps(result, indent=1))
         print(json.dumps(result["kills"], indent=1))
         return 0 if all(k["equal"] for k in result["kills"].values()) else 1
