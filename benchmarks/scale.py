@@ -264,11 +264,12 @@ def kill_runs(work: Path, cmd: list[str], env: dict, reference: dict, stages: li
                         raise RuntimeError(f"stage {stage} failed in {killed}; see {killed / 'run.log'}")
                 continue
             if stage == 6 and in_training:
-                # A moment inside training: after its first checkpoint, within the next 20 %
-                # of the reference's stage time.
+                # A moment inside training: within the 5 % of the reference's stage time that
+                # follow the student's first checkpoint (training's steps are the last minute
+                # or so of the stage, after the encoder-cache jobs and the manifest passes).
                 def started_training():
                     return any((killed / "exp" / STUDENT / "checkpoints").glob("step-*"))
-                moment, condition = rng.uniform(0.0, 0.2) * seconds[stage], started_training
+                moment, condition = rng.uniform(0.0, 0.05) * seconds[stage], started_training
             else:
                 moment, condition = rng.uniform(*window) * seconds[stage], None
             t0 = time.time()
