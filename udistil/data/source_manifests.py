@@ -100,13 +100,15 @@ def iter_manifest_items(path, what: str) -> Iterator[tuple[int, str, dict]]:
             data = item.to_dict()
             yield number, json.dumps(data, ensure_ascii=False), data
         return
+    from udistil.data.manifests import _open_manifest
+
     number = 0
     try:
-        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz"
-              else open(path, encoding="utf-8")) as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
+        with _open_manifest(path) as fh:
+            for number, raw in enumerate(fh, 1):
+                if not raw.strip():
                     continue
+                line = raw.decode("utf-8")
                 try:
                     data = json.loads(line)
                 except json.JSONDecodeError as e:
