@@ -53,10 +53,12 @@ CALL_RATE_SHARES = (0.25, 0.5, 1.0)
 @dataclass
 class TimedText:
     """A clip's text and its timestamped sentences (start s, end s, text), times from the
-    clip's start; no sentences when the clip was decoded without timestamps."""
+    clip's start; no sentences when the clip was decoded without timestamps (`timestamped`
+    says which: a clip decoded with them may still have none)."""
 
     text: str
     sentences: list[tuple[float, float, str]] = field(default_factory=list)
+    timestamped: bool = False
 
 
 def timed_sentences(tokens: list[int], timestamp_begin: int, clip_seconds: float, decode) -> list[tuple]:
@@ -133,7 +135,8 @@ class TorchEngine:
             sentences = (timed_sentences(t.timestamped_tokens, self.rules.timestamp_begin, len(clip) / SAMPLE_RATE,
                                          lambda ids: decode(ids, skip_special_tokens=True))
                          if t.timestamped_tokens else [])
-            out.append(TimedText(t.text, sentences))
+            timestamped = not t.packed and self.transcriber.options.use_timestamps(len(clip) / SAMPLE_RATE)
+            out.append(TimedText(t.text, sentences, timestamped))
         return out
 
 
@@ -242,7 +245,7 @@ class CT2Engine:
                 text = decode([t for t in row if t < self.end_of_text]).strip()
                 sentences = (timed_sentences(row, self.timestamp_begin, len(clips[i]) / SAMPLE_RATE, decode)
                              if timestamps else [])
-                out[i] = TimedText(text, sentences)
+                out[i] = TimedText(text, sentences, timestamps)
         return out
 
     def _generate(self, features, prompts: list[list[int]], round_ends: list[int],

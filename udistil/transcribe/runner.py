@@ -23,7 +23,8 @@ import numpy as np
 from udistil.errors import BadAudioError, UdistilError
 from udistil.transcribe.audio_files import find_audio_files, read_audio
 from udistil.transcribe.output import EXTENSIONS, FileTranscript, Segment, render
-from udistil.transcribe.segments import SAMPLE_RATE, SegmentOptions, SpeechSegment, split_at_pauses
+from udistil.transcribe.segments import (SAMPLE_RATE, SegmentOptions, SpeechSegment, missed_segments,
+                                         speech_seconds, split_at_pauses)
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def transcribe_paths(paths, engine, language: str | None = None, fmt: str = "tex
     with tqdm(total=len(files), desc="transcribe", unit="file", disable=not progress, file=sys.stderr,
               mininterval=1) as bar:
         for group in _groups(files, segment_options, group_files, group_segments, summary, bar):
-            for transcript in _transcribe_group(group, engine, language):
+            for transcript in _transcribe_group(group, engine, language, segment_options):
                 sink.write(transcript)
                 summary.audio_s += transcript.duration
                 bar.update(1)
@@ -149,25 +150,81 @@ def file_segments(segment: SpeechSegment, timed) -> list[Segment]:
     return out
 
 
-def _transcribe_group(group: list[_Loaded], engine, language: str | None) -> list[FileTranscript]:
+def _in_order(segments: list[Segment]) -> list[Segment]:
+    """Segments sorted by start, each starting no earlier than the one before ends."""
+    out, floor = [], 0.0
+    for segment in sorted(segments, key=lambda s: s.start):
+        start = max(segment.start, floor)
+        out.append(Segment(start, max(segment.end, start), segment.text))
+        floor = out[-1].end
+    return out
+
+
+def _chars_per_second(segment: SpeechSegment, sentence: Segment) -> float | None:
+    """Characters (spaces aside) per second of speech under `sentence`; None under 1 s."""
+    seconds = speech_seconds(segment, int(sentence.start * SAMPLE_RATE), int(sentence.end * SAMPLE_RATE))
+    return len(sentence.text.replace(" ", "")) / seconds if seconds >= 1.0 else None
+
+
+def _second_pass_windows(timed_windows, options: SegmentOptions, by_file) -> list:
+    """The stretches to decode again, as (file, segment); each window's trusted sentences go
+    to `by_file`.
+
+    whisper-base drops sentences of a long window in two ways: it skips them (their speech has
+    no sentence), or it spreads a sentence or a hallucination over them (one sentence's
+    timestamps span speech it did not transcribe: far fewer characters per second than the
+    file's other sentences).  A sentence below `sparse_share` of the file's median rate (with
+    three or more sentences to take a median of) covers nothing; where the stretches decoded
+    again overlap it, their text replaces it, else it is kept."""
+    rates: dict[int, list[float]] = {}
+    for g, segment, found in timed_windows:
+        rates.setdefault(id(g), []).extend(r for r in (_chars_per_second(segment, x) for x in found)
+                                           if r is not None)
+    medians = {key: float(np.median(r)) if len(r) >= 3 else 0.0 for key, r in rates.items()}
+    missed = []
+    for g, segment, found in timed_windows:
+        floor = options.sparse_share * medians[id(g)]
+        is_sparse = [(_chars_per_second(segment, x) or floor) < floor for x in found]
+        sparse = [x for x, low in zip(found, is_sparse) if low]
+        trusted = [x for x, low in zip(found, is_sparse) if not low]
+        again = missed_segments(segment, [(int(x.start * SAMPLE_RATE), int(x.end * SAMPLE_RATE)) for x in trusted],
+                                options, options.drop_pauses)
+        replaced = [x for x in sparse if any(speech_seconds(m, int(x.start * SAMPLE_RATE), int(x.end * SAMPLE_RATE))
+                                             for m in again)]
+        by_file[id(g)] += [x for x in found if not any(x is y for y in replaced)]
+        missed += [(g, m) for m in again]
+    return missed
+
+
+def _transcribe_group(group: list[_Loaded], engine, language: str | None,
+                      options: SegmentOptions = SegmentOptions()) -> list[FileTranscript]:
     with_speech = [g for g in group if g.segments]
     if language is not None:
         languages = [language] * len(with_speech)
     else:
         languages = engine.detect_languages([g.segments[0].audio(g.samples) for g in with_speech])
     file_language = {id(g): lang for g, lang in zip(with_speech, languages)}
-    clips, owners = [], []
-    for g in with_speech:
-        for segment in g.segments:
-            clips.append(segment.audio(g.samples))
-            owners.append(file_language[id(g)])
-    timed = iter(engine.transcribe_timed(clips, owners) if clips else [])
-    out = []
-    for g in group:
-        segments = [piece for s in g.segments for piece in file_segments(s, next(timed))]
-        out.append(FileTranscript(os.fspath(g.path), len(g.samples) / SAMPLE_RATE,
-                                  file_language.get(id(g), language or ""), segments))
-    return out
+    owners = [(g, segment) for g in with_speech for segment in g.segments]
+    decoded = engine.transcribe_timed([segment.audio(g.samples) for g, segment in owners],
+                                      [file_language[id(g)] for g, _ in owners]) if owners else []
+    by_file: dict[int, list[Segment]] = {id(g): [] for g in group}
+    timed_windows = []
+    for (g, segment), timed in zip(owners, decoded):
+        found = file_segments(segment, timed)
+        if timed.timestamped:
+            timed_windows.append((g, segment, found))
+        else:
+            by_file[id(g)] += found
+    missed = _second_pass_windows(timed_windows, options, by_file)
+    # Second pass: the speech a window's trusted sentences left out, decoded again in pieces.
+    if missed:
+        log.info("%d stretches of speech missed by their windows' sentences: decoded again", len(missed))
+        again = engine.transcribe_timed([m.audio(g.samples) for g, m in missed],
+                                        [file_language[id(g)] for g, _ in missed])
+        for (g, m), timed in zip(missed, again):
+            by_file[id(g)] += file_segments(m, timed)
+    return [FileTranscript(os.fspath(g.path), len(g.samples) / SAMPLE_RATE, file_language.get(id(g), language or ""),
+                           _in_order(by_file[id(g)])) for g in group]
 
 
 def run_transcribe(paths, model: str, language=None, fmt="text", output_dir=None, device="auto",

@@ -24,6 +24,11 @@ it is.  A longer file is cut at pauses, never inside a word when a pause can be 
 A segment is a list of pieces of the file; its time span runs from the start of its first
 piece to the end of its last, and the spans of successive segments do not overlap, so their
 texts are simply joined.  A file with no speech at all gives no segment and an empty text.
+
+Each segment also keeps its padded speech regions (`speech`; a file short enough to be one
+segment has them too).  After a window is decoded with timestamps, `missed_segments` finds
+the runs of regions that none of the model's sentences covers: whisper-base drops whole
+sentences of a long window, and such a run is decoded again on its own (runner.py).
 """
 from __future__ import annotations
 
@@ -41,13 +46,22 @@ class SegmentOptions:
     min_pause: float = 0.3
     pad: float = 0.2
     drop_pauses: bool = True
+    # A window decoded with timestamps is decoded again where its sentences leave at least
+    # `redecode_missed` seconds of speech uncovered (0: never), in pieces of at most
+    # `redecode_piece` seconds; a sentence with fewer than `sparse_share` of the file's median
+    # characters per second of speech covers nothing (runner.py, missed_segments).
+    redecode_missed: float = 1.0
+    redecode_piece: float = 10.0
+    sparse_share: float = 0.5
 
 
 @dataclass(frozen=True)
 class SpeechSegment:
-    """[start, end) sample ranges of the file, decoded as one clip joined end to end."""
+    """[start, end) sample ranges of the file, decoded as one clip joined end to end, and the
+    padded speech regions inside them (empty when not known)."""
 
     pieces: tuple[tuple[int, int], ...]
+    speech: tuple[tuple[int, int], ...] = ()
 
     @property
     def start(self) -> int:
@@ -154,16 +168,23 @@ def _group(pieces: list[tuple[int, int]], gaps: list[int], max_frames: int,
 def split_at_pauses(samples: np.ndarray, options: SegmentOptions = SegmentOptions()) -> list[SpeechSegment]:
     """The segments of `samples` (see the module doc)."""
     n = len(samples)
-    if n <= options.max_seconds * SAMPLE_RATE:
-        return [SpeechSegment(((0, n),))]
     levels = frame_levels(samples)
     pad = int(options.pad * SAMPLE_RATE / FRAME)
     max_frames = int(options.max_seconds * SAMPLE_RATE / FRAME)
-    regions = speech_regions(levels, max(1, int(round(options.min_pause * SAMPLE_RATE / FRAME))))
+    regions = (speech_regions(levels, max(1, int(round(options.min_pause * SAMPLE_RATE / FRAME))))
+               if len(levels) else [])
     regions = _cut_long_regions(regions, max_frames - 2 * pad, levels)
+    padded = _padded(regions, pad, len(levels))
+
+    def in_samples(frames):
+        return tuple((start * FRAME, n if end == len(levels) else end * FRAME) for start, end in frames)
+
+    if n <= options.max_seconds * SAMPLE_RATE:
+        return [SpeechSegment(((0, n),), in_samples(padded))]
     gaps = [b[0] - a[1] for a, b in zip(regions, regions[1:])]
     segments = []
-    for group in _group(_padded(regions, pad, len(levels)), gaps, max_frames, options.drop_pauses):
+    for group in _group(padded, gaps, max_frames, options.drop_pauses):
+        speech = in_samples(group)
         if not options.drop_pauses:
             group = [(group[0][0], group[-1][1])]
         merged: list[tuple[int, int]] = []
@@ -172,8 +193,53 @@ def split_at_pauses(samples: np.ndarray, options: SegmentOptions = SegmentOption
                 merged[-1] = (merged[-1][0], end)
             else:
                 merged.append((start, end))
-        pieces = [(start * FRAME, end * FRAME) for start, end in merged]
-        if merged[-1][1] == len(levels):  # the samples after the last whole frame
-            pieces[-1] = (pieces[-1][0], n)
-        segments.append(SpeechSegment(tuple(pieces)))
+        segments.append(SpeechSegment(in_samples(merged), speech))
     return segments
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> int:
+    return max(0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def speech_seconds(segment: SpeechSegment, start: int, end: int) -> float:
+    """Seconds of `segment`'s speech regions inside the file samples [start, end)."""
+    return sum(_overlap(region, (start, end)) for region in segment.speech) / SAMPLE_RATE
+
+
+def missed_segments(segment: SpeechSegment, covered: list[tuple[int, int]], options: SegmentOptions,
+                    drop_pauses: bool = True) -> list[SpeechSegment]:
+    """The stretches of `segment`'s speech that the sample ranges in `covered` (the file spans
+    of the sentences decoded from it) leave out, as segments to decode again.
+
+    A speech region is missed when less than half of it is covered.  Consecutive missed regions
+    form a stretch, cut at its longest pauses into segments of at most `redecode_piece`
+    seconds of kept audio (whisper-base decodes a few sentences whole where it drops some of a
+    full window).  A stretch with less than `redecode_missed` seconds of speech is left alone
+    (a breath, a click: decoded alone they invite a hallucination), and so is a segment that
+    would be the window itself (the same audio decodes to the same text)."""
+    if not options.redecode_missed or not segment.speech:
+        return []
+    missed = [sum(_overlap(region, span) for span in covered) * 2 < region[1] - region[0]
+              for region in segment.speech]
+    runs: list[list[tuple[int, int]]] = [[]]
+    for region, is_missed in zip(segment.speech, missed):
+        if is_missed:
+            runs[-1].append(region)
+        elif runs[-1]:
+            runs.append([])
+    piece = int(min(options.redecode_piece, options.max_seconds) * SAMPLE_RATE)
+    out = []
+    for run in runs:
+        if sum(end - start for start, end in run) < options.redecode_missed * SAMPLE_RATE:
+            continue
+        gaps = [b[0] - a[1] for a, b in zip(run, run[1:])]
+        for group in _group(run, gaps, piece, drop_pauses):
+            pieces: list[tuple[int, int]] = []
+            for start, end in (group if drop_pauses else [(group[0][0], group[-1][1])]):
+                if pieces and pieces[-1][1] >= start:
+                    pieces[-1] = (pieces[-1][0], end)
+                else:
+                    pieces.append((start, end))
+            if tuple(pieces) != segment.pieces:
+                out.append(SpeechSegment(tuple(pieces), tuple(group)))
+    return out
