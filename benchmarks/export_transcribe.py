@@ -5,6 +5,11 @@
     for s in train test_clean test_noisy; do udistil prepare-cuts --recordings W/data/manifests/mini_recordings_$s.jsonl.gz \
         --supervisions W/data/manifests/mini_supervisions_$s.jsonl.gz --out W/data/cuts_$s.jsonl.gz; done
     nice -n 5 python benchmarks/export_transcribe.py --work-dir W
+    # settings are chosen on a long file of dev clips (other sentences, voices and noise):
+    udistil prepare-mini-corpus --out-dir W/dev --seed 1234 --num-train 3 --num-dev 120 --num-test 3
+    udistil prepare-cuts --recordings W/dev/mini_recordings_dev.jsonl.gz \
+        --supervisions W/dev/mini_supervisions_dev.jsonl.gz --out W/data/cuts_dev.jsonl.gz
+    python benchmarks/export_transcribe.py --work-dir W --parts long --long-split dev
 
 1. Parity.  The model is exported to CTranslate2 in float32 and int8.  Each mini test clip
    is transcribed by faster-whisper (greedy, language forced, no VAD, no timestamps, one
@@ -53,7 +58,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from udistil.transcribe.segments import SegmentOptions
+
 SAMPLE_RATE = 16000
+SEGMENT_DEFAULTS = SegmentOptions()
 
 
 def errors(refs, hyps, langs):
@@ -188,11 +196,10 @@ def timed(fn):
 
 
 def udistil_transcribe_long(model, wav, threads, compute_type="default", max_segment=30.0, drop_pauses=True,
-                            timestamps="auto"):
+                            timestamps="auto", redecode_missed=SEGMENT_DEFAULTS.redecode_missed):
     from udistil.teacher.transcriber import DecodeOptions
     from udistil.transcribe.engines import open_engine
     from udistil.transcribe.runner import transcribe_paths
-    from udistil.transcribe.segments import SegmentOptions
 
     engine = open_engine(model, DecodeOptions(batch_size=8, pack=True, timestamps=timestamps), device="cpu",
                          compute_type=compute_type, threads=threads)
@@ -207,7 +214,8 @@ def udistil_transcribe_long(model, wav, threads, compute_type="default", max_seg
 
     _, wall = timed(lambda: transcribe_paths([wav], engine, language="en", fmt="jsonl", stream=Sink(),
                                              segment_options=SegmentOptions(max_seconds=max_segment,
-                                                                             drop_pauses=drop_pauses),
+                                                                             drop_pauses=drop_pauses,
+                                                                             redecode_missed=redecode_missed),
                                              progress=False))
     row = json.loads(out[0])
     return {"hyp": row["text"], "wall_s": wall, "segments": len(row["segments"])}
@@ -297,6 +305,9 @@ def main():
     parser.add_argument("--model", default="packaged:whisper-base")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--long-seconds", type=float, default=300.0)
+    parser.add_argument("--long-split", default=None,
+                        help="build the long file from WORK/data/cuts_SPLIT.jsonl.gz (e.g. dev, to choose "
+                             "settings) instead of the train and test clips")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--parts", default="long,parity,speed", help="which parts, in this order")
     parser.add_argument("--long-systems", default=None,
@@ -407,17 +418,23 @@ def parity_part(args, results, test_clips, f32, i8):
 
 
 def long_part(args, results, test_clips, i8):
-    """2. long form."""
+    """2. long form, on a file built from the train and test clips, or from --long-split's."""
     work = args.work_dir
-    train_clips = load_clips(work / "data" / "cuts_train.jsonl.gz") + test_clips
-    long_wav = work / "long_en.wav"
-    long = results.run("long_file", lambda: build_long_file(train_clips, long_wav, args.long_seconds, args.seed))
+    if args.long_split:  # a file of other clips: its own wav and result keys
+        clips = load_clips(work / "data" / f"cuts_{args.long_split}.jsonl.gz")
+        tag = f"{args.long_split}_"
+    else:
+        clips, tag = load_clips(work / "data" / "cuts_train.jsonl.gz") + test_clips, ""
+    long_wav = work / f"long_{tag}en.wav"
+    long = results.run(f"{tag}long_file", lambda: build_long_file(clips, long_wav, args.long_seconds, args.seed))
     # The same joined clips, one by one (rebuilt from the file's layout is not needed: same order).
-    english = [c for c in train_clips if c["lang"] == "en"]
+    english = [c for c in clips if c["lang"] == "en"]
     pieces = [english[i % len(english)]["audio"] for i in range(long["clips"])]
     # Most informative first: the machine is shared and a run may be cut short.
     systems = {
         "udistil_transcribe_ct2_int8": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads),
+        "udistil_transcribe_ct2_int8_no_second_pass": lambda: udistil_transcribe_long(
+            str(i8), long_wav, args.threads, redecode_missed=0.0),
         "udistil_transcribe_ct2_int8_no_timestamps": lambda: udistil_transcribe_long(
             str(i8), long_wav, args.threads, timestamps="never"),
         "batched_pipeline_int8_beam5": lambda: batched_pipeline_long(i8, long_wav, args.threads, 5),
@@ -425,6 +442,8 @@ def long_part(args, results, test_clips, i8):
         "batched_pipeline_int8_beam1": lambda: batched_pipeline_long(i8, long_wav, args.threads, 1),
         "udistil_transcribe_ct2_int8_keep_pauses": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
                                                                                    drop_pauses=False),
+        "udistil_transcribe_ct2_int8_segment20": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
+                                                                                 max_segment=20.0),
         "udistil_transcribe_ct2_int8_segment10": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
                                                                                  max_segment=10.0),
         "udistil_transcribe_ct2_int8_segment8": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
@@ -436,7 +455,7 @@ def long_part(args, results, test_clips, i8):
         systems = {name: systems[name] for name in args.long_systems.split(",")}
     table = {}
     for name, fn in systems.items():
-        r = results.run(f"long_{name}", fn)
+        r = results.run(f"{tag}long_{name}", fn)
         counts = errors([long["ref"]], [r["hyp"]], ["en"])
         table[name] = {"audio_s_per_s": round(long["seconds"] / r["wall_s"], 2),
                        "wer": round(counts.rate(), 2), "deletions": counts.deletions,

@@ -76,10 +76,11 @@ def test_every_split_has_all_languages_and_english_leads(corpus):
     assert sum(train_counts.values()) == 240 and train_counts["en"] == 192
 
 
-def test_the_default_train_set_never_repeats_an_english_sentence_and_mixes_clip_lengths():
-    # Distinct English sentences are what the students learn from, so the default 160 cuts
-    # must not repeat one (the train-only sentences make the pool large enough); and their
-    # clips say one to three sentences, so that a student learns to go on after the first.
+def test_a_train_set_of_160_never_repeats_an_english_sentence_and_mixes_clip_lengths():
+    # Distinct English sentences are what the students learn from, so 160 cuts must not
+    # repeat one (the train-only sentences make the pool large enough); and their clips say
+    # one to three sentences, so that a student learns to go on after the first.  The default
+    # of 320 says no sentence more than twice.
     train = plan_corpus(split_plans(160, 40, 40), seed=1234)["train"]
     english = [u for u in train if u.language == "en"]
     assert len(english) == 128 and sum(u.language != "en" for u in train) == 32
@@ -87,6 +88,8 @@ def test_the_default_train_set_never_repeats_an_english_sentence_and_mixes_clip_
     pool = partitioned["en"] + load_train_only_sentences(DEFAULT_SENTENCES_DIR, partitioned)["en"]
     said = {sentence: sum(u.text.count(sentence) for u in english) for sentence in pool}
     assert max(said.values()) == 1
+    twice = [u for u in plan_corpus(split_plans(320, 40, 40), seed=1234)["train"] if u.language == "en"]
+    assert max(sum(u.text.count(sentence) for u in twice) for sentence in pool) == 2
     assert sum(said.values()) == sum(u.sentences for u in english)
     assert {u.sentences for u in english} == {1, 2, 3}
     assert all(u.sentences == 1 for split in ("test_clean", "test_noisy")
