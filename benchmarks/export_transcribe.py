@@ -195,7 +195,8 @@ def timed(fn):
     return text, round(time.perf_counter() - t0, 2)
 
 
-def udistil_transcribe_long(model, wav, threads, compute_type="default", max_segment=30.0, drop_pauses=True,
+def udistil_transcribe_long(model, wav, threads, compute_type="default", max_segment=SEGMENT_DEFAULTS.max_seconds,
+                            drop_pauses=True,
                             timestamps="auto", redecode_missed=SEGMENT_DEFAULTS.redecode_missed):
     from udistil.teacher.transcriber import DecodeOptions
     from udistil.transcribe.engines import open_engine
@@ -257,22 +258,26 @@ def clip_by_clip(model, pieces, threads):
 
 
 def speed_part(args, results, i8):
-    """3. The speed comparison again, alternating the two engines on the same file (the machine
-    is shared, so its load drifts); median audio-s per wall-s of each."""
+    """3. The speed comparison again, alternating `udistil transcribe` (its defaults) with the
+    batched pipeline (its defaults, beam 5, and beam 1) on the same file (a shared machine's
+    load drifts); median audio-s per wall-s of each, and each pair's ratio."""
     long_wav = args.work_dir / "long_en.wav"
     seconds = results.data["long_file"]["seconds"]
+    ours = "udistil_transcribe_ct2_int8"
 
     def alternate():
-        runs = {"udistil_transcribe_ct2_int8": [], "batched_pipeline_int8_beam1": []}
+        runs = {ours: [], "batched_pipeline_int8_beam5": [], "batched_pipeline_int8_beam1": []}
         for _ in range(args.speed_repeats):
-            runs["udistil_transcribe_ct2_int8"].append(udistil_transcribe_long(str(i8), long_wav, args.threads)["wall_s"])
-            runs["batched_pipeline_int8_beam1"].append(batched_pipeline_long(i8, long_wav, args.threads, 1)["wall_s"])
+            runs[ours].append(udistil_transcribe_long(str(i8), long_wav, args.threads)["wall_s"])
+            for beam in (5, 1):
+                runs[f"batched_pipeline_int8_beam{beam}"].append(
+                    batched_pipeline_long(i8, long_wav, args.threads, beam)["wall_s"])
         return runs
 
-    runs = results.run(f"speed_alternating_{args.speed_repeats}", alternate)
+    runs = results.run(f"speed_alternating_{args.speed_repeats}_beam5_beam1", alternate)
     speeds = {name: sorted(round(seconds / w, 2) for w in walls) for name, walls in runs.items()}
-    ratio = [round(b / a, 3) for a, b in zip(runs["udistil_transcribe_ct2_int8"], runs["batched_pipeline_int8_beam1"])]
-    return {"audio_s_per_s": speeds, "speedup_per_pair": ratio,
+    ratios = {name: [round(b / a, 3) for a, b in zip(runs[ours], walls)] for name, walls in runs.items() if name != ours}
+    return {"audio_s_per_s": speeds, "ours_speedup_per_pair": ratios,
             "median": {name: float(np.median(v)) for name, v in speeds.items()}}
 
 
@@ -442,6 +447,8 @@ def long_part(args, results, test_clips, i8):
         "batched_pipeline_int8_beam1": lambda: batched_pipeline_long(i8, long_wav, args.threads, 1),
         "udistil_transcribe_ct2_int8_keep_pauses": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
                                                                                    drop_pauses=False),
+        "udistil_transcribe_ct2_int8_segment30": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
+                                                                                 max_segment=30.0),
         "udistil_transcribe_ct2_int8_segment20": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
                                                                                  max_segment=20.0),
         "udistil_transcribe_ct2_int8_segment10": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
