@@ -31,6 +31,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--keep-pauses", action="store_true",
                         help="decode each segment of a long file with its pauses (by default pauses "
                              "longer than twice 0.2 s are shortened, so a window holds more speech)")
+    parser.add_argument("--redecode-missed", type=float, default=SegmentOptions.redecode_missed,
+                        help="decode again, in pieces of at most 10 s, speech that a window's timestamped "
+                             "sentences leave out when it holds at least this many seconds (0 = never)")
     parser.add_argument("--budget-per-second", type=float, default=DecodeOptions.budget_per_second,
                         help="token budget per second of audio (stops hallucination early)")
     add_timestamp_arguments(parser)
@@ -48,5 +51,6 @@ def run(args) -> int:
                               budget_per_second=args.budget_per_second, timestamps=args.timestamps,
                               timestamps_above=args.timestamps_above,
                               split_above=0.0),  # its segments are already cut at pauses (--max-segment)
-        segment_options=SegmentOptions(max_seconds=args.max_segment, drop_pauses=not args.keep_pauses),
+        segment_options=SegmentOptions(max_seconds=args.max_segment, drop_pauses=not args.keep_pauses,
+                                       redecode_missed=args.redecode_missed),
         progress=not args.no_progress)
