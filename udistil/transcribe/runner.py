@@ -184,7 +184,8 @@ def _second_pass_windows(timed_windows, options: SegmentOptions, by_file) -> lis
     missed = []
     for g, segment, found in timed_windows:
         floor = options.sparse_share * medians[id(g)]
-        is_sparse = [(_chars_per_second(segment, x) or floor) < floor for x in found]
+        rates_here = [_chars_per_second(segment, x) for x in found]
+        is_sparse = [rate is not None and rate < floor for rate in rates_here]
         sparse = [x for x, low in zip(found, is_sparse) if low]
         trusted = [x for x, low in zip(found, is_sparse) if not low]
         again = missed_segments(segment, [(int(x.start * SAMPLE_RATE), int(x.end * SAMPLE_RATE)) for x in trusted],
