@@ -197,12 +197,12 @@ def timed(fn):
 
 def udistil_transcribe_long(model, wav, threads, compute_type="default", max_segment=SEGMENT_DEFAULTS.max_seconds,
                             drop_pauses=True,
-                            timestamps="auto", redecode_missed=SEGMENT_DEFAULTS.redecode_missed):
+                            timestamps="auto", redecode_missed=SEGMENT_DEFAULTS.redecode_missed, beam=1):
     from udistil.teacher.transcriber import DecodeOptions
     from udistil.transcribe.engines import open_engine
     from udistil.transcribe.runner import transcribe_paths
 
-    engine = open_engine(model, DecodeOptions(batch_size=8, pack=True, timestamps=timestamps), device="cpu",
+    engine = open_engine(model, DecodeOptions(batch_size=8, pack=True, timestamps=timestamps, beam=beam), device="cpu",
                          compute_type=compute_type, threads=threads)
     out = []
 
@@ -447,6 +447,9 @@ def long_part(args, results, test_clips, i8):
         "batched_pipeline_int8_beam1": lambda: batched_pipeline_long(i8, long_wav, args.threads, 1),
         "udistil_transcribe_ct2_int8_keep_pauses": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
                                                                                    drop_pauses=False),
+        "udistil_transcribe_ct2_int8_beam5": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads, beam=5),
+        "udistil_transcribe_ct2_int8_segment30_beam5": lambda: udistil_transcribe_long(
+            str(i8), long_wav, args.threads, max_segment=30.0, beam=5),
         "udistil_transcribe_ct2_int8_segment30": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
                                                                                  max_segment=30.0),
         "udistil_transcribe_ct2_int8_segment20": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
