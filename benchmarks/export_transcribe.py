@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from udistil.transcribe.runner import engine_defaults
 from udistil.transcribe.segments import SegmentOptions
 
 SAMPLE_RATE = 16000
@@ -195,13 +196,16 @@ def timed(fn):
     return text, round(time.perf_counter() - t0, 2)
 
 
-def udistil_transcribe_long(model, wav, threads, compute_type="default", max_segment=SEGMENT_DEFAULTS.max_seconds,
-                            drop_pauses=True,
-                            timestamps="auto", redecode_missed=SEGMENT_DEFAULTS.redecode_missed, beam=1):
+def udistil_transcribe_long(model, wav, threads, compute_type="default", max_segment=None, drop_pauses=True,
+                            timestamps="auto", redecode_missed=SEGMENT_DEFAULTS.redecode_missed, beam=None):
+    """`udistil transcribe` on `wav`, with the engine's defaults (runner.TRANSCRIBE_DEFAULTS)
+    where `max_segment` or `beam` is None."""
     from udistil.teacher.transcriber import DecodeOptions
     from udistil.transcribe.engines import open_engine
     from udistil.transcribe.runner import transcribe_paths
 
+    defaults = engine_defaults(model)
+    max_segment, beam = max_segment or defaults.max_segment, beam or defaults.beam
     engine = open_engine(model, DecodeOptions(batch_size=8, pack=True, timestamps=timestamps, beam=beam), device="cpu",
                          compute_type=compute_type, threads=threads)
     out = []
@@ -447,11 +451,11 @@ def long_part(args, results, test_clips, i8):
         "batched_pipeline_int8_beam1": lambda: batched_pipeline_long(i8, long_wav, args.threads, 1),
         "udistil_transcribe_ct2_int8_keep_pauses": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
                                                                                    drop_pauses=False),
-        "udistil_transcribe_ct2_int8_beam5": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads, beam=5),
-        "udistil_transcribe_ct2_int8_segment30_beam5": lambda: udistil_transcribe_long(
-            str(i8), long_wav, args.threads, max_segment=30.0, beam=5),
-        "udistil_transcribe_ct2_int8_segment30": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
-                                                                                 max_segment=30.0),
+        "udistil_transcribe_ct2_int8_beam1": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads, beam=1),
+        "udistil_transcribe_ct2_int8_segment20_beam1": lambda: udistil_transcribe_long(
+            str(i8), long_wav, args.threads, max_segment=20.0, beam=1),
+        "udistil_transcribe_ct2_int8_segment25": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
+                                                                                 max_segment=25.0),
         "udistil_transcribe_ct2_int8_segment20": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
                                                                                  max_segment=20.0),
         "udistil_transcribe_ct2_int8_segment10": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,

@@ -152,3 +152,23 @@ def test_windows_decoded_without_timestamps_are_not_second_guessed(six_sentences
     engine = Plain(None)
     transcript, = _transcribe_group(_group(audio), engine, "en")
     assert engine.calls == [1] and transcript.text == "only this"
+
+
+def test_a_lone_sentence_spread_over_a_short_file_is_judged_by_the_floor_rate(six_sentences):
+    audio, spans = six_sentences
+    whole = (0.0, _seconds(len(audio)))
+
+    def lone(seconds, call):  # one short sentence whose timestamps span the whole file
+        return [(*whole, "the weather")] if call == 1 else [(0.0, seconds, f"AGAIN{call}")]
+
+    engine = ScriptedEngine(lone)
+    transcript, = _transcribe_group(_group(audio), engine, "en")
+    assert len(engine.calls) == 2 and len(engine.calls[1]) >= 2  # the speech in pieces of at most 10 s
+    assert all(s.text == "AGAIN2" for s in transcript.segments)
+
+    def complete(seconds, call):  # the whole text in one sentence: as dense as speech is
+        return [(*whole, " ".join(SENTENCES))]
+
+    engine = ScriptedEngine(complete)
+    transcript, = _transcribe_group(_group(audio), engine, "en")
+    assert len(engine.calls) == 1 and transcript.text == " ".join(SENTENCES)

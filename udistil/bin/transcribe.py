@@ -25,9 +25,11 @@ def add_arguments(parser) -> None:
                         help="CTranslate2 compute type: default (as exported), int8, int8_float32, "
                              "int8_float16, float16, bfloat16, float32")
     parser.add_argument("--batch-size", type=int, default=8, help="segments per batch")
-    parser.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
-    parser.add_argument("--max-segment", type=float, default=SegmentOptions.max_seconds,
-                        help="longest segment in seconds when a long file is cut at its pauses (<= 30)")
+    parser.add_argument("--beam", type=int, default=None,
+                        help="beam size (1 = greedy; default: 5 for a CTranslate2 export, 1 for the torch engine)")
+    parser.add_argument("--max-segment", type=float, default=None,
+                        help="longest segment in seconds when a long file is cut at its pauses (<= 30; "
+                             "default: 30 for a CTranslate2 export, 20 for the torch engine)")
     parser.add_argument("--keep-pauses", action="store_true",
                         help="decode each segment of a long file with its pauses (by default pauses "
                              "longer than twice 0.2 s are shortened, so a window holds more speech)")
@@ -42,15 +44,18 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from udistil.transcribe.runner import run_transcribe
+    from udistil.transcribe.runner import engine_defaults, run_transcribe
+
+    defaults = engine_defaults(args.model)
 
     return run_transcribe(
         args.paths, args.model, language=args.language, fmt=args.fmt, output_dir=args.output_dir,
         device=args.device, dtype=args.dtype, compute_type=args.compute_type, threads=args.num_threads,
-        options=DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=True,
+        options=DecodeOptions(batch_size=args.batch_size, beam=args.beam or defaults.beam, pack=True,
                               budget_per_second=args.budget_per_second, timestamps=args.timestamps,
                               timestamps_above=args.timestamps_above,
                               split_above=0.0),  # its segments are already cut at pauses (--max-segment)
-        segment_options=SegmentOptions(max_seconds=args.max_segment, drop_pauses=not args.keep_pauses,
+        segment_options=SegmentOptions(max_seconds=args.max_segment or defaults.max_segment,
+                                       drop_pauses=not args.keep_pauses,
                                        redecode_missed=args.redecode_missed),
         progress=not args.no_progress)

@@ -29,6 +29,30 @@ from udistil.transcribe.segments import (SAMPLE_RATE, SegmentOptions, SpeechSegm
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class EngineDefaults:
+    beam: int
+    max_segment: float
+
+
+# `udistil transcribe`'s beam and window length per engine, chosen with the second pass on a
+# 308 s file of mini dev clips (benchmarks/export_transcribe.py --long-split dev, the CTranslate2
+# int8 export; docs/timestamps.md).  Beam 5 with 30 s windows: 36.5 WER, 0.7 % of the words
+# deleted (as the clips one by one), in 14.4 s; greedy, the best window was 20 s: 36.9 and
+# 2.7 % in 13.4 s (greedy 30 s: 40.0 and 1.7 %).  The torch engine stays greedy: its beam
+# search is the pipeline's own, in Python, several times slower than CTranslate2's, and only
+# greedy packs short segments into shared windows.
+TRANSCRIBE_DEFAULTS = {"ctranslate2": EngineDefaults(beam=5, max_segment=30.0),
+                       "torch": EngineDefaults(beam=1, max_segment=20.0)}
+
+
+def engine_defaults(model: str) -> EngineDefaults:
+    """The beam and --max-segment `udistil transcribe` uses for `model` unless told otherwise."""
+    from udistil.models.export import is_ctranslate2_dir
+
+    return TRANSCRIBE_DEFAULTS["ctranslate2" if is_ctranslate2_dir(model) else "torch"]
+
+
 @dataclass
 class RunSummary:
     files: int = 0
@@ -173,17 +197,18 @@ def _second_pass_windows(timed_windows, options: SegmentOptions, by_file) -> lis
     whisper-base drops sentences of a long window in two ways: it skips them (their speech has
     no sentence), or it spreads a sentence or a hallucination over them (one sentence's
     timestamps span speech it did not transcribe: far fewer characters per second than the
-    file's other sentences).  A sentence below `sparse_share` of the file's median rate (with
-    three or more sentences to take a median of) covers nothing; where the stretches decoded
-    again overlap it, their text replaces it, else it is kept."""
+    file's other sentences).  A sentence below `sparse_share` of the file's median rate (or,
+    with fewer than three sentences to take a median of, below `sparse_floor`) covers nothing;
+    where the stretches decoded again overlap it, their text replaces it, else it is kept."""
     rates: dict[int, list[float]] = {}
     for g, segment, found in timed_windows:
         rates.setdefault(id(g), []).extend(r for r in (_chars_per_second(segment, x) for x in found)
                                            if r is not None)
-    medians = {key: float(np.median(r)) if len(r) >= 3 else 0.0 for key, r in rates.items()}
+    floors = {key: options.sparse_share * float(np.median(r)) if len(r) >= 3 else options.sparse_floor
+              for key, r in rates.items()}
     missed = []
     for g, segment, found in timed_windows:
-        floor = options.sparse_share * medians[id(g)]
+        floor = floors[id(g)]
         rates_here = [_chars_per_second(segment, x) for x in found]
         is_sparse = [rate is not None and rate < floor for rate in rates_here]
         sparse = [x for x, low in zip(found, is_sparse) if low]
@@ -230,11 +255,14 @@ def _transcribe_group(group: list[_Loaded], engine, language: str | None,
 
 def run_transcribe(paths, model: str, language=None, fmt="text", output_dir=None, device="auto",
                    compute_type="default", threads: int = 0, options=None, dtype: str = "auto",
-                   segment_options: SegmentOptions = SegmentOptions(), progress: bool = True) -> int:
-    """Open the engine for `model`, transcribe `paths`; exit status 1 when any file failed."""
+                   segment_options: SegmentOptions | None = None, progress: bool = True) -> int:
+    """Open the engine for `model`, transcribe `paths`; exit status 1 when any file failed.
+    Without `options` or `segment_options`, the engine's defaults (TRANSCRIBE_DEFAULTS)."""
     from udistil.teacher.transcriber import DecodeOptions
     from udistil.transcribe.engines import open_engine
 
+    defaults = engine_defaults(model)
+    segment_options = segment_options or SegmentOptions(max_seconds=defaults.max_segment)
     if not 1.0 <= segment_options.max_seconds <= 30.0:
         raise UdistilError(f"--max-segment must be within 1..30 s (Whisper reads 30 s), "
                            f"got {segment_options.max_seconds}")
@@ -242,7 +270,7 @@ def run_transcribe(paths, model: str, language=None, fmt="text", output_dir=None
         import torch
 
         torch.set_num_threads(threads)
-    engine = open_engine(model, options or DecodeOptions(pack=True, split_above=0.0), device=device,
+    engine = open_engine(model, options or DecodeOptions(beam=defaults.beam, pack=True, split_above=0.0), device=device,
                          compute_type=compute_type, threads=threads, dtype=dtype)
     summary = transcribe_paths(paths, engine, language=language, fmt=fmt, output_dir=output_dir,
                                segment_options=segment_options, progress=progress)

@@ -42,20 +42,21 @@ FRAME = 160  # 10 ms
 
 @dataclass(frozen=True)
 class SegmentOptions:
-    # Chosen on a 308 s file of mini dev clips (benchmarks/export_transcribe.py --long-split
-    # dev; docs/timestamps.md): with the second pass, 20 s windows scored 36.9 WER against 40.0
-    # (30 s), 41.0 (25 s) and 39.9 (15 s), deleting 2.7 % of the words (clip by clip: 0.7 %).
-    max_seconds: float = 20.0
+    # `udistil transcribe` chooses its own per engine (runner.TRANSCRIBE_DEFAULTS).
+    max_seconds: float = 30.0
     min_pause: float = 0.3
     pad: float = 0.2
     drop_pauses: bool = True
     # A window decoded with timestamps is decoded again where its sentences leave at least
     # `redecode_missed` seconds of speech uncovered (0: never), in pieces of at most
     # `redecode_piece` seconds; a sentence with fewer than `sparse_share` of the file's median
-    # characters per second of speech covers nothing (runner.py, missed_segments).
+    # characters per second of speech covers nothing, and so does one under `sparse_floor`
+    # characters per second in a file with fewer than three sentences to take a median of
+    # (half a slow speaker's rate in English, Arabic or Swahili; runner.py, missed_segments).
     redecode_missed: float = 1.0
     redecode_piece: float = 10.0
     sparse_share: float = 0.5
+    sparse_floor: float = 5.0
 
 
 @dataclass(frozen=True)
