@@ -29,14 +29,18 @@
    CTranslate2 engine), faster-whisper's BatchedInferencePipeline (int8 export, batch 8, its
    bundled Silero VAD; beam 5, its default, and beam 1), and the clips decoded one by one
    (CTranslate2 int8 and torch engines) are timed on it (model loading excluded) and scored against the joined
-   references.  `udistil transcribe` runs with its default (pauses inside a segment
-   shortened, as the pipeline's VAD drops them; its 30 s windows decoded in Whisper's
-   timestamp mode), with --timestamps never (the mode it had before), and with
-   --keep-pauses; each row gives its WER, its deletions (the share of reference words
-   dropped) and its number of output segments (one per timestamped sentence).
+   references.  `udistil transcribe` runs with its engine's defaults (runner.TRANSCRIBE_DEFAULTS;
+   pauses inside a segment shortened, as the pipeline's VAD drops them; windows above 12 s
+   decoded in Whisper's timestamp mode; the second pass over the speech they missed), and
+   with one of them changed in each further row (no second pass, --timestamps never, beam 1,
+   other window lengths, --keep-pauses); each row gives its WER, its deletions (the share of
+   reference words dropped) and its number of output segments (one per timestamped
+   sentence).  `--long-split dev` builds the file from WORK/data/cuts_dev.jsonl.gz instead
+   (its own wav and result keys): settings are chosen there.
 
-3. Speed again: `udistil transcribe` (CTranslate2 int8) and BatchedInferencePipeline (int8,
-   beam 1) alternately, `--speed-repeats` times each, on the same file.
+3. Speed again: `udistil transcribe` (CTranslate2 int8, its defaults) and
+   BatchedInferencePipeline (int8; beam 5, its default, and beam 1) alternately,
+   `--speed-repeats` times each, on the same file.
 4. int8 against float32 (`--parts int8`): both exports in the CTranslate2 engine on
    `--int8-cuts` (default: the mini test sets), with a paired-bootstrap interval of the WER
    difference; the mini test sets' 80 clips are mostly Arabic and Swahili near 100 WER, so
