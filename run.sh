@@ -242,8 +242,12 @@ stage1() {
 
 stage2() {
   log "Stage 2: cuts at 16 kHz, <= 30 s, validated (nj=$nj)"
-  local part rc j todo=() jobs="" pids=()
+  local part rc j todo=() jobs="" pids=() seen=" "
   for part in $train_set $dev_set $test_sets; do
+    # A set named twice (an evaluation recipe's train and dev name its test set) is made once:
+    # two jobs writing one shard, or two merges of one set, would race.
+    case $seen in *" $part "*) continue ;; esac
+    seen+="$part "
     # Skipped only when made from these very stage-1 manifests (the marker holds their hashes).
     rc=0
     udistil stage-marker check data/.cuts_$part.done $redo_opt $(stage2_inputs $part) || rc=$?

@@ -70,8 +70,13 @@ def corpora(tmp_path_factory, speak):
 
 def test_dialects_stages_1_2(corpora, tmp_path):
     fleurs, mgb3, mgb3_times, sada = corpora
-    run_recipe("dialects", tmp_path, "--fleurs-dir", str(fleurs), "--mgb3-dir", str(mgb3),
-               "--hf-sets", f"test_sada={sada}:test", "--test-sets", "test_fleurs_ar_eg test_mgb3 test_sada")
+    proc = run_recipe("dialects", tmp_path, "--fleurs-dir", str(fleurs), "--mgb3-dir", str(mgb3),
+                      "--hf-sets", f"test_sada={sada}:test", "--test-sets", "test_fleurs_ar_eg test_mgb3 test_sada")
+    # FLEURS is named as train, dev and a test set: stage 2 makes it once (twice, its two merges
+    # raced for the output's lock and one of them could fail the run).
+    merges = [line for line in (proc.stdout + proc.stderr).splitlines()
+              if "[udistil.parallel.shards]" in line and "data/cuts_test_fleurs_ar_eg.jsonl.gz" in line]
+    assert len(merges) == 1, merges
 
     fleurs_cuts = cuts_by_id(tmp_path, "test_fleurs_ar_eg")
     prompt, stem, raw, norm = FLEURS_ROWS[0]
