@@ -184,9 +184,14 @@ def _in_order(segments: list[Segment]) -> list[Segment]:
     return out
 
 
+def _span(sentence: Segment) -> tuple[int, int]:
+    """The file samples of `sentence`."""
+    return int(sentence.start * SAMPLE_RATE), int(sentence.end * SAMPLE_RATE)
+
+
 def _chars_per_second(segment: SpeechSegment, sentence: Segment) -> float | None:
     """Characters (spaces aside) per second of speech under `sentence`; None under 1 s."""
-    seconds = speech_seconds(segment, int(sentence.start * SAMPLE_RATE), int(sentence.end * SAMPLE_RATE))
+    seconds = speech_seconds(segment, *_span(sentence))
     return len(sentence.text.replace(" ", "")) / seconds if seconds >= 1.0 else None
 
 
@@ -200,24 +205,20 @@ def _second_pass_windows(timed_windows, options: SegmentOptions, by_file) -> lis
     file's other sentences).  A sentence below `sparse_share` of the file's median rate (or,
     with fewer than three sentences to take a median of, below `sparse_floor`) covers nothing;
     where the stretches decoded again overlap it, their text replaces it, else it is kept."""
-    rates: dict[int, list[float]] = {}
-    for g, segment, found in timed_windows:
-        rates.setdefault(id(g), []).extend(r for r in (_chars_per_second(segment, x) for x in found)
-                                           if r is not None)
+    window_rates = [[_chars_per_second(segment, x) for x in found] for _, segment, found in timed_windows]
+    file_rates: dict[int, list[float]] = {}
+    for (g, _, _), rates in zip(timed_windows, window_rates):
+        file_rates.setdefault(id(g), []).extend(r for r in rates if r is not None)
     floors = {key: options.sparse_share * float(np.median(r)) if len(r) >= 3 else options.sparse_floor
-              for key, r in rates.items()}
+              for key, r in file_rates.items()}
     missed = []
-    for g, segment, found in timed_windows:
-        floor = floors[id(g)]
-        rates_here = [_chars_per_second(segment, x) for x in found]
-        is_sparse = [rate is not None and rate < floor for rate in rates_here]
-        sparse = [x for x, low in zip(found, is_sparse) if low]
-        trusted = [x for x, low in zip(found, is_sparse) if not low]
-        again = missed_segments(segment, [(int(x.start * SAMPLE_RATE), int(x.end * SAMPLE_RATE)) for x in trusted],
-                                options, options.drop_pauses)
-        replaced = [x for x in sparse if any(speech_seconds(m, int(x.start * SAMPLE_RATE), int(x.end * SAMPLE_RATE))
-                                             for m in again)]
-        by_file[id(g)] += [x for x in found if not any(x is y for y in replaced)]
+    for (g, segment, found), rates in zip(timed_windows, window_rates):
+        is_sparse = [rate is not None and rate < floors[id(g)] for rate in rates]
+        trusted = [_span(x) for x, low in zip(found, is_sparse) if not low]
+        again = missed_segments(segment, trusted, options)
+        # A sparse sentence gives way where the stretches decoded again overlap it.
+        replaced = [low and any(speech_seconds(m, *_span(x)) for m in again) for x, low in zip(found, is_sparse)]
+        by_file[id(g)] += [x for x, gone in zip(found, replaced) if not gone]
         missed += [(g, m) for m in again]
     return missed
 

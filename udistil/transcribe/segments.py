@@ -188,17 +188,23 @@ def split_at_pauses(samples: np.ndarray, options: SegmentOptions = SegmentOption
     gaps = [b[0] - a[1] for a, b in zip(regions, regions[1:])]
     segments = []
     for group in _group(padded, gaps, max_frames, options.drop_pauses):
-        speech = in_samples(group)
-        if not options.drop_pauses:
-            group = [(group[0][0], group[-1][1])]
-        merged: list[tuple[int, int]] = []
-        for start, end in group:  # pieces that touch (a cut inside speech, a short pause) are one
-            if merged and merged[-1][1] >= start:
-                merged[-1] = (merged[-1][0], end)
-            else:
-                merged.append((start, end))
-        segments.append(SpeechSegment(in_samples(merged), speech))
+        segments.append(SpeechSegment(in_samples(_joined(group, options.drop_pauses)), in_samples(group)))
     return segments
+
+
+def _joined(group: list[tuple[int, int]], drop_pauses: bool) -> list[tuple[int, int]]:
+    """The pieces a segment of these consecutive regions decodes: the regions themselves, with
+    the ones that touch (a cut inside speech, a short pause) made one; or, keeping the pauses,
+    the one stretch from the first region's start to the last one's end."""
+    if not drop_pauses:
+        return [(group[0][0], group[-1][1])]
+    merged: list[tuple[int, int]] = []
+    for start, end in group:
+        if merged and merged[-1][1] >= start:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> int:
@@ -210,8 +216,8 @@ def speech_seconds(segment: SpeechSegment, start: int, end: int) -> float:
     return sum(_overlap(region, (start, end)) for region in segment.speech) / SAMPLE_RATE
 
 
-def missed_segments(segment: SpeechSegment, covered: list[tuple[int, int]], options: SegmentOptions,
-                    drop_pauses: bool = True) -> list[SpeechSegment]:
+def missed_segments(segment: SpeechSegment, covered: list[tuple[int, int]],
+                    options: SegmentOptions) -> list[SpeechSegment]:
     """The stretches of `segment`'s speech that the sample ranges in `covered` (the file spans
     of the sentences decoded from it) leave out, as segments to decode again.
 
@@ -237,13 +243,8 @@ def missed_segments(segment: SpeechSegment, covered: list[tuple[int, int]], opti
         if sum(end - start for start, end in run) < options.redecode_missed * SAMPLE_RATE:
             continue
         gaps = [b[0] - a[1] for a, b in zip(run, run[1:])]
-        for group in _group(run, gaps, piece, drop_pauses):
-            pieces: list[tuple[int, int]] = []
-            for start, end in (group if drop_pauses else [(group[0][0], group[-1][1])]):
-                if pieces and pieces[-1][1] >= start:
-                    pieces[-1] = (pieces[-1][0], end)
-                else:
-                    pieces.append((start, end))
-            if tuple(pieces) != segment.pieces:
-                out.append(SpeechSegment(tuple(pieces), tuple(group)))
+        for group in _group(run, gaps, piece, options.drop_pauses):
+            pieces = tuple(_joined(group, options.drop_pauses))
+            if pieces != segment.pieces:
+                out.append(SpeechSegment(pieces, tuple(group)))
     return out
