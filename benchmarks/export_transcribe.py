@@ -32,8 +32,8 @@
    references.  `udistil transcribe` runs with its engine's defaults (runner.TRANSCRIBE_DEFAULTS;
    pauses inside a segment shortened, as the pipeline's VAD drops them; windows above 12 s
    decoded in Whisper's timestamp mode; the second pass over the speech they missed), and
-   with one of them changed in each further row (no second pass, --timestamps never, beam 1,
-   other window lengths, --keep-pauses); each row gives its WER, its deletions (the share of
+   with one of them changed in each further row (no second pass, --timestamps never, beam 1
+   or 5, other window lengths, --keep-pauses); each row gives its WER, its deletions (the share of
    reference words dropped) and its number of output segments (one per timestamped
    sentence).  `--long-split dev` builds the file from WORK/data/cuts_dev.jsonl.gz instead
    (its own wav and result keys): settings are chosen there.
@@ -456,6 +456,7 @@ def long_part(args, results, test_clips, i8):
         "udistil_transcribe_ct2_int8_keep_pauses": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,
                                                                                    drop_pauses=False),
         "udistil_transcribe_ct2_int8_beam1": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads, beam=1),
+        "udistil_transcribe_ct2_int8_beam5": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads, beam=5),
         "udistil_transcribe_ct2_int8_segment20_beam1": lambda: udistil_transcribe_long(
             str(i8), long_wav, args.threads, max_segment=20.0, beam=1),
         "udistil_transcribe_ct2_int8_segment25": lambda: udistil_transcribe_long(str(i8), long_wav, args.threads,

@@ -206,9 +206,9 @@ def srt_cues(text):
 def test_srt_cues_come_from_the_model_timestamps(engine, request, three_sentence_window, tmp_path, capsys):
     """`udistil transcribe --format srt` of the window, greedy: one cue per sentence the model
     timestamped, in order, inside the file, rather than one cue spanning the whole window.
-    With the CTranslate2 engine's defaults (beam 5) the model timestamps one sentence over the
-    whole window; the second pass decodes the window's speech again in pieces, and the cues
-    (one per piece) hold every sentence."""
+    With the CTranslate2 engine's defaults (beam search) the model can timestamp one sentence
+    over most of the window (beam 5 did, over all of it); the second pass decodes that speech
+    again in pieces, and the cues hold every sentence."""
     import soundfile as sf
 
     from udistil.transcribe.runner import run_transcribe

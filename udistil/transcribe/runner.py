@@ -37,12 +37,13 @@ class EngineDefaults:
 
 # `udistil transcribe`'s beam and window length per engine, chosen with the second pass on a
 # 308 s file of mini dev clips (benchmarks/export_transcribe.py --long-split dev, the CTranslate2
-# int8 export; docs/timestamps.md).  Beam 5 with 30 s windows: 36.5 WER, 0.7 % of the words
-# deleted (as the clips one by one), in 14.4 s; greedy, the best window was 20 s: 36.9 and
-# 2.7 % in 13.4 s (greedy 30 s: 40.0 and 1.7 %).  The torch engine stays greedy: its beam
-# search is the pipeline's own, in Python, several times slower than CTranslate2's, and only
-# greedy packs short segments into shared windows.
-TRANSCRIBE_DEFAULTS = {"ctranslate2": EngineDefaults(beam=5, max_segment=30.0),
+# int8 export; docs/timestamps.md).  With 30 s windows, beams 2, 3, 4 and 5 gave 37.6, 36.3,
+# 36.2 and 36.5 WER (1.1, 1.0, 0.7 and 0.7 % of the words deleted, as the clips one by one):
+# beam 4, the lowest, and a fifth less search than 5.  Greedy, the best window was 20 s: 36.9
+# and 2.7 % (greedy 30 s: 40.0 and 1.7 %).  The torch engine stays greedy: its beam search is
+# the pipeline's own, in Python, several times slower than CTranslate2's, and only greedy packs
+# short segments into shared windows.
+TRANSCRIBE_DEFAULTS = {"ctranslate2": EngineDefaults(beam=4, max_segment=30.0),
                        "torch": EngineDefaults(beam=1, max_segment=20.0)}
 
 
