@@ -96,6 +96,9 @@ distill_batch_size=${default[data.batch_size]}
 distill_dev_cuts=${default[run.max_dev_cuts]}
 # Stage 6: peak learning rate.
 distill_lr=${default[optim.lr]}
+# Stage 6: decay of the moving average of each student's weights that its dev loss and best/
+# use (icefall's averaged model; 0 = off).
+distill_average_decay=${default[optim.average_decay]}
 # Stage 6: warm-up steps.
 distill_warmup=${default[optim.warmup_steps]}
 # Stage 6: steps between dev losses (the best student by dev loss is kept).
@@ -493,7 +496,7 @@ stage6() {
           --student exp/init_student_${shape} \
           --train $select_dir/$f/cuts.jsonl.gz --dev $round_dir/teacher/cuts_$dev_set.jsonl.gz --exp $exp \
           --batch-size "$distill_batch_size" --num-epochs "$distill_epochs" \
-          ${distill_steps:+--max-steps $distill_steps} --lr "$distill_lr" \
+          ${distill_steps:+--max-steps $distill_steps} --lr "$distill_lr" --average-decay "$distill_average_decay" \
           --warmup-steps "$distill_warmup" --valid-every "$distill_valid_every" \
           --encoder-cache exp/encoder_cache \
           --alpha-ce "$alpha_ce" --alpha-kl "$alpha_kl" --alpha-mse "$alpha_mse" \
