@@ -5,6 +5,7 @@ from udistil.bin._decode_args import add_timestamp_arguments
 from udistil.models.device import add_device_arguments
 from udistil.teacher.transcriber import DecodeOptions
 from udistil.transcribe.output import FORMATS
+from udistil.transcribe.runner import TRANSCRIBE_DEFAULTS
 from udistil.transcribe.segments import SegmentOptions
 
 
@@ -25,11 +26,14 @@ def add_arguments(parser) -> None:
                         help="CTranslate2 compute type: default (as exported), int8, int8_float32, "
                              "int8_float16, float16, bfloat16, float32")
     parser.add_argument("--batch-size", type=int, default=8, help="segments per batch")
+    ct2, torch = TRANSCRIBE_DEFAULTS["ctranslate2"], TRANSCRIBE_DEFAULTS["torch"]
     parser.add_argument("--beam", type=int, default=None,
-                        help="beam size (1 = greedy; default: 5 for a CTranslate2 export, 1 for the torch engine)")
+                        help=f"beam size (1 = greedy; default: {ct2.beam} for a CTranslate2 export, "
+                             f"{torch.beam} for the torch engine)")
     parser.add_argument("--max-segment", type=float, default=None,
                         help="longest segment in seconds when a long file is cut at its pauses (<= 30; "
-                             "default: 30 for a CTranslate2 export, 20 for the torch engine)")
+                             f"default: {ct2.max_segment:g} for a CTranslate2 export, {torch.max_segment:g} "
+                             "for the torch engine)")
     parser.add_argument("--keep-pauses", action="store_true",
                         help="decode each segment of a long file with its pauses (by default pauses "
                              "longer than twice 0.2 s are shortened, so a window holds more speech)")
