@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A finished default run's models on a larger set than stage 7's, with paired intervals.
 #
-#   benchmarks/larger_test.sh [--split test_clean|test_noisy|test_heldout|dev|dev_heldout] [--size N] [--seed S] [--language L] \
+#   benchmarks/larger_test.sh [--split test_clean|test_noisy|test_heldout|dev|dev_heldout|real] [--size N] [--seed S] [--language L] \
 #       RUN_DIR [NAME=MODEL_DIR ...]
 #
 # The default mini test_clean holds 18 English clips (about 190 words): one error is half a
@@ -17,6 +17,9 @@
 # one-to-three-sentence clips that no other split uses (udistil/data/mini_corpus.py): it
 # measures how far the students generalise beyond the corpus, and never chooses a setting:
 # --split dev_heldout, its twin with dev sentences and other unseen voices, does.
+# --split real takes language L's recorded clips from the real-speech folder that
+# benchmarks/common.py reads (40 read English clips, for one) instead: speech unlike every
+# synthetic split, a test, never a ruler to choose on.
 # Output: RUN_DIR/exp_larger_<split>/{data,<name>/decode}/ and paired_wer.tsv.
 set -euo pipefail
 split=test_clean size=200 seed=1234 language=en
@@ -26,16 +29,17 @@ while [ $# -gt 0 ]; do
     --size) size=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --language) language=$2; shift 2 ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
     *) break ;;
   esac
 done
-[ $# -ge 1 ] || { sed -n 2,17p "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,23p "$0" >&2; exit 2; }
 case $split in
   test_clean|test_noisy) sizes=(--num-dev 3 --num-test "$size") ;;
   test_heldout|dev_heldout) sizes=(--num-dev 3 --num-test 3 --num-heldout "$size") ;;
   dev) sizes=(--num-dev "$size" --num-test 3) ;;
-  *) echo "$0: --split must be test_clean, test_noisy, test_heldout, dev or dev_heldout, not $split" >&2; exit 2 ;;
+  real) sizes=() ;;
+  *) echo "$0: --split must be test_clean, test_noisy, test_heldout, dev, dev_heldout or real, not $split" >&2; exit 2 ;;
 esac
 run_dir=$1
 shift
@@ -46,6 +50,19 @@ work=exp_larger_$split
 mkdir -p $work/data
 export HF_HUB_OFFLINE=1
 cuts=$work/data/cuts_${split}_$language.jsonl.gz
+if [ $split = real ] && [ ! -s $cuts ]; then
+  python - "$bench_dir" "$language" $cuts <<'EOF'
+import sys
+sys.path.insert(0, sys.argv[1])
+from common import REAL_SPEECH, real_speech_cuts
+from udistil.data.manifests import write_cuts
+cuts = real_speech_cuts((sys.argv[2],))
+if not cuts:
+    sys.exit(f"no real-speech clips of language {sys.argv[2]!r} under {REAL_SPEECH}")
+write_cuts(cuts, sys.argv[3])
+print(f"{sys.argv[3]}: {len(cuts)} real {sys.argv[2]} clips from {REAL_SPEECH}")
+EOF
+fi
 if [ ! -s $cuts ]; then
   udistil prepare-mini-corpus --out-dir $work/data/manifests --wav-dir $work/data/wav --seed "$seed" \
     --num-train 3 "${sizes[@]}"
