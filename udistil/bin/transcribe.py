@@ -26,13 +26,13 @@ def add_arguments(parser) -> None:
                         help="CTranslate2 compute type: default (as exported), int8, int8_float32, "
                              "int8_float16, float16, bfloat16, float32")
     parser.add_argument("--batch-size", type=int, default=8, help="segments per batch")
-    ct2, torch = TRANSCRIBE_DEFAULTS["ctranslate2"], TRANSCRIBE_DEFAULTS["torch"]
+    ct2, torch_engine = TRANSCRIBE_DEFAULTS["ctranslate2"], TRANSCRIBE_DEFAULTS["torch"]
     parser.add_argument("--beam", type=int, default=None,
                         help=f"beam size (1 = greedy; default: {ct2.beam} for a CTranslate2 export, "
-                             f"{torch.beam} for the torch engine)")
+                             f"{torch_engine.beam} for the torch engine)")
     parser.add_argument("--max-segment", type=float, default=None,
                         help="longest segment in seconds when a long file is cut at its pauses (<= 30; "
-                             f"default: {ct2.max_segment:g} for a CTranslate2 export, {torch.max_segment:g} "
+                             f"default: {ct2.max_segment:g} for a CTranslate2 export, {torch_engine.max_segment:g} "
                              "for the torch engine)")
     parser.add_argument("--keep-pauses", action="store_true",
                         help="decode each segment of a long file with its pauses (by default pauses "
