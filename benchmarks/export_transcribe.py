@@ -208,10 +208,9 @@ def udistil_transcribe_long(model, wav, threads, compute_type="default", max_seg
     from udistil.transcribe.engines import open_engine
     from udistil.transcribe.runner import transcribe_paths
 
-    defaults = engine_defaults(model)
-    max_segment, beam = max_segment or defaults.max_segment, beam or defaults.beam
-    engine = open_engine(model, DecodeOptions(batch_size=8, pack=True, timestamps=timestamps, beam=beam), device="cpu",
-                         compute_type=compute_type, threads=threads)
+    settings = engine_defaults(model, beam, max_segment)
+    engine = open_engine(model, DecodeOptions(batch_size=8, pack=True, timestamps=timestamps, beam=settings.beam),
+                         device="cpu", compute_type=compute_type, threads=threads)
     out = []
 
     class Sink:
@@ -222,7 +221,7 @@ def udistil_transcribe_long(model, wav, threads, compute_type="default", max_seg
             pass
 
     _, wall = timed(lambda: transcribe_paths([wav], engine, language="en", fmt="jsonl", stream=Sink(),
-                                             segment_options=SegmentOptions(max_seconds=max_segment,
+                                             segment_options=SegmentOptions(max_seconds=settings.max_segment,
                                                                              drop_pauses=drop_pauses,
                                                                              redecode_missed=redecode_missed),
                                              progress=False))

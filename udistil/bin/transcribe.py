@@ -50,16 +50,16 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from udistil.transcribe.runner import engine_defaults, run_transcribe
 
-    defaults = engine_defaults(args.model)
+    settings = engine_defaults(args.model, args.beam, args.max_segment)
 
     return run_transcribe(
         args.paths, args.model, language=args.language, fmt=args.fmt, output_dir=args.output_dir,
         device=args.device, dtype=args.dtype, compute_type=args.compute_type, threads=args.num_threads,
-        options=DecodeOptions(batch_size=args.batch_size, beam=args.beam or defaults.beam, pack=True,
+        options=DecodeOptions(batch_size=args.batch_size, beam=settings.beam, pack=True,
                               budget_per_second=args.budget_per_second, timestamps=args.timestamps,
                               timestamps_above=args.timestamps_above,
                               split_above=0.0),  # its segments are already cut at pauses (--max-segment)
-        segment_options=SegmentOptions(max_seconds=args.max_segment or defaults.max_segment,
+        segment_options=SegmentOptions(max_seconds=settings.max_segment,
                                        drop_pauses=not args.keep_pauses,
                                        redecode_missed=args.redecode_missed),
         progress=not args.no_progress)

@@ -47,11 +47,13 @@ TRANSCRIBE_DEFAULTS = {"ctranslate2": EngineDefaults(beam=4, max_segment=30.0),
                        "torch": EngineDefaults(beam=1, max_segment=20.0)}
 
 
-def engine_defaults(model: str) -> EngineDefaults:
-    """The beam and --max-segment `udistil transcribe` uses for `model` unless told otherwise."""
+def engine_defaults(model: str, beam: int | None = None, max_segment: float | None = None) -> EngineDefaults:
+    """The beam and --max-segment `udistil transcribe` uses for `model`: `beam` and
+    `max_segment` where given, else its engine's (TRANSCRIBE_DEFAULTS)."""
     from udistil.models.export import is_ctranslate2_dir
 
-    return TRANSCRIBE_DEFAULTS["ctranslate2" if is_ctranslate2_dir(model) else "torch"]
+    chosen = TRANSCRIBE_DEFAULTS["ctranslate2" if is_ctranslate2_dir(model) else "torch"]
+    return EngineDefaults(beam=beam or chosen.beam, max_segment=max_segment or chosen.max_segment)
 
 
 @dataclass
