@@ -168,7 +168,7 @@ def test_transcribe_with_the_torch_engine(speak, whisper_base_dir, tmp_path, cap
 
 def test_transcribe_refuses_bad_arguments(tmp_path, capsys, whisper_base_ct2_dir):
     assert main(["transcribe", "--model", str(whisper_base_ct2_dir), str(tmp_path)]) == 1
-    assert "no audio files" in capsys.readouterr().err
+    assert "no audio files (.wav, .flac, .mp3" in capsys.readouterr().err  # the audio kinds it looks for
     assert main(["transcribe", "--model", str(whisper_base_ct2_dir), "--language", "xx", "x.wav"]) == 1
     assert "not supported" in capsys.readouterr().err
     # No GPU here: the torch engine on cuda is refused with the reason, not run on the CPU.

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from udistil.errors import BadAudioError, UdistilError
-from udistil.transcribe.audio_files import find_audio_files, read_audio
+from udistil.transcribe.audio_files import AUDIO_EXTENSIONS, find_audio_files, read_audio
 from udistil.transcribe.output import EXTENSIONS, FileTranscript, Segment, render
 from udistil.transcribe.segments import (SAMPLE_RATE, SegmentOptions, SpeechSegment, missed_segments,
                                          speech_seconds, split_at_pauses)
@@ -131,7 +131,7 @@ def transcribe_paths(paths, engine, language: str | None = None, fmt: str = "tex
         raise UdistilError(f"language {language!r} is not supported by this model")
     files = find_audio_files(paths)
     if not files:
-        raise UdistilError(f"no audio files ({', '.join(EXTENSIONS)}) found in: {', '.join(map(str, paths))}")
+        raise UdistilError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in: {', '.join(map(str, paths))}")
     if fmt == "srt" and output_dir is None and len(files) > 1:
         raise UdistilError(f"SRT for {len(files)} files needs --output-dir (one .srt per file)")
     sink = OutputSink(fmt, output_dir, stream)
