@@ -50,6 +50,14 @@ work=exp_larger_$split
 mkdir -p $work/data
 export HF_HUB_OFFLINE=1
 cuts=$work/data/cuts_${split}_$language.jsonl.gz
+# A ruler drawn with another --size, --seed or --language is drawn again, never reused under
+# the new name (its decodes are then redone: --redo-stale below).
+ruler="split=$split size=$size seed=$seed language=$language"
+if [ -s $cuts ] && [ "$(cat $work/data/ruler 2>/dev/null)" != "$ruler" ]; then
+  echo "$work/data was drawn as '$(cat $work/data/ruler 2>/dev/null || echo unknown)'; drawing it again as '$ruler'"
+  rm -rf $work/data
+  mkdir -p $work/data
+fi
 if [ $split = real ] && [ ! -s $cuts ]; then
   python - "$bench_dir" "$language" $cuts <<'EOF'
 import sys
@@ -85,6 +93,7 @@ write_cuts(cuts, out)
 print(f"{out}: {len(cuts)} {language} clips, none of whose sentences is in {train_path}")
 EOF
 fi
+echo "$ruler" > $work/data/ruler
 models=("teacher=exp/models/teacher" "$@")
 if [ $# -eq 0 ]; then
   for d in exp/student_*/best; do

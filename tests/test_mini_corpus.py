@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from udistil.data.mini_corpus import (CLAUSE_PAUSE_SECONDS, DEFAULT_SENTENCES_DIR, Utterance, speak, DEV_HELDOUT_VOICES, HELDOUT_PITCHES, HELDOUT_SPEEDS_WPM, HELDOUT_VOICES, LANGUAGE_SHARE,
+from udistil.data.mini_corpus import (DEFAULT_SENTENCES_DIR, DEV_HELDOUT_VOICES, HELDOUT_PITCHES, HELDOUT_SPEEDS_WPM, HELDOUT_VOICES, LANGUAGE_SHARE,
                                       LEADING_SILENCE, MAX_CLIP_SECONDS, TEST_VOICES, TRAILING_SILENCE,
                                       TRAIN_LANGUAGE_SHARE, TRAIN_VOICES, language_counts, load_sentences,
                                       load_train_only_sentences, plan_corpus, prepare_mini_corpus,
@@ -87,63 +86,14 @@ def test_a_train_set_of_160_never_repeats_an_english_sentence_and_mixes_clip_len
     assert len(english) == 128 and sum(u.language != "en" for u in train) == 32
     partitioned = load_sentences()
     pool = partitioned["en"] + load_train_only_sentences(DEFAULT_SENTENCES_DIR, partitioned)["en"]
-    # A sentence joined to its neighbour as a clause loses its capital and its full stop.
-    core = {sentence: sentence.rstrip(".!?")[1:] for sentence in pool}
-    said = {sentence: sum(u.text.count(core[sentence]) for u in english) for sentence in pool}
+    said = {sentence: sum(u.text.count(sentence) for u in english) for sentence in pool}
     assert max(said.values()) == 1
     twice = [u for u in plan_corpus(split_plans(320, 40, 40), seed=1234)["train"] if u.language == "en"]
-    assert max(sum(u.text.count(core[sentence]) for u in twice) for sentence in pool) == 2
+    assert max(sum(u.text.count(sentence) for u in twice) for sentence in pool) == 2
     assert sum(said.values()) == sum(u.sentences for u in english)
     assert {u.sentences for u in english} == {1, 2, 3}
     assert all(u.sentences == 1 for split in ("test_clean", "test_noisy")
                for u in plan_corpus(split_plans(160, 40, 40), seed=1234)[split])
-
-
-def test_clause_joins_change_only_the_train_and_dev_texts_and_pause_inside_the_sentence():
-    # Two neighbouring English sentences of a train or dev clip may become one sentence of two
-    # clauses ("A, and b."), spoken as two pieces with a pause: everything else drawn for the
-    # split (sentences, voices, rates, noise) is what it is without joins, and the other splits
-    # (one-sentence tests, the held-out rulers) never join.
-    plans = split_plans(160, 40, 40, 30)
-    joined = plan_corpus(plans, seed=1234)
-    unjoined = plan_corpus([replace(p, clause_join_share=0.0) for p in plans], seed=1234)
-    for split in joined:
-        for a, b in zip(joined[split], unjoined[split]):
-            assert (a.variant, a.speed, a.pitch, a.noise, a.snr_db, a.sentences) == \
-                   (b.variant, b.speed, b.pitch, b.noise, b.snr_db, b.sentences)
-            if not a.pauses:
-                assert a.text == b.text and not a.pieces
-                continue
-            assert split in ("train", "dev") and a.language == "en"
-            assert a.text == " ".join(a.pieces) and len(a.pieces) == len(a.pauses) + 1
-            assert all(piece.endswith(",") for piece in a.pieces[:-1])
-            assert all(CLAUSE_PAUSE_SECONDS[0] <= p <= CLAUSE_PAUSE_SECONDS[1] for p in a.pauses)
-            # The same words, in the same order, plus one conjunction per join.
-            words, plain = a.text.lower().replace(",", "").split(), b.text.lower().split()
-            assert len(words) == len(plain) + len(a.pauses)
-    english_train = [u for u in joined["train"] if u.language == "en" and u.sentences > 1]
-    share = sum(len(u.pauses) for u in english_train) / sum(u.sentences - 1 for u in english_train)
-    assert 0.3 < share < 0.7
-    assert not any(u.pauses for u in joined["train"] if u.language != "en")
-
-
-def test_a_joined_clip_is_spoken_with_its_pause_between_the_clauses():
-    utt = Utterance(cut_id="x", split="train", language="en", text="The sun is hot, and the sea is calm.",
-                    variant="m1", speed=160, pitch=50, noise="none", snr_db=None, sentences=2,
-                    pieces=["The sun is hot,", "and the sea is calm."], pauses=[0.6])
-    samples = speak(utt)
-    quiet = np.abs(samples) < 1e-4
-    # The longest run of silence that starts after the first clause's speech and ends before
-    # the second's: the pause, plus espeak's own short tail after "hot,".
-    speech = np.flatnonzero(~quiet)
-    inner = quiet[speech[0]:speech[-1]]
-    longest = run = 0
-    for q in inner:
-        run = run + 1 if q else 0
-        longest = max(longest, run)
-    assert longest >= 0.6 * 16000
-    one_piece = speak(replace(utt, pieces=[], pauses=[]))
-    assert len(samples) > len(one_piece) + 0.4 * 16000
 
 
 def test_the_heldout_ruler_uses_voices_rates_and_clips_no_other_split_has():
@@ -230,8 +180,6 @@ def test_noise_is_added_at_the_requested_snr(corpus):
     for split in ("train", "dev", "test_noisy", "test_clean"):
         for rec, sup in zip(recs[split], sups[split]):
             kind, snr = sup["custom"]["noise"], sup["custom"]["snr_db"]
-            if "clause_pauses" in sup["custom"]:
-                continue  # spoken in pieces, which the text alone cannot re-speak
             snr_measured = measured_snr(sup, rec["sources"][0]["source"])
             if kind == "none":
                 assert snr is None and snr_measured > 40  # only 16-bit rounding is left

@@ -22,11 +22,6 @@ Splits and what keeps them honest:
   corpora's segments do: a student that only ever heard one sentence per clip learns to end
   after the first one.  test_clean and test_noisy keep one sentence a clip, so their figures
   stay comparable across the project's history;
-- in train and dev, two neighbouring English sentences of a clip are often joined into one
-  (CLAUSE_JOIN_SHARE): a comma and a conjunction ("..., and the nurses worked ..."), the two
-  clauses spoken with a pause between them.  The sentence lists hardly hold a comma, while
-  read and spoken speech pauses inside its sentences all the time: students that never heard
-  a sentence go on after a pause ended there on recorded speech, writing a full stop;
 - an optional English ruler, test_heldout (`num_heldout`), is built from what no other split
   uses: voices of HELDOUT_VOICES, wider speaking rates and pitches, and one to three sentences
   a clip.  It measures generalisation beyond the corpus's own voices and clip shapes, so it is
@@ -89,12 +84,6 @@ HELDOUT_SPEEDS_WPM = (115, 140, 170, 210, 230)
 HELDOUT_PITCHES = (20, 35, 55, 70, 85)
 # Probabilities of 1, 2 and 3 sentences in a clip.
 ONE_SENTENCE = (1.0,)
-# Share of the sentence boundaries of a train or dev English clip where the two sentences are
-# joined into one sentence of two clauses, spoken as two pieces with a pause of
-# CLAUSE_PAUSE_SECONDS between them (read speech pauses at clause boundaries for about that long).
-CLAUSE_JOIN_SHARE = 0.5
-CLAUSE_PAUSE_SECONDS = (0.2, 0.8)
-CLAUSE_CONJUNCTIONS = {"en": ("and", "but", "so", "while", "because", "then")}
 TRAIN_SENTENCES_PER_CLIP = (0.5, 0.3, 0.2)
 HELDOUT_SENTENCES_PER_CLIP = (0.4, 0.35, 0.25)
 # Default split sizes (cuts): train holds ~0.3 h, with a new English sentence in every slot.
@@ -128,7 +117,6 @@ class SplitPlan:
     conditions: tuple[tuple[str, float | None], ...]
     language_share: dict[str, float] = field(default_factory=lambda: dict(LANGUAGE_SHARE))
     sentences_per_clip: tuple[float, ...] = ONE_SENTENCE
-    clause_join_share: float = 0.0
     speeds: tuple[int, ...] = SPEEDS_WPM
     pitches: tuple[int, ...] = PITCHES
 
@@ -146,10 +134,6 @@ class Utterance:
     snr_db: float | None
     babble_ids: list[str] = field(default_factory=list)
     sentences: int = 1
-    # The text spoken in separate pieces with pauses[i] seconds of silence after piece i (a
-    # sentence joined from two clauses); empty: the whole text in one piece.
-    pieces: list[str] = field(default_factory=list)
-    pauses: list[float] = field(default_factory=list)
 
     @property
     def voice(self) -> str:
@@ -161,9 +145,9 @@ def split_plans(num_train: int, num_dev: int, num_test: int, num_heldout: int = 
     held-out-voice English rulers (test and dev) when `num_heldout` > 0."""
     plans = [
         SplitPlan("train", num_train, "train", TRAIN_VOICES, TRAIN_CONDITIONS, dict(TRAIN_LANGUAGE_SHARE),
-                  sentences_per_clip=TRAIN_SENTENCES_PER_CLIP, clause_join_share=CLAUSE_JOIN_SHARE),
+                  sentences_per_clip=TRAIN_SENTENCES_PER_CLIP),
         SplitPlan("dev", num_dev, "dev", TRAIN_VOICES, TRAIN_CONDITIONS,
-                  sentences_per_clip=TRAIN_SENTENCES_PER_CLIP, clause_join_share=CLAUSE_JOIN_SHARE),
+                  sentences_per_clip=TRAIN_SENTENCES_PER_CLIP),
         SplitPlan("test_clean", num_test, "test", TEST_VOICES, (CLEAN,)),
         SplitPlan("test_noisy", num_test, "test", TEST_VOICES, TEST_NOISY_CONDITIONS),
     ]
@@ -252,35 +236,9 @@ def language_counts(num_cuts: int, share: dict[str, float] = LANGUAGE_SHARE) -> 
     return counts
 
 
-def join_clauses(sentences: list[str], language: str, share: float,
-                 rng: np.random.Generator) -> tuple[str, list[str], list[float]]:
-    """(text, pieces, pauses) of a clip saying `sentences`: at each boundary, with probability
-    `share`, the two sentences become one ("A, and b.") spoken as two pieces with a pause."""
-    conjunctions = CLAUSE_CONJUNCTIONS.get(language)
-    if not conjunctions or share <= 0 or len(sentences) < 2:
-        return " ".join(sentences), [], []
-    pieces, pauses, current = [], [], sentences[0]
-    for sentence in sentences[1:]:
-        if rng.random() < share:
-            pieces.append(current.rstrip(".!?;: ") + ",")
-            pauses.append(round(float(rng.uniform(*CLAUSE_PAUSE_SECONDS)), 2))
-            first, _, rest = sentence.partition(" ")
-            # "I" and "I'm" stay capitalised; any other first word becomes a clause's.
-            if first != "I" and not first.startswith("I'"):
-                first = first[:1].lower() + first[1:]
-            current = f"{conjunctions[rng.integers(len(conjunctions))]} {first} {rest}".rstrip()
-        else:
-            current = f"{current} {sentence}"
-    pieces.append(current)
-    return " ".join(pieces), (pieces if pauses else []), pauses
-
-
 def plan_split(plan: SplitPlan, pools, rng: np.random.Generator) -> list[Utterance]:
     """Draw sentence, voice, speed, pitch and noise for every cut of one split."""
     utterances = []
-    # Clause joins draw from a child generator, so every other draw of the split (sentences,
-    # voices, noise) is what it would be without them; a split without joins draws nothing.
-    clause_rng = rng.spawn(1)[0] if plan.clause_join_share > 0 else None
     for lang, count in language_counts(plan.num_cuts, plan.language_share).items():
         if count == 0:
             continue
@@ -297,14 +255,13 @@ def plan_split(plan: SplitPlan, pools, rng: np.random.Generator) -> list[Utteran
         starts = np.concatenate([[0], np.cumsum(sizes)])
         for k in range(count):
             noise, snr = plan.conditions[rng.integers(len(plan.conditions))]
-            text, pieces, pauses = join_clauses(order[starts[k]:starts[k + 1]], lang, plan.clause_join_share,
-                                                clause_rng)
+            text = " ".join(order[starts[k]:starts[k + 1]])
             utterances.append(Utterance(
                 cut_id=f"{CORPUS_PREFIX}-{plan.name}-{lang}-{k:04d}", split=plan.name, language=lang,
                 text=text, variant=plan.voices[rng.integers(len(plan.voices))],
                 speed=int(plan.speeds[rng.integers(len(plan.speeds))]),
                 pitch=int(plan.pitches[rng.integers(len(plan.pitches))]), noise=noise, snr_db=snr,
-                sentences=int(sizes[k]), pieces=pieces, pauses=pauses))
+                sentences=int(sizes[k])))
     for utt in utterances:
         if utt.noise == "babble":
             others = [u.cut_id for u in utterances if u.cut_id != utt.cut_id]
@@ -331,24 +288,14 @@ def plan_corpus(plans: list[SplitPlan], seed: int, sentences_dir=DEFAULT_SENTENC
             for plan in plans}
 
 
-def _spoken(utt: Utterance) -> np.ndarray:
-    if not utt.pieces:
-        return synthesize(utt.text, voice=utt.voice, speed=utt.speed, pitch=utt.pitch)
-    parts = []
-    for piece, pause in zip(utt.pieces, utt.pauses + [0.0]):
-        parts.append(synthesize(piece, voice=utt.voice, speed=utt.speed, pitch=utt.pitch))
-        parts.append(np.zeros(int(round(pause * SAMPLE_RATE)), parts[-1].dtype))
-    return np.concatenate(parts)
-
-
 def speak(utt: Utterance) -> np.ndarray:
     """Clean espeak audio for one utterance, re-spoken faster if it would exceed the clip limit."""
-    samples = _spoken(utt)
+    samples = synthesize(utt.text, voice=utt.voice, speed=utt.speed, pitch=utt.pitch)
     limit = min(MAX_SENTENCE_SECONDS * utt.sentences, MAX_CLIP_SECONDS) * SAMPLE_RATE
     if len(samples) > limit:
         # Faster speech keeps the whole sentence (and so the label) instead of truncating it.
         utt.speed = int(np.ceil(utt.speed * len(samples) / (0.95 * limit)))
-        samples = _spoken(utt)
+        samples = synthesize(utt.text, voice=utt.voice, speed=utt.speed, pitch=utt.pitch)
     if samples.size == 0:
         raise UdistilError(f"espeak-ng produced no audio for {utt.cut_id} (voice {utt.voice})")
     # espeak-ng speaks from the very first sample; real recordings (and Whisper's training
@@ -404,8 +351,7 @@ def to_manifests(utt: Utterance, wav_path: Path, num_samples: int):
         id=utt.cut_id, recording_id=utt.cut_id, start=0.0, duration=duration, channel=0,
         text=utt.text, language=utt.language, speaker=utt.variant,
         custom={"voice": utt.voice, "speed": utt.speed, "pitch": utt.pitch,
-                "noise": utt.noise, "snr_db": utt.snr_db, "sentences": utt.sentences,
-                **({"clause_pauses": utt.pauses} if utt.pauses else {})})
+                "noise": utt.noise, "snr_db": utt.snr_db, "sentences": utt.sentences})
     return recording, supervision
 
 
