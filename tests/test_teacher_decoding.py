@@ -194,3 +194,60 @@ def test_loop_stop_length_cuts_where_the_greedy_loop_stop_cuts():
     assert loop_stop_length(tokens[:25]) is None          # 23 looping tokens: not yet a loop
     assert loop_stop_length(tokens, checked=len(tokens)) is None
     assert loop_stop_length(list(range(60))) is None
+
+
+def _with_output_bias(model, bias: dict[int, float]):
+    """A copy of `model` whose logit for each token of `bias` is that value (token id -> logit)."""
+    import copy
+
+    biased = copy.deepcopy(model)
+    proj = biased.get_output_embeddings()
+    layer = torch.nn.Linear(proj.in_features, proj.out_features, bias=True)
+    with torch.no_grad():
+        layer.weight.copy_(proj.weight)
+        layer.bias.zero_()
+        for token, value in bias.items():
+            layer.weight[token] = 0.0  # the token's logit is exactly its bias
+            layer.bias[token] = value
+    biased.proj_out = layer
+    return biased
+
+
+def test_an_unsure_end_of_text_is_refused_and_a_sure_one_taken(tiny):
+    # Two tokens far above the rest: a text token X and end of text.  EOT a little ahead
+    # (p ~ 0.62): Whisper's rule ends after X, and min_eot_prob 0.8 refuses that end, so X
+    # repeats up to the token budget.  EOT far ahead (p ~ 0.99): both end after X.
+    model, processor = tiny
+    rules = TokenRules.from_model(model)
+    eot, text_token = rules.end_of_text, 100
+    features = processor.feature_extractor(noise_clips(1), sampling_rate=16000, return_tensors="pt").input_features
+    prompt = rules.prompt("en", timestamps=False)
+    budget = 5
+    for eot_lead, refused in ((0.5, True), (5.0, False)):
+        biased = _with_output_bias(model, {text_token: 100.0, eot: 100.0 + eot_lead})
+        with torch.inference_mode():
+            encoder_out = biased.get_encoder()(features).last_hidden_state
+        ends = {}
+        for min_eot in (0.0, 0.8):
+            strict = TokenRules.from_model(biased, min_eot_prob=min_eot)
+            (result,) = greedy_decode(biased, encoder_out, [DecodeRequest(0, prompt, budget)], strict,
+                                      detect_loops=False)
+            ends[min_eot] = result.tokens
+        assert ends[0.0] == [text_token]  # EOT is never the first token, then it wins
+        assert ends[0.8] == ([text_token] * budget if refused else [text_token])
+
+
+def test_min_eot_prob_reaches_the_rules_and_the_fingerprint_only_when_on(tiny, tmp_path):
+    from udistil.parallel.fingerprint import differences
+    from udistil.teacher.pseudo_label import labelling_fingerprint
+
+    model, processor = tiny
+    assert Transcriber(model, processor, DecodeOptions(min_eot_prob=0.8)).rules.min_eot_prob == 0.8
+    cuts = tmp_path / "cuts.jsonl.gz"
+    cuts.write_bytes(b"")
+    off = labelling_fingerprint(cuts, "m", DecodeOptions())
+    on = labelling_fingerprint(cuts, "m", DecodeOptions(min_eot_prob=0.8))
+    assert "min_eot_prob" not in off["options"] and on["options"]["min_eot_prob"] == 0.8
+    assert differences(off, on)
+    with pytest.raises(ValueError, match="min_eot_prob"):
+        DecodeOptions(min_eot_prob=1.0)

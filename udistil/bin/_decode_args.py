@@ -1,6 +1,7 @@
 """Decoding options shared by pseudo-label and decode (one definition, one meaning)."""
 import torch
 
+from udistil.errors import UdistilError
 from udistil.models.device import add_device_arguments
 from udistil.teacher.transcriber import TIMESTAMP_MODES, DecodeOptions
 
@@ -31,6 +32,10 @@ def add_decode_arguments(parser):
                       help="decode one clip per window (the default)")
     parser.add_argument("--budget-per-second", type=float, default=DecodeOptions.budget_per_second,
                         help="token budget per second of audio (stops hallucination early)")
+    parser.add_argument("--min-eot-prob", type=float, default=DecodeOptions.min_eot_prob,
+                        help="end a transcript only where the model gives end of text at least this "
+                             "probability, else take its next best token (0 = off; a student that "
+                             "ends early at pauses in recorded speech: docs/experiments.md)")
     parser.add_argument("--num-threads", type=int, default=0,
                         help="torch CPU threads (0 = torch default; run.sh sets cores / nj)")
     add_timestamp_arguments(parser)
@@ -46,7 +51,10 @@ def add_decode_arguments(parser):
 def decode_options(args) -> DecodeOptions:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    return DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=args.pack,
-                         budget_per_second=args.budget_per_second, timestamps=args.timestamps,
-                         timestamps_above=args.timestamps_above, split_above=args.split_above,
-                         split_piece=args.split_piece)
+    try:
+        return DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=args.pack,
+                             budget_per_second=args.budget_per_second, timestamps=args.timestamps,
+                             timestamps_above=args.timestamps_above, split_above=args.split_above,
+                             split_piece=args.split_piece, min_eot_prob=args.min_eot_prob)
+    except ValueError as e:  # an option out of its range: a usage error, not a traceback
+        raise UdistilError(f"decoding options: {e}") from e

@@ -129,6 +129,8 @@ def labelling_fingerprint(in_path, model, options, targets_dir=None, dtype=None)
         opts.pop("split_piece", None)
     elif opts["split_piece"] == opts["split_above"]:
         opts.pop("split_piece")  # the one-threshold rule labels made before split_piece followed
+    if not opts.get("min_eot_prob"):
+        opts.pop("min_eot_prob", None)  # off: labels and decodes made before the option keep theirs
     opts["targets_dir"] = str(targets_dir) if targets_dir is not None else None
     if dtype is not None and dtype_name(dtype) != "float32":
         opts["dtype"] = dtype_name(dtype)

@@ -28,13 +28,15 @@ class TokenRules:
     lang_to_id: dict[str, int]
     suppress: torch.Tensor           # bool [V]: never emitted
     suppress_at_begin: torch.Tensor  # bool [V]: not emitted as the first token
+    # An end of text below this probability is not taken (DecodeOptions.min_eot_prob).
+    min_eot_prob: float = 0.0
 
     @property
     def is_multilingual(self) -> bool:
         return bool(self.lang_to_id)
 
     @classmethod
-    def from_model(cls, model) -> "TokenRules":
+    def from_model(cls, model, min_eot_prob: float = 0.0) -> "TokenRules":
         """The rules of `model`, their masks on the model's device (the logits' device)."""
         gen = model.generation_config
         vocab = model.config.vocab_size
@@ -61,7 +63,7 @@ class TokenRules:
                 at_begin[tok] = True
         at_begin[eot] = True  # an empty transcript is never the right first step
         return cls(vocab, gen.decoder_start_token_id, eot, task_to_id.get("transcribe"), no_ts,
-                   no_ts + 1, lang_to_id, suppress, at_begin)
+                   no_ts + 1, lang_to_id, suppress, at_begin, min_eot_prob)
 
     def prompt(self, language: str | None, timestamps: bool) -> list[int]:
         """<|startoftranscript|> <|lang|> <|transcribe|> [<|notimestamps|>]."""
@@ -119,7 +121,19 @@ class TokenRules:
             force = torch.logsumexp(logprobs[:, tb:], dim=-1) > logprobs[:, :tb].max(dim=-1).values
             if force.any():
                 logits[rows[force], :tb] = float("-inf")
+        if self.min_eot_prob > 0:
+            self._refuse_unsure_ends(logits)
         return logits
+
+    def _refuse_unsure_ends(self, logits: torch.Tensor) -> None:
+        """Rows whose best token is end of text at a probability under min_eot_prob lose it
+        (in place), so they take their next best token."""
+        eot = self.end_of_text
+        unsure = logits.argmax(dim=-1) == eot
+        if unsure.any():
+            p_end = torch.softmax(logits[unsure], dim=-1)[:, eot]
+            rows = unsure.nonzero()[:, 0][p_end < self.min_eot_prob]
+            logits[rows, eot] = float("-inf")
 
     def _apply_timestamp_grammar(self, row_logits: torch.Tensor, seq: list[int]) -> None:
         """Timestamps come in (start, end) pairs around text and never go backwards."""

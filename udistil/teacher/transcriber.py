@@ -73,7 +73,7 @@ class Transcriber:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.options = options or DecodeOptions()
-        self.rules = TokenRules.from_model(model)
+        self.rules = TokenRules.from_model(model, self.options.min_eot_prob)
         # The model's own audio-context rule (full 30 s for a teacher; the clip plus a
         # margin for a student trained on it): every encoder call here follows it.
         self.context = AudioContext.of(model)
