@@ -79,6 +79,9 @@ train_filters="none fusion oracle_wer"
 # Stage 7: also decode each student's untrained initialisation (RESULTS.md then shows what
 # training changed); a full decode of the test sets per student shape.
 decode_init=true
+# Stage 7: end a transcript only where the model gives end of text at least this probability
+# (0 = off, Whisper's rule; docs/training.md: the students' early ends on recorded speech).
+decode_min_eot_prob=${default[decode.min_eot_prob]}
 # Stages 3-7: rounds of self-training (round R > 1 relabels with a round R-1 student, in exp/roundR/).
 rounds=1
 # Rounds above 1: the filter whose student (of the first shape in students) labels the next round.
@@ -517,7 +520,7 @@ decode_jobs() {
   for part in $test_sets; do
     job_line "$dir/log/decode_$part.log" \
       udistil decode --model "$model" --batch-size "$batch_size" --beam "$beam" "${device_opts[@]}" \
-        $redo_opt --in data/cuts_$part.jsonl.gz --out "$dir/decode_$part"
+        --min-eot-prob "$decode_min_eot_prob" $redo_opt --in data/cuts_$part.jsonl.gz --out "$dir/decode_$part"
   done
 }
 

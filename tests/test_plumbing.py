@@ -14,7 +14,8 @@ def script(tmp_path, repo_root):
         # First stage.
         stage=0
         stop_stage=8
-        # Test sets.
+        # Test sets, a comment
+        # of two lines.
         test_sets="a b"
         . {repo_root}/utils/parse_options.sh
         echo "stage=$stage stop_stage=$stop_stage test_sets=$test_sets rest=$*"
@@ -42,6 +43,8 @@ def test_help_lists_variables_with_values_and_comments(script):
     out = run([str(script), "--help"])
     assert out.returncode == 0
     assert "--stage" in out.stdout and "First stage." in out.stdout and "--test-sets" in out.stdout
+    # A comment of several lines is the option's help whole, not its last line.
+    assert "Test sets, a comment of two lines." in out.stdout
 
 
 def test_run_local_substitutes_job_and_writes_one_log_per_job(tmp_path, repo_root):

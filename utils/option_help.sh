@@ -3,7 +3,7 @@
 #     option_help SCRIPT [NAME...]
 # prints "  --name  value  help" for every variable assigned at the top of SCRIPT (above the
 # line that sources parse_options.sh or recipe.sh), its current value, and the "# " comment
-# line right above its assignment; with NAMEs, only those variables.
+# lines right above its assignment, joined; with NAMEs, only those variables.
 
 option_help() {
   local script=$1; shift
@@ -17,7 +17,7 @@ option_help() {
       fi
       prev=""
     elif [[ $line =~ ^#\ (.*) ]]; then
-      prev=${BASH_REMATCH[1]}
+      prev="${prev:+$prev }${BASH_REMATCH[1]}"
     else
       prev=""
     fi
