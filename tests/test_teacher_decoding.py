@@ -251,3 +251,32 @@ def test_min_eot_prob_reaches_the_rules_and_the_fingerprint_only_when_on(tiny, t
     assert differences(off, on)
     with pytest.raises(ValueError, match="min_eot_prob"):
         DecodeOptions(min_eot_prob=1.0)
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["decode", "--batch-size", "0"], "batch_size"),
+    (["decode", "--beam", "0"], "beam"),
+    (["pseudo-label", "--min-eot-prob", "1.5"], "min_eot_prob"),
+    (["decode", "--split-piece", "0"], "split_piece"),
+    (["transcribe", "--beam", "0"], "beam"),
+    (["transcribe", "--max-segment", "0"], "--max-segment"),
+])
+def test_a_decoding_option_out_of_range_is_a_usage_error_that_names_it(tiny_whisper_dir, tmp_path, capsys,
+                                                                        argv, named):
+    # Each was a traceback (ZeroDivisionError for a batch of 0) or silently replaced by its
+    # default (a beam or --max-segment of 0); nothing is written.
+    from udistil.bin.main import main
+
+    command, options = argv[0], argv[1:]
+    if command == "transcribe":
+        wav = tmp_path / "a.wav"
+        import soundfile as sf
+        sf.write(str(wav), noise_clips(1)[0], 16000)
+        rc = main([command, "--model", str(tiny_whisper_dir), *options, "--output-dir", str(tmp_path / "out"),
+                   str(wav)])
+    else:
+        rc = main([command, "--model", str(tiny_whisper_dir), *options, "--in", str(tmp_path / "cuts.jsonl.gz"),
+                   "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc != 0 and named in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

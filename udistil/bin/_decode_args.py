@@ -48,13 +48,19 @@ def add_decode_arguments(parser):
     add_device_arguments(parser)
 
 
+def checked_decode_options(**fields) -> DecodeOptions:
+    """DecodeOptions from command-line values; one out of its range is a usage error that
+    names it, not a traceback."""
+    try:
+        return DecodeOptions(**fields)
+    except ValueError as e:
+        raise UdistilError(f"decoding options: {e}") from e
+
+
 def decode_options(args) -> DecodeOptions:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    try:
-        return DecodeOptions(batch_size=args.batch_size, beam=args.beam, pack=args.pack,
-                             budget_per_second=args.budget_per_second, timestamps=args.timestamps,
-                             timestamps_above=args.timestamps_above, split_above=args.split_above,
-                             split_piece=args.split_piece, min_eot_prob=args.min_eot_prob)
-    except ValueError as e:  # an option out of its range: a usage error, not a traceback
-        raise UdistilError(f"decoding options: {e}") from e
+    return checked_decode_options(batch_size=args.batch_size, beam=args.beam, pack=args.pack,
+                                  budget_per_second=args.budget_per_second, timestamps=args.timestamps,
+                                  timestamps_above=args.timestamps_above, split_above=args.split_above,
+                                  split_piece=args.split_piece, min_eot_prob=args.min_eot_prob)

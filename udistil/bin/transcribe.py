@@ -1,7 +1,7 @@
 """Transcribe audio files or directories (wav/flac/mp3/ogg, any length) with a model or an export."""
 from __future__ import annotations
 
-from udistil.bin._decode_args import add_timestamp_arguments
+from udistil.bin._decode_args import add_timestamp_arguments, checked_decode_options
 from udistil.models.device import add_device_arguments
 from udistil.teacher.transcriber import DecodeOptions
 from udistil.transcribe.output import FORMATS
@@ -55,10 +55,10 @@ def run(args) -> int:
     return run_transcribe(
         args.paths, args.model, language=args.language, fmt=args.fmt, output_dir=args.output_dir,
         device=args.device, dtype=args.dtype, compute_type=args.compute_type, threads=args.num_threads,
-        options=DecodeOptions(batch_size=args.batch_size, beam=settings.beam, pack=True,
-                              budget_per_second=args.budget_per_second, timestamps=args.timestamps,
-                              timestamps_above=args.timestamps_above,
-                              split_above=0.0),  # its segments are already cut at pauses (--max-segment)
+        options=checked_decode_options(batch_size=args.batch_size, beam=settings.beam, pack=True,
+                                       budget_per_second=args.budget_per_second, timestamps=args.timestamps,
+                                       timestamps_above=args.timestamps_above,
+                                       split_above=0.0),  # its segments are already cut at pauses (--max-segment)
         segment_options=SegmentOptions(max_seconds=settings.max_segment,
                                        drop_pauses=not args.keep_pauses,
                                        redecode_missed=args.redecode_missed),

@@ -53,7 +53,9 @@ def engine_defaults(model: str, beam: int | None = None, max_segment: float | No
     from udistil.models.export import is_ctranslate2_dir
 
     chosen = TRANSCRIBE_DEFAULTS["ctranslate2" if is_ctranslate2_dir(model) else "torch"]
-    return EngineDefaults(beam=beam or chosen.beam, max_segment=max_segment or chosen.max_segment)
+    # `is None`, not `or`: a 0 given is the user's, and is refused downstream as out of range.
+    return EngineDefaults(beam=chosen.beam if beam is None else beam,
+                          max_segment=chosen.max_segment if max_segment is None else max_segment)
 
 
 @dataclass
