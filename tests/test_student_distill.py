@@ -780,3 +780,24 @@ def test_a_weighted_run_logs_its_mean_weight_and_counts_cuts_without_a_score(
         train(config(corpus, "none_scored"))
     with pytest.raises(UdistilError, match="--weight-by confidence"):
         train(config(scored, "bad_filter", weight_by="confidence"))
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--batch-size", "0"], "--batch-size"),
+    (["--lr", "-1"], "--lr"),
+    (["--num-epochs", "0"], "--num-epochs"),
+    (["--max-steps", "0"], "--max-steps"),
+    (["--temperature", "0"], "--temperature"),
+    (["--alpha-kl", "-1"], "--alpha-kl"),
+])
+def test_a_distillation_option_out_of_range_stops_before_anything_is_written(tmp_path, capsys, argv, named):
+    # A batch of 0 or a negative learning rate was a traceback from inside training; 0 epochs or
+    # steps "finished" and exported the untrained student as best/.
+    from udistil.bin.main import main
+
+    exp = tmp_path / "exp"
+    rc = main(["distill", "--teacher", "t", "--student", "s", "--train", "train.jsonl.gz", "--dev", "dev.jsonl.gz",
+               "--exp", str(exp), *argv])
+    err = capsys.readouterr().err
+    assert rc != 0 and named in err and "Traceback" not in err
+    assert not exp.exists()

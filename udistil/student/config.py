@@ -107,6 +107,36 @@ class DistillConfig:
     # teacher still decides the encoder mode, as the student's layers come from it.
     labeller: str | None = None
 
+    def __post_init__(self):
+        """A value out of its range is a usage error naming the option, before anything is
+        loaded: a batch of 0 cuts or a negative learning rate was a traceback from deep inside
+        training, and 0 epochs or steps exported an untrained student as if trained."""
+        d, o, r, loss = self.data, self.optim, self.run, self.loss
+        problems = [
+            (d.batch_size < 1, f"--batch-size must be at least 1 (got {d.batch_size})"),
+            (d.num_buckets < 1, f"--num-buckets must be at least 1 (got {d.num_buckets})"),
+            (not 0.0 <= d.timestamp_share <= 1.0, f"--timestamp-share must be in [0, 1] (got {d.timestamp_share})"),
+            (not o.lr > 0, f"--lr must be > 0 (got {o.lr})"),
+            (o.weight_decay < 0, f"--weight-decay must be >= 0 (got {o.weight_decay})"),
+            (o.warmup_steps < 0, f"--warmup-steps must be >= 0 (got {o.warmup_steps})"),
+            (o.grad_accum < 1, f"--grad-accum must be at least 1 (got {o.grad_accum})"),
+            (not o.max_grad_norm > 0, f"--max-grad-norm must be > 0 (got {o.max_grad_norm})"),
+            (o.num_epochs < 1, f"--num-epochs must be at least 1 (got {o.num_epochs})"),
+            (o.max_steps is not None and o.max_steps < 1, f"--max-steps must be at least 1 (got {o.max_steps})"),
+            (not 0.0 <= o.dropout < 1.0, f"--dropout must be in [0, 1) (got {o.dropout})"),
+            (r.valid_every < 0, f"--valid-every must be >= 0, 0 = only at the end (got {r.valid_every})"),
+            (r.checkpoint_every < 0, f"--checkpoint-every must be >= 0, 0 = none (got {r.checkpoint_every})"),
+            (r.log_every < 1, f"--log-every must be at least 1 (got {r.log_every})"),
+            (not loss.temperature > 0, f"--temperature must be > 0 (got {loss.temperature})"),
+            (min(loss.alpha_ce, loss.alpha_kl, loss.alpha_mse) < 0, "--alpha-ce, --alpha-kl and --alpha-mse must "
+             f"be >= 0 (got {loss.alpha_ce}, {loss.alpha_kl}, {loss.alpha_mse})"),
+        ]
+        wrong = [message for bad, message in problems if bad]
+        if wrong:
+            from udistil.errors import UdistilError
+
+            raise UdistilError("; ".join(wrong))
+
     def to_dict(self) -> dict:
         config = asdict(self)
         if config["labeller"] is None:
