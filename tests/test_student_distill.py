@@ -801,3 +801,13 @@ def test_a_distillation_option_out_of_range_stops_before_anything_is_written(tmp
     err = capsys.readouterr().err
     assert rc != 0 and named in err and "Traceback" not in err
     assert not exp.exists()
+
+
+def test_an_encoder_cache_batch_of_zero_is_a_usage_error(tmp_path, capsys):
+    from udistil.bin.main import main
+
+    rc = main(["encoder-cache", "--teacher", "t", "--student", "s", "--in", "cuts.jsonl.gz",
+               "--cache", str(tmp_path / "cache"), "--batch-size", "0"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "--batch-size" in err and "Traceback" not in err
+    assert not (tmp_path / "cache").exists()

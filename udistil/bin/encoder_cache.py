@@ -58,6 +58,8 @@ def run(args):
     from udistil.student.trainer import autocast_dtype, trained_encoder_layers
 
     log = logging.getLogger("udistil.encoder_cache")
+    if args.batch_size < 1:
+        raise UdistilError(f"--batch-size must be at least 1 (got {args.batch_size})")
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     from transformers import WhisperConfig
