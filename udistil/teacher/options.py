@@ -65,9 +65,10 @@ class DecodeOptions:
     def __post_init__(self):
         if self.batch_size < 1 or self.beam < 1:
             raise ValueError(f"batch_size and beam must be at least 1, not {self.batch_size} and {self.beam}")
-        if self.budget_per_second <= 0 or self.timestamps_above < 0:
-            raise ValueError(f"budget_per_second must be > 0 and timestamps_above >= 0 seconds, not "
-                             f"{self.budget_per_second} and {self.timestamps_above}")
+        if self.budget_base < 1 or self.budget_per_second < 0 or self.timestamps_above < 0:
+            raise ValueError(f"budget_base must be at least 1, budget_per_second >= 0 (0: the base alone) and "
+                             f"timestamps_above >= 0 seconds, not {self.budget_base}, {self.budget_per_second} "
+                             f"and {self.timestamps_above}")
         if self.split_above < 0:
             raise ValueError(f"split_above must be >= 0 seconds (0 = never), not {self.split_above}")
         if self.split_piece <= 0:
