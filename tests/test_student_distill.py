@@ -326,6 +326,7 @@ def test_decoder_dropout_is_set_for_training_only(tiny_whisper_dir, tmp_path):
     """--dropout reaches every rate of the decoder (two train-mode passes differ, eval passes
     agree) and leaves config.json, hence the export, as it was."""
     from udistil.errors import UdistilError
+    from udistil.student.config import DistillConfig, OptimOptions
     from udistil.student.trainer import set_decoder_dropout
 
     model, _ = load(tiny_whisper_dir)
@@ -347,8 +348,9 @@ def test_decoder_dropout_is_set_for_training_only(tiny_whisper_dir, tmp_path):
     decoder.eval()
     assert torch.equal(run(), run())
     assert model.config.dropout == 0.0 and model.config.attention_dropout == 0.0
+    # A rate of 1 is refused where every option is checked, before the model loads.
     with pytest.raises(UdistilError, match="--dropout"):
-        set_decoder_dropout(decoder, 1.0)
+        DistillConfig(teacher="t", student="s", train="x", dev="y", exp="e", optim=OptimOptions(dropout=1.0))
 
 
 def test_weight_average_gives_the_dev_loss_and_export_and_survives_a_resume(

@@ -108,9 +108,8 @@ def set_decoder_dropout(decoder, p: float) -> int:
     """Set every dropout rate of a HF Whisper decoder (its modules read `dropout`,
     `activation_dropout` and, in attention, `dropout` as floats at each forward) to p, for
     training only: config.json, hence the exported model, keeps its own.  Returns how many
-    rates were set (a transformers version that renamed them would set none: an error)."""
-    if not 0.0 <= p < 1.0:
-        raise UdistilError(f"--dropout must be in [0, 1) (got {p})")
+    rates were set (a transformers version that renamed them would set none: an error).
+    `p` is in [0, 1): DistillConfig checks --dropout before anything loads."""
     changed = 0
     for module in decoder.modules():
         for attr in ("dropout", "activation_dropout"):
