@@ -83,6 +83,43 @@ def test_ct2_engine_spends_the_whole_budget_in_rounds_that_continue_one_decode(w
     assert engine.transcribe(audio, ["en", "en"])[0] == engine.tokenizer.decode(full[0]).strip()
 
 
+def test_cpu_workers_get_at_least_two_small_batches_each():
+    from udistil.transcribe.engines import cpu_workers, worker_batch_size
+
+    assert cpu_workers(3) == 3
+    assert cpu_workers(0) >= 1  # every CPU this process may use
+    # The 11 windows of a 5-minute file on two workers: four batches of at most 3.
+    assert worker_batch_size(11, 8, 2) == 3
+    assert worker_batch_size(100, 8, 2) == 8  # --batch-size stays the cap
+    assert worker_batch_size(3, 8, 4) == 1
+    assert worker_batch_size(11, 8, 1) == 8  # one worker (a GPU): batches as large as allowed
+
+
+@pytest.mark.slow
+def test_ct2_engine_workers_give_each_clip_its_own_text_in_order(whisper_base_ct2_dir, speak):
+    """Batches decoded side by side on two CPU workers come back to the clips they were cut
+    from: the same texts as one worker decoding one batch after another."""
+    from udistil.transcribe.engines import CT2Engine
+
+    sentences = ["good morning", "the old clock in the town square stopped working last winter",
+                 "please close the door", "the new bus line will connect the university to the airport", SENTENCE]
+    pad = np.zeros(8000, np.float32)
+    audio = [np.concatenate([pad, speak(text), pad]) for text in sentences]
+    parallel = CT2Engine(whisper_base_ct2_dir, DecodeOptions(batch_size=8), device="cpu", threads=2)
+    serial = CT2Engine(whisper_base_ct2_dir, DecodeOptions(batch_size=8), device="cpu", threads=1)
+    assert (parallel.workers, serial.workers) == (2, 1)
+    order = sorted(range(len(audio)), key=lambda i: len(audio[i]))
+    assert len(parallel._batches(audio, order)) >= 3 and len(serial._batches(audio, order)) == 1
+    texts = parallel.transcribe(audio, ["en"] * len(audio))
+    assert texts == serial.transcribe(audio, ["en"] * len(audio))
+    # Each text is its own clip's: nearer its sentence than any other clip's.
+    for i, text in enumerate(texts):
+        distances = [_wer(sentence, text) for sentence in sentences]
+        assert min(range(len(sentences)), key=distances.__getitem__) == i, (sentences[i], text)
+        assert distances[i] <= 0.5, (sentences[i], text)
+    assert parallel.detect_languages(audio) == ["en"] * len(audio)
+
+
 @pytest.mark.slow
 def test_export_refuses_to_overwrite_and_names_bad_models(whisper_base_ct2_dir, tmp_path):
     from udistil.models.export import export_ctranslate2

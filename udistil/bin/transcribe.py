@@ -43,7 +43,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--budget-per-second", type=float, default=DecodeOptions.budget_per_second,
                         help="token budget per second of audio (stops hallucination early)")
     add_timestamp_arguments(parser)
-    parser.add_argument("--num-threads", type=int, default=0, help="CPU threads (0 = library default)")
+    parser.add_argument("--num-threads", type=int, default=0,
+                        help="CPU threads (0 = every CPU this process may use); a CTranslate2 export on the "
+                             "CPU runs them as workers of one thread each, decoding batches side by side")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 

@@ -13,7 +13,9 @@
   decoded in up to three calls, to a quarter of the budget's rate (where most speech ends),
   to half of it, and to the budget, each continuing the rows that neither ended nor looped
   from their tokens so far; a row whose output became a repetition loop is cut as the torch
-  engine cuts it.
+  engine cuts it.  On the CPU the engine's threads are CTranslate2 workers of one thread each,
+  fed small batches side by side (`cpu_workers`, `worker_batch_size`): one batch on two
+  threads leaves much of the second idle.
 
 Both take 16 kHz clips of at most 30 s and return one text per clip (`transcribe`), or one
 `TimedText` per clip (`transcribe_timed`): its text and, for a clip decoded in Whisper's
@@ -25,6 +27,7 @@ prompt, so a continued row would have to open a new segment) and cuts a loop aft
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +51,32 @@ CT2_MAX_TOKENS = MAX_TARGET_TOKENS // 2 - 4
 # of mini dev and train clips (seconds for the same text: 0.5,1: 9.4-9.9; 0.3,1: 8.8; 0.25,1:
 # 8.8-8.9; 0.2,1: 9.1-9.3; 0.25,0.5,1: 8.5-8.8).
 CALL_RATE_SHARES = (0.25, 0.5, 1.0)
+
+
+def cpu_workers(threads: int) -> int:
+    """How many CTranslate2 workers (of one thread each) the CPU engine runs for `threads`
+    (0 = every CPU this process may use, which a Slurm job's allocation limits).
+
+    CTranslate2 parallelises one batch over its threads poorly: whisper-base int8 on 2 cores,
+    11 windows of 27 s with beam 4, took 9.7-10.9 s as two batches on one worker of 2 threads
+    and 6.6-7.4 s as batches of 2-3 on two workers of one thread (the weights are shared: the
+    process's memory did not grow; benchmarks/export_transcribe.py, docs/timestamps.md)."""
+    import os
+
+    if threads > 0:
+        return threads
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def worker_batch_size(clips: int, batch_size: int, workers: int) -> int:
+    """The batch size that gives each of `workers` at least two batches of `clips` where the
+    clips allow it, at most `batch_size`: a worker that finishes early takes another batch
+    instead of idling while the slowest one ends, and small batches decoded side by side were
+    faster than large ones one after another (bs 2-3 on two workers: 6.6-7.4 s; bs 6: 7.6-8.4 s,
+    same 11 windows as above)."""
+    if workers <= 1:
+        return batch_size
+    return max(1, min(batch_size, -(-clips // (2 * workers))))
 
 
 @dataclass
@@ -155,9 +184,14 @@ class CT2Engine:
 
         path = Path(path)
         self.options = options
+        on_cpu = device == "cpu" or (device == "auto" and ctranslate2.get_cuda_device_count() == 0)
+        # A GPU runs one batch at a time, as large as --batch-size allows.
+        self.workers = cpu_workers(threads) if on_cpu else 1
+        self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
         try:
-            self.model = ctranslate2.models.Whisper(str(path), device=device, compute_type=compute_type,
-                                                    intra_threads=threads)
+            self.model = ctranslate2.models.Whisper(
+                str(path), device=device, compute_type=compute_type, inter_threads=self.workers,
+                intra_threads=1 if self.workers > 1 else threads)
         except (RuntimeError, ValueError) as e:
             raise UdistilError(f"{path}: CTranslate2 cannot load the model on device {device!r} with "
                                f"compute type {compute_type!r} ({e})") from e
@@ -202,15 +236,23 @@ class CT2Engine:
         groups: dict[int, list[int]] = {}
         for i in order:
             groups.setdefault(self.context.positions(len(clips[i])), []).append(i)
-        return [batch for _, members in sorted(groups.items())
-                for batch in balanced_batches(members, self.options.batch_size)]
+        size = worker_batch_size(len(order), self.options.batch_size, self.workers)
+        return [batch for _, members in sorted(groups.items()) for batch in balanced_batches(members, size)]
+
+    def _map(self, fn, batches: list[list[int]]) -> list:
+        """fn(batch) for every batch, in order; side by side on the CPU workers (CTranslate2
+        releases Python's lock while it computes)."""
+        if self.pool is None or len(batches) < 2:
+            return [fn(batch) for batch in batches]
+        return list(self.pool.map(fn, batches))
 
     def detect_languages(self, clips: list[np.ndarray]) -> list[str]:
         if not self.multilingual:
             return ["en"] * len(clips)
         out: list[str | None] = [None] * len(clips)
-        for batch in self._batches(clips, list(range(len(clips)))):
-            results = self.model.detect_language(self._storage([clips[i] for i in batch]))
+        batches = self._batches(clips, list(range(len(clips))))
+        detect = lambda batch: self.model.detect_language(self._storage([clips[i] for i in batch]))  # noqa: E731
+        for batch, results in zip(batches, self._map(detect, batches)):
             for i, ranked in zip(batch, results):
                 out[i] = ranked[0][0].strip("<|>")
         return out  # type: ignore[return-value]
@@ -227,25 +269,34 @@ class CT2Engine:
     def transcribe_timed(self, clips: list[np.ndarray], languages: list[str]) -> list[TimedText]:
         out: list[TimedText] = [TimedText("")] * len(clips)
         order = sorted(range(len(clips)), key=lambda i: len(clips[i]))
+        batches = self._batches(clips, order)
+        for batch, timed in zip(batches, self._map(lambda batch: self._transcribe_batch(clips, languages, batch),
+                                                   batches)):
+            for i, text in zip(batch, timed):
+                out[i] = text
+        return out
+
+    def _transcribe_batch(self, clips: list[np.ndarray], languages: list[str], batch: list[int]) -> list[TimedText]:
+        """The TimedText of each clip of `batch` (indices into `clips`), in its order."""
         decode = self.tokenizer.decode
-        for batch in self._batches(clips, order):
-            seconds = max(len(clips[i]) for i in batch) / SAMPLE_RATE
-            timestamps = self.options.use_timestamps(seconds)
-            if timestamps:
-                budget = min(self.options.timestamp_budget(seconds), CT2_MAX_TOKENS)
-                ends = [budget]
-            else:
-                budget = min(self.options.token_budget(seconds), CT2_MAX_TOKENS)
-                ends = sorted({min(self.options.token_budget(seconds, share), budget)
-                               for share in CALL_RATE_SHARES} | {budget})
-            tokens = self._generate(self._storage([clips[i] for i in batch]),
-                                    [self.prompt(languages[i], timestamps) for i in batch], ends,
-                                    timestamps=timestamps)
-            for i, row in zip(batch, tokens):
-                text = decode([t for t in row if t < self.end_of_text]).strip()
-                sentences = (timed_sentences(row, self.timestamp_begin, len(clips[i]) / SAMPLE_RATE, decode)
-                             if timestamps else [])
-                out[i] = TimedText(text, sentences, timestamps)
+        seconds = max(len(clips[i]) for i in batch) / SAMPLE_RATE
+        timestamps = self.options.use_timestamps(seconds)
+        if timestamps:
+            budget = min(self.options.timestamp_budget(seconds), CT2_MAX_TOKENS)
+            ends = [budget]
+        else:
+            budget = min(self.options.token_budget(seconds), CT2_MAX_TOKENS)
+            ends = sorted({min(self.options.token_budget(seconds, share), budget)
+                           for share in CALL_RATE_SHARES} | {budget})
+        tokens = self._generate(self._storage([clips[i] for i in batch]),
+                                [self.prompt(languages[i], timestamps) for i in batch], ends,
+                                timestamps=timestamps)
+        out = []
+        for i, row in zip(batch, tokens):
+            text = decode([t for t in row if t < self.end_of_text]).strip()
+            sentences = (timed_sentences(row, self.timestamp_begin, len(clips[i]) / SAMPLE_RATE, decode)
+                         if timestamps else [])
+            out.append(TimedText(text, sentences, timestamps))
         return out
 
     def _generate(self, features, prompts: list[list[int]], round_ends: list[int],
