@@ -35,6 +35,9 @@ teacher=packaged:whisper-base
 batch_size=${default[decode.batch_size]}
 # Beam size for teacher decoding (1 = greedy).
 beam=${default[decode.beam]}
+# Beam size for stage 3's pseudo-labels alone ("" = --beam): labels from a wider search than the
+# test decodes (sequence-level distillation; egs/ammi/README.md has its figures).
+label_beam=
 # Stage 1: "mini" synthesises the embedded corpus; otherwise a script run as
 # `bash $corpus_prep data/manifests` (with train_set, dev_set, test_sets exported) that writes
 # data/manifests/${manifest_prefix}_{recordings,supervisions}_<set>.jsonl.gz for every set.
@@ -293,12 +296,12 @@ stage2_inputs() {
 
 # Pseudo-label one CutSet in nj shards; finished shards are skipped, a killed shard resumes.
 # No skip here on "$out exists": split, shards and merge each check their fingerprint, so a
-# rerun with another teacher, --beam or input stops (or redoes, --redo-stale true) instead.
+# rerun with another teacher, --beam, --label-beam or input stops (or redoes, --redo-stale true) instead.
 pseudo_label_set() {
   local in=$1 out=$2 dir=$3
   udistil split-cuts --in "$in" --nj "$nj" --out-dir "$dir/split$nj"
   $label_cmd "${decode_gpu_opts[@]}" JOB=1:$nj "$dir/log/pseudo_label.JOB.log" \
-    udistil pseudo-label --model "$labeller" --batch-size "$batch_size" --beam "$beam" \
+    udistil pseudo-label --model "$labeller" --batch-size "$batch_size" --beam "${label_beam:-$beam}" \
       "${device_opts[@]}" $redo_opt \
       --targets-dir "$dir/targets" --targets-temperature "$temperature" --targets-alpha-mse "$alpha_mse" \
       --in "$dir/split$nj/cuts.JOB.jsonl.gz" --out "$dir/shards/cuts.JOB.jsonl.gz"

@@ -274,7 +274,13 @@ def test_slurm_dry_run_asks_every_model_stage_for_a_gpu_and_the_conf_resources(r
         shutil.rmtree(log, ignore_errors=True)
     for summary in copy.glob("exp/student_*/training_summary.json"):
         summary.unlink()
-    stdout = _dry_run(repo_root, copy, *cmd[1:], "--stage", "3", "--stop-stage", "7", "--device", "cuda")
+    stdout = _dry_run(repo_root, copy, *cmd[1:], "--stage", "3", "--stop-stage", "7", "--device", "cuda",
+                      "--label-beam", "3")
+    # --label-beam reaches stage 3's labelling jobs only; the test decodes keep --beam (1).
+    labelling = [q.read_text() for q in copy.glob("exp/teacher/*/log/q/pseudo_label.sh")]
+    assert labelling and all(re.search(r"--beam '?3'?\s", text) for text in labelling), labelling
+    decodes = [_script_command(s) for s in _job_scripts(copy, "decode")]
+    assert decodes and {c[c.index("--beam") + 1] for c in decodes} == {"1"}
     conf, kinds = slurm.SlurmConfig.parse(repo_root / "conf/slurm.conf"), _jobs_conf(repo_root)
     kind_of = {"pseudo_label": "label", "distill": "train", "decode": "decode"}
     seen = set()
