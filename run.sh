@@ -296,7 +296,8 @@ stage2_inputs() {
 
 # Pseudo-label one CutSet in nj shards; finished shards are skipped, a killed shard resumes.
 # No skip here on "$out exists": split, shards and merge each check their fingerprint, so a
-# rerun with another teacher, --beam, --label-beam or input stops (or redoes, --redo-stale true) instead.
+# rerun with another teacher, --beam, --label-beam or input stops (or redoes, --redo-stale true)
+# instead.
 pseudo_label_set() {
   local in=$1 out=$2 dir=$3
   udistil split-cuts --in "$in" --nj "$nj" --out-dir "$dir/split$nj"

@@ -27,6 +27,7 @@ prompt, so a continued row would have to open a new segment) and cuts a loop aft
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,12 +58,9 @@ def cpu_workers(threads: int) -> int:
     """How many CTranslate2 workers (of one thread each) the CPU engine runs for `threads`
     (0 = every CPU this process may use, which a Slurm job's allocation limits).
 
-    CTranslate2 parallelises one batch over its threads poorly: whisper-base int8 on 2 cores,
-    11 windows of 27 s with beam 4, took 9.7-10.9 s as two batches on one worker of 2 threads
-    and 6.6-7.4 s as batches of 2-3 on two workers of one thread (the weights are shared: the
-    process's memory did not grow; benchmarks/export_transcribe.py, docs/timestamps.md)."""
-    import os
-
+    CTranslate2 parallelises one batch over its threads poorly, and its workers share the
+    weights: small batches on single-thread workers side by side were the fastest split
+    measured (docs/timestamps.md, "Workers", has the figures)."""
     if threads > 0:
         return threads
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -71,9 +69,8 @@ def cpu_workers(threads: int) -> int:
 def worker_batch_size(clips: int, batch_size: int, workers: int) -> int:
     """The batch size that gives each of `workers` at least two batches of `clips` where the
     clips allow it, at most `batch_size`: a worker that finishes early takes another batch
-    instead of idling while the slowest one ends, and small batches decoded side by side were
-    faster than large ones one after another (bs 2-3 on two workers: 6.6-7.4 s; bs 6: 7.6-8.4 s,
-    same 11 windows as above)."""
+    instead of idling while the slowest one ends (batches of 2-3 beat batches of 6 on two
+    workers; docs/timestamps.md, "Workers")."""
     if workers <= 1:
         return batch_size
     return max(1, min(batch_size, -(-clips // (2 * workers))))
